@@ -75,7 +75,7 @@ class Linear(_Interpolation):
 @dataclasses.dataclass(frozen=True)
 class Cosine(_Interpolation):
     def _between(self, t: float) -> float:
-        return self.end + (self.start - self.end) * (1.0 + math.cos(math.pi * t)) / 2.0
+        return self.start + (self.end - self.start) * (1.0 - math.cos(math.pi * t)) / 2.0
 
 
 @register("exponential")

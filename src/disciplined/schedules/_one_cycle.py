@@ -85,8 +85,11 @@ class _Cycle(Schedule):
         )
 
     def _at(self, step: int) -> float:
-        if step > self._last:
-            step = self._last
+        # Both ends exact (torch's cos anneal can be one ulp off there); all else as torch.
+        if step >= self._last:
+            return self._points[-1][1]
+        if step == 0:
+            return self._points[0][0]
         begin = 0.0
         last_phase = len(self._ends) - 1
         for i, end in enumerate(self._ends):
