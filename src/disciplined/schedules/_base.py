@@ -129,6 +129,17 @@ def check_non_negative(name: str, value: float) -> float:
     return value
 
 
+def check_ordered(low_name: str, low: float, high_name: str, high: float) -> tuple[float, float]:
+    """Two non-negative ends of a range, the first not above the second."""
+    low = check_non_negative(low_name, low)
+    high = check_non_negative(high_name, high)
+    if low > high:
+        raise ValueError(
+            f"{low_name} must be <= {high_name}, got {low_name}={low}, {high_name}={high}"
+        )
+    return low, high
+
+
 def check_int(name: str, value: int, minimum: int) -> int:
     # numpy integers are fine; floats such as 100.0 are refused rather than truncated.
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -13,7 +13,7 @@ from ._base import (
     Schedule,
     check_choice,
     check_int,
-    check_non_negative,
+    check_ordered,
     check_positive,
     register,
     set_fields,
@@ -80,10 +80,7 @@ class Cyclic(_Cyclic):
     gamma: float = 1.0
 
     def __post_init__(self) -> None:
-        low = check_non_negative("base_lr", self.base_lr)
-        high = check_non_negative("max_lr", self.max_lr)
-        if low > high:
-            raise ValueError(f"base_lr must be <= max_lr, got base_lr={low}, max_lr={high}")
+        low, high = check_ordered("base_lr", self.base_lr, "max_lr", self.max_lr)
         set_fields(self, base_lr=low, max_lr=high)
         self._setup(low, high, self.step_size_up, self.step_size_down, self.mode, self.gamma)
 
@@ -101,13 +98,8 @@ class CyclicMomentum(_Cyclic):
     gamma: float = 1.0
 
     def __post_init__(self) -> None:
-        low = check_non_negative("base_momentum", self.base_momentum)
-        high = check_non_negative("max_momentum", self.max_momentum)
-        if low > high:
-            raise ValueError(
-                f"base_momentum must be <= max_momentum, got base_momentum={low}, "
-                f"max_momentum={high}"
-            )
+        low, high = check_ordered("base_momentum", self.base_momentum,
+                                  "max_momentum", self.max_momentum)
         set_fields(self, base_momentum=low, max_momentum=high)
         # Walking from max down towards base is the LR's wave with the ends swapped; the
         # arithmetic stays identical to torch's `max - (max - base) * factor * scale`.
@@ -164,10 +156,7 @@ class CosineRestarts(Schedule):
     total_steps = None
 
     def __post_init__(self) -> None:
-        high = check_non_negative("max_lr", self.max_lr)
-        low = check_non_negative("min_lr", self.min_lr)
-        if low > high:
-            raise ValueError(f"min_lr must be <= max_lr, got min_lr={low}, max_lr={high}")
+        low, high = check_ordered("min_lr", self.min_lr, "max_lr", self.max_lr)
         set_fields(
             self,
             max_lr=high,

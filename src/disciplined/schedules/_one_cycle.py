@@ -13,7 +13,7 @@ from ._base import (
     Schedule,
     check_choice,
     check_int,
-    check_non_negative,
+    check_ordered,
     check_positive,
     register,
     set_fields,
@@ -154,13 +154,8 @@ class OneCycleMomentum(_Cycle):
 
     def __post_init__(self) -> None:
         _check_cycle(self, self.total_steps, self.pct_start, self.anneal, self.three_phase)
-        high = check_non_negative("max_momentum", self.max_momentum)
-        low = check_non_negative("base_momentum", self.base_momentum)
-        if low > high:
-            raise ValueError(
-                f"base_momentum must be <= max_momentum, got base_momentum={low}, "
-                f"max_momentum={high}"
-            )
+        low, high = check_ordered("base_momentum", self.base_momentum,
+                                  "max_momentum", self.max_momentum)
         set_fields(self, max_momentum=high, base_momentum=low)
         points: tuple[tuple[float, float], ...]
         if three_phase := self.three_phase:
