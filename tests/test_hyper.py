@@ -5,7 +5,8 @@ import torch
 
 from disciplined import HyperScheduler
 from disciplined import schedules as S
-from disciplined.demo import digits_cnn, load_digits_split
+from disciplined.demo import load_digits_split
+from disciplined.tasks import digits_cnn
 
 TOTAL = 40
 

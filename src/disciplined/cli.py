@@ -137,6 +137,152 @@ def schedule(
         raise _fail(err) from None
 
 
+TaskArg = Annotated[str, typer.Argument(help="A built-in task (digits, mnist1d, mnist1d-mlp, "
+                                         "fashion-mnist, fashion-mnist-mlp) or a task file.")]
+DataDir = Annotated[Path | None, typer.Option(help="Folder with Fashion-MNIST's IDX files.")]
+
+
+def _floats(text: str, name: str, count: int) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise _fail(ValueError(f"{name} takes {count} comma-separated numbers, got {text!r}"))
+    return values
+
+
+@app.command("find-lr")
+def find_lr(
+    task: TaskArg,
+    out: OutDir = Path("runs/find-lr"),
+    val: Annotated[bool, typer.Option("--val", help="Read the validation loss "
+                                                     "(Smith's choice).")] = False,
+    start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="Last LR of the sweep.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Optimizer steps in the sweep.")] = 100,
+    mode: Annotated[str, typer.Option(help="exp or linear spacing.")] = "exp",
+    repeats: Annotated[int, typer.Option(help="Sweeps with different data orders.")] = 1,
+    momentum: Annotated[str, typer.Option(help="Momentum swept from,to during the test.")
+                        ] = "0.95,0.85",
+    weight_decay: Annotated[float, typer.Option("--wd", help="Weight decay, held.")] = 5e-4,
+    batch_size: Annotated[int | None, typer.Option(help="Default: the task's.")] = None,
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Run the LR range test; write lr_range.json and lr_range.png; print the suggestions."""
+    from rich.table import Table
+
+    from .engine import build_optimizer
+    from .range_test import lr_range_test
+    from .tasks import load_task
+
+    high, low = _floats(momentum, "--momentum", 2)
+    try:
+        spec = load_task(task, data_dir=data_dir)
+        train_data, val_data = spec.datasets()
+        with torch_seed(seed):
+            model = spec.model()
+        optimizer = build_optimizer(spec.optimizer, model, momentum=high,
+                                    weight_decay=weight_decay)
+        bar = _StepBar(steps, quiet, "range test")
+        result = lr_range_test(
+            model, optimizer, spec.loss_fn, train_data, val_data=val_data if val else None,
+            start_lr=start_lr, end_lr=end_lr, num_steps=steps, mode=mode,
+            momentum=(high, low), batch_size=batch_size or spec.batch_size,
+            metric=spec.metric, repeats=repeats, seed=seed, progress=bar.update)
+        bar.close()
+    except (ValueError, DisciplinedError) as err:
+        raise _fail(err) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lr_range.json").write_text(result.to_json())
+    plot = result.plot(out / "lr_range.png")
+    table = Table(title=f"LR range test on {spec.name} ({result.source} loss, "
+                        f"{result.stop_reason})")
+    for column in ("rule", "max LR (median)", "spread over repeats"):
+        table.add_column(column)
+    names = {"smith": "Smith (default)", "steepest": "steepest descent",
+             "min/10": "minimum / 10", "valley": "fastai valley"}
+    for rule, sugg in result.suggestions.items():
+        spread = sugg.spread
+        table.add_row(names[rule], "-" if sugg.value is None else f"{sugg.value:.3g}",
+                      "-" if spread is None else f"{spread[0]:.3g} .. {spread[1]:.3g}")
+    console.print(table)
+    if result.max_lr is not None:
+        console.print(f"suggested: max_lr {result.max_lr:.3g}, min_lr {result.min_lr:.3g} "
+                      f"(1cycle; {result.cyclic_min_lr:.3g} for cyclical LRs)")
+    else:
+        console.print("no clear decrease of the loss: widen the range (--start-lr, --end-lr)")
+    console.print(f"wrote {out / 'lr_range.json'} and {plot}")
+
+
+@app.command()
+def train(
+    task: TaskArg,
+    max_lr: Annotated[float, typer.Option(help="Peak (or constant) learning rate.")],
+    policy: Annotated[str, typer.Option(help="one-cycle, clr, sgdr, step, inv or constant.")
+                      ] = "one-cycle",
+    momentum: Annotated[str, typer.Option(help="max,min momentum (or beta1).")] = "0.95,0.85",
+    weight_decay: Annotated[float, typer.Option("--wd", help="Weight decay.")] = 5e-4,
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 5,
+    batch_size: Annotated[int | None, typer.Option(help="Default: the task's.")] = None,
+    out: OutDir = Path("runs/train"),
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a task with a named policy; write history.json, curves.png and model.pt."""
+    from .policies import train_task
+    from .tasks import load_task
+
+    high, low = _floats(momentum, "--momentum", 2)
+    try:
+        result = train_task(load_task(task, data_dir=data_dir), policy=policy, max_lr=max_lr,
+                            momentum=(high, low), weight_decay=weight_decay, epochs=epochs,
+                            batch_size=batch_size, seed=seed, progress=not quiet, out=out)
+    except (ValueError, DisciplinedError) as err:
+        raise _fail(err) from None
+    h = result.history
+    for step, loss, metric in zip(h.eval_step, h.val_loss, h.val_metric, strict=True):
+        extra = "" if metric is None else f"  val acc {metric:.2%}"
+        console.print(f"step {step:6d}  val loss {loss:.4f}{extra}", highlight=False)
+    final = h.val_metric[-1] if h.val_metric else None
+    console.print(f"{policy}: {h.epochs:.1f} epochs in {h.wall_seconds:.1f} s "
+                  f"({h.samples_per_second:,.0f} samples/s)"
+                  + ("" if final is None else f", final val accuracy {final:.2%}"))
+    console.print(f"wrote {out / 'history.json'}, {out / 'curves.png'}, {out / 'model.pt'}")
+
+
+class _StepBar:
+    def __init__(self, total: int, quiet: bool, label: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=label, unit="step", disable=quiet, leave=False)
+
+    def update(self, step: int, total: int, loss: float) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def torch_seed(seed: int) -> Any:
+    """Seed torch's RNG for a block and put the caller's state back afterwards."""
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def seeded() -> Any:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            yield
+
+    return seeded()
+
+
 def main() -> None:
     app()
 

@@ -15,9 +15,8 @@ from torch import nn
 
 from .hyper import HyperScheduler
 from .schedules import Schedule
+from .tasks import digits_cnn, digits_datasets
 
-# Digits: 1797 8x8 images; a fixed 80/20 split keeps every run comparable.
-VAL_FRACTION = 0.2
 BATCH_SIZE = 64
 
 
@@ -44,27 +43,9 @@ class DemoResult:
 
 
 def load_digits_split(seed: int = 0) -> DigitsData:
-    """scikit-learn's bundled digits (no download), scaled to [0, 1], split 80/20 by `seed`."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = torch.tensor(bunch.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
-    y = torch.tensor(bunch.target, dtype=torch.long)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_val = int(len(y) * VAL_FRACTION)
-    val, train = order[:n_val], order[n_val:]
-    return DigitsData(x[train], y[train], x[val], y[val])
-
-
-def digits_cnn() -> nn.Module:
-    """A small CNN for 8x8 digits: two 3x3 convolutions, one pooling, one linear layer."""
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 10),
-    )
+    """The digits task's data (bundled with scikit-learn) as plain tensors."""
+    train, val = digits_datasets(seed)
+    return DigitsData(*train.tensors, *val.tensors)
 
 
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .schedules import Schedule
+
+if TYPE_CHECKING:
+    from .engine import History
+    from .range_test import RangeTestResult
 
 _FORMATS = (".png", ".svg")
 
@@ -59,3 +65,76 @@ def plot_schedule(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     return out
+
+
+def _canvas(rows: int, height: float = 2.6) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(7, height * rows + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, 1, squeeze=False)[:, 0]
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in _FORMATS:
+        raise ValueError(f"path must end in .png or .svg, got {out.name!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def plot_history(history: History, path: str | Path) -> Path:
+    """Training and validation loss, validation metric and LR against the optimizer step."""
+    has_metric = any(m is not None for m in history.val_metric)
+    fig, axes = _canvas(3 if has_metric else 2)
+    ax = axes[0]
+    ax.plot(history.step, history.train_loss, color="tab:blue", alpha=0.5, label="train loss")
+    if history.eval_step:
+        ax.plot(history.eval_step, history.val_loss, "o-", color="tab:red", label="val loss")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    if has_metric:
+        axes[1].plot(history.eval_step, history.val_metric, "o-", color="tab:green")
+        axes[1].set_ylabel("val accuracy")
+        axes[1].grid(True, alpha=0.3)
+    axes[-1].plot(history.step, history.lr, color="tab:purple")
+    axes[-1].set_ylabel("learning rate")
+    axes[-1].set_xlabel("optimizer step")
+    axes[-1].grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
+    """Loss against LR (log axis): raw and smoothed training loss, validation loss, and every
+    rule's suggestion marked and labelled."""
+    fig, axes = _canvas(1, height=4.2)
+    ax = axes[0]
+    for i, run in enumerate(result.runs):
+        first = i == 0
+        ax.plot(run.lr, run.loss, color="tab:blue", alpha=0.15, lw=0.8,
+                label="train loss" if first else None)
+        ax.plot(run.lr, run.smoothed, color="tab:blue", lw=1.4,
+                label="train loss (smoothed)" if first else None)
+        if run.val_lr:
+            ax.plot(run.val_lr, run.val_loss, "o-", color="tab:red", ms=3, lw=1.2,
+                    label="validation loss" if first else None)
+    ax.set_xscale("log" if result.mode == "exp" else "linear")
+    finite = [v for run in result.runs for v in (run.val_loss or run.smoothed)
+              if math.isfinite(v)]
+    if finite:
+        low, high = min(finite), max(finite)
+        ax.set_ylim(low - 0.05 * (high - low), min(high, low + 3 * (high - low) / 2 + 1e-9))
+    styles = {"smith": ("tab:green", "-"), "steepest": ("tab:orange", "--"),
+              "min/10": ("tab:gray", ":"), "valley": ("tab:purple", "-.")}
+    for rule, sugg in result.suggestions.items():
+        if sugg.value is None:
+            continue
+        color, style = styles.get(rule, ("black", "--"))
+        name = "Smith (ours, max_lr)" if rule == "smith" else rule
+        ax.axvline(sugg.value, color=color, ls=style, lw=1.3, label=f"{name}: {sugg.value:.3g}")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.set_title(f"LR range test (suggestion read from the {result.source} loss)")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

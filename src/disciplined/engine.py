@@ -1,0 +1,399 @@
+"""The one training loop every stage uses, its History, and full-state snapshots.
+
+Read `Trainer.run` top to bottom: draw a batch, forward (under AMP if asked), backward,
+accumulate, clip, step the optimizer, step the schedules, evaluate every `eval_every` steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from .hyper import HyperScheduler
+
+Data = Dataset | DataLoader
+EVAL_BATCH = 1024
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` if given, else cuda, then mps, then cpu."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def build_optimizer(kind: str, model: nn.Module, *, lr: float = 1e-3, momentum: float = 0.9,
+                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """SGD with momentum, or AdamW with beta1 = `momentum` (the task's choice)."""
+    if kind == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                               weight_decay=weight_decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, betas=(momentum, 0.999),
+                                 weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {kind!r}")
+
+
+def _tensors(data: Data) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The (inputs, targets) tensors of an in-memory dataset, else None."""
+    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        return data.tensors[0], data.tensors[1]
+    return None
+
+
+def num_samples(data: Data) -> int:
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    return len(dataset)  # type: ignore[arg-type]
+
+
+class BatchStream:
+    """Endless training batches, epoch after epoch, in an order fixed by `seed`.
+
+    In-memory tensors are sliced by a per-epoch permutation (no DataLoader overhead); other
+    datasets go through a DataLoader; a DataLoader given by the user is used as it is.
+    """
+
+    def __init__(self, data: Data, batch_size: int, *, seed: int = 0,
+                 device: torch.device | None = None) -> None:
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.device = device or torch.device("cpu")
+        self._tensors = _tensors(data)
+        if self._tensors is not None:
+            self._tensors = (self._tensors[0].to(self.device), self._tensors[1].to(self.device))
+        n = num_samples(data)
+        if n == 0:
+            raise ValueError("the training data is empty")
+        self.batches_per_epoch = len(data) if isinstance(data, DataLoader) else \
+            math.ceil(n / batch_size)
+        self.epoch, self.position = 0, 0
+        self._iter: Iterator[Any] | None = None
+        self._order: torch.Tensor | None = None
+
+    def _start_epoch(self) -> None:
+        if self._tensors is not None:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            self._order = torch.randperm(len(self._tensors[1]), generator=gen).to(self.device)
+        else:
+            loader = self.data if isinstance(self.data, DataLoader) else DataLoader(
+                self.data, batch_size=self.batch_size, shuffle=True,
+                generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+            self._iter = iter(loader)
+            for _ in range(self.position):  # resuming mid-epoch: skip what was seen
+                next(self._iter)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.position >= self.batches_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+            self._order, self._iter = None, None
+        if self._order is None and self._iter is None:
+            self._start_epoch()
+        self.position += 1
+        if self._tensors is not None:
+            assert self._order is not None
+            idx = self._order[(self.position - 1) * self.batch_size:
+                              self.position * self.batch_size]
+            return self._tensors[0][idx], self._tensors[1][idx]
+        assert self._iter is not None
+        x, y = next(self._iter)[:2]
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._order, self._iter = None, None
+        if self.position:
+            self._start_epoch()
+
+
+def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
+             metric: str | None, device: torch.device, *, max_samples: int | None = None,
+             amp: str | None = None) -> tuple[float, float | None]:
+    """Mean loss (and accuracy when `metric == "accuracy"`) over `data` (its first
+    `max_samples` samples if given), in eval mode; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    tensors = _tensors(data)
+    if tensors is not None:
+        x_all, y_all = tensors
+        n = len(y_all) if max_samples is None else min(max_samples, len(y_all))
+        batches: Any = ((x_all[i:i + EVAL_BATCH], y_all[i:i + EVAL_BATCH])
+                        for i in range(0, n, EVAL_BATCH))
+    else:
+        batches = data if isinstance(data, DataLoader) else DataLoader(data, EVAL_BATCH)
+    try:
+        with torch.no_grad(), _autocast(device, amp):
+            for batch in batches:
+                x, y = batch[0].to(device), batch[1].to(device)
+                if max_samples is not None and seen >= max_samples:
+                    break
+                out = model(x)
+                total_loss += float(loss_fn(out.float(), y)) * len(y)
+                if metric == "accuracy":
+                    correct += int((out.argmax(1) == y).sum())
+                seen += len(y)
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise ValueError("the validation data is empty")
+    return total_loss / seen, (correct / seen if metric == "accuracy" else None)
+
+
+def _autocast(device: torch.device, amp: str | None) -> Any:
+    if amp is None:
+        return torch.autocast(device.type, enabled=False)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@dataclasses.dataclass
+class History:
+    """What a run recorded: per optimizer step and per evaluation, with timings."""
+
+    step: list[int] = dataclasses.field(default_factory=list)
+    lr: list[float] = dataclasses.field(default_factory=list)
+    momentum: list[float | None] = dataclasses.field(default_factory=list)
+    train_loss: list[float] = dataclasses.field(default_factory=list)
+    eval_step: list[int] = dataclasses.field(default_factory=list)
+    val_loss: list[float] = dataclasses.field(default_factory=list)
+    val_metric: list[float | None] = dataclasses.field(default_factory=list)
+    eval_seconds: list[float] = dataclasses.field(default_factory=list)
+    wall_seconds: float = 0.0
+    samples_per_second: float = 0.0
+    epochs: float = 0.0
+    stop_reason: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> History:
+        return cls(**json.loads(text))
+
+    def plot(self, path: str | Path) -> Path:
+        from .plot import plot_history
+
+        return plot_history(self, path)
+
+
+class Trainer:
+    """One model, one optimizer, one loss, the data and the schedules: a run you can pause.
+
+    Seeds torch's global RNG with `seed` (dropout and the like draw from it), and orders the
+    batches by `seed`; same seed, same numbers on the same machine. `amp` is "bf16" or "fp16"
+    (fp16 on CUDA only, with a gradient scaler). `accumulate` micro-batches make one optimizer
+    step; `clip_grad_norm` clips the global gradient norm.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[..., torch.Tensor],
+        train_data: Data,
+        val_data: Data | None = None,
+        *,
+        scheduler: HyperScheduler | None = None,
+        metric: str | None = "accuracy",
+        batch_size: int = 128,
+        eval_every: int | None = None,
+        eval_samples: int | None = None,
+        accumulate: int = 1,
+        clip_grad_norm: float | None = None,
+        amp: str | None = None,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        on_eval: Callable[[int, float, float | None], None] | None = None,
+    ) -> None:
+        if accumulate < 1:
+            raise ValueError(f"accumulate must be an int >= 1, got {accumulate}")
+        if amp not in (None, "bf16", "fp16"):
+            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        self.device = pick_device(device)
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' or none")
+        self.model = model.to(self.device)
+        self.optimizer, self.loss_fn, self.scheduler = optimizer, loss_fn, scheduler
+        self.val_data, self.metric = val_data, metric
+        self.batch_size, self.accumulate, self.clip = batch_size, accumulate, clip_grad_norm
+        self.amp, self.progress, self.on_eval = amp, progress, on_eval
+        self.eval_samples = eval_samples
+        torch.manual_seed(seed)
+        self.batches = BatchStream(train_data, batch_size, seed=seed, device=self.device)
+        self.steps_per_epoch = math.ceil(self.batches.batches_per_epoch / accumulate)
+        self.eval_every = eval_every or self.steps_per_epoch
+        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        self.step = 0
+        self.history = History()
+        self._samples_per_step = batch_size * accumulate
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self, *, epochs: float | None = None, steps: int | None = None,
+            seconds: float | None = None) -> History:
+        """Train until the first budget runs out (epochs, optimizer steps or wall seconds)."""
+        if epochs is None and steps is None and seconds is None:
+            raise ValueError("give a budget: epochs, steps or seconds")
+        limit = math.inf
+        if steps is not None:
+            limit = min(limit, self.step + steps)
+        if epochs is not None:
+            limit = min(limit, self.step + math.ceil(epochs * self.steps_per_epoch))
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=None if math.isinf(limit) else int(limit - self.step),
+                       unit="step", leave=False)
+        start = time.perf_counter()
+        trained_seconds, first_step = 0.0, self.step
+        reason = "budget"
+        try:
+            while self.step < limit:
+                if seconds is not None and time.perf_counter() - start >= seconds:
+                    reason = "time"
+                    break
+                t0 = time.perf_counter()
+                loss = self._train_step()
+                trained_seconds += time.perf_counter() - t0
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if not math.isfinite(loss):
+                    reason = "diverged"
+                    break
+                if self.val_data is not None and self.step % self.eval_every == 0:
+                    self._evaluate(start)
+            if self.val_data is not None and (not self.history.eval_step
+                                              or self.history.eval_step[-1] != self.step):
+                self._evaluate(start)
+        finally:
+            if bar is not None:
+                bar.close()
+        h = self.history
+        h.wall_seconds += time.perf_counter() - start
+        done = self.step - first_step
+        if trained_seconds > 0:
+            h.samples_per_second = done * self._samples_per_step / trained_seconds
+        h.epochs = self.step / self.steps_per_epoch
+        h.stop_reason = reason
+        return h
+
+    def _train_step(self) -> float:
+        opt, model = self.optimizer, self.model
+        total = 0.0
+        for _ in range(self.accumulate):
+            x, y = self.batches.next()
+            with _autocast(self.device, self.amp):
+                loss = self.loss_fn(model(x), y) / self.accumulate
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            total += loss.item()
+        if self.clip is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip)
+        group = opt.param_groups[0]
+        self.history.step.append(self.step)
+        self.history.lr.append(float(group["lr"]))
+        mom = group["betas"][0] if "betas" in group else group.get("momentum")
+        self.history.momentum.append(None if mom is None else float(mom))
+        self.history.train_loss.append(total)
+        if self.scaler is not None:
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step += 1
+        return total
+
+    def _evaluate(self, start: float) -> None:
+        assert self.val_data is not None
+        loss, metric = evaluate(self.model, self.val_data, self.loss_fn, self.metric,
+                                self.device, max_samples=self.eval_samples, amp=self.amp)
+        h = self.history
+        h.eval_step.append(self.step)
+        h.val_loss.append(loss)
+        h.val_metric.append(metric)
+        h.eval_seconds.append(h.wall_seconds + time.perf_counter() - start)
+        if self.on_eval is not None:
+            self.on_eval(self.step, loss, metric)
+
+    # --- snapshots ------------------------------------------------------------------------
+
+    def snapshot(self, path: str | Path | None = None) -> dict[str, Any]:
+        """The full state (model, optimizer, schedules, scaler, RNGs, data position, step,
+        history), deep-copied in memory; also written to `path` if given."""
+        snap = copy.deepcopy({
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "batches": self.batches.state(),
+            "step": self.step,
+            "history": dataclasses.asdict(self.history),
+        })
+        snap["rng"] = rng_state()
+        if path is not None:
+            buffer = io.BytesIO()
+            torch.save(snap, buffer)
+            Path(path).write_bytes(buffer.getvalue())
+        return snap
+
+    def restore(self, snap: dict[str, Any] | str | Path) -> None:
+        """Go back to a snapshot (a dict from `snapshot()` or the path it was written to)."""
+        state: dict[str, Any] = snap if isinstance(snap, dict) else \
+            torch.load(snap, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.batches.load_state(state["batches"])
+        self.step = state["step"]
+        self.history = History(**copy.deepcopy(state["history"]))
+        set_rng_state(state["rng"])
+
+
+def rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and Python RNG states."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])

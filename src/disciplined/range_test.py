@@ -1,0 +1,370 @@
+"""Smith's learning-rate range test (Smith 2018, Section 4.1; Smith 2017, Section 3.3).
+
+Train for a few hundred steps while the LR grows from tiny to huge, record the loss, and read
+off the largest LR at which the loss still clearly falls. The model, the optimizer and every
+RNG are put back exactly as they were afterwards, whatever happens.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import schedules
+from .engine import BatchStream, Data, evaluate, pick_device, rng_state, set_rng_state
+from .hyper import HyperScheduler
+
+# EMA weight of the loss smoothing (bias-corrected); ~20 steps of memory.
+SMOOTHING = 0.95
+# Stop when the smoothed loss exceeds this multiple of its best (fastai also uses 4).
+DIVERGE_FACTOR = 4.0
+# Smith's rule: "still clearly decreasing" = a slope at least this fraction of the steepest.
+CLEAR_DECREASE = 0.3
+# ... and at least half a decade below the minimum, where the loss is already ragged: a range
+# test that keeps training reaches its minimum with the loss still falling steeply.
+MIN_BACKOFF = 10**0.5
+# min_lr for 1cycle is max/10 (Smith 2018, 4.1); cyclical LRs take max/4 (Smith 2017, 3.3).
+ONE_CYCLE_DIV = 10.0
+CYCLIC_DIV = 4.0
+RULES = ("smith", "steepest", "min/10", "valley")
+
+
+# --- suggestion rules: pure functions of the curve -------------------------------------------
+
+
+def smooth(losses: list[float] | np.ndarray, beta: float = SMOOTHING) -> np.ndarray:
+    """Exponential moving average with bias correction (the first values are not dragged
+    towards zero)."""
+    out, avg = np.empty(len(losses)), 0.0
+    for i, loss in enumerate(losses):
+        avg = beta * avg + (1 - beta) * loss
+        out[i] = avg / (1 - beta ** (i + 1))
+    return out
+
+
+def _slopes(lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """d loss / d log(lr): the same for exponential and linear sweeps."""
+    return np.gradient(losses, np.log(lrs)) if len(lrs) > 1 else np.zeros(len(lrs))
+
+
+def rule_smith(lrs: np.ndarray, losses: np.ndarray) -> float | None:
+    """The largest LR before the loss minimum where the loss still clearly decreases."""
+    i_min = int(np.argmin(losses))
+    slopes = _slopes(lrs, losses)[: i_min + 1]
+    if len(slopes) < 2 or slopes.min() >= 0:
+        return None
+    clear = np.nonzero(slopes <= CLEAR_DECREASE * slopes.min())[0]
+    return float(min(lrs[clear[-1]], lrs[i_min] / MIN_BACKOFF))
+
+
+def rule_steepest(lrs: np.ndarray, losses: np.ndarray) -> float | None:
+    """The LR of the steepest descent (torch-lr-finder's and Lightning's suggestion)."""
+    i_min = int(np.argmin(losses))
+    slopes = _slopes(lrs, losses)[: i_min + 1]
+    if len(slopes) < 2 or slopes.min() >= 0:
+        return None
+    return float(lrs[int(np.argmin(slopes))])
+
+
+def rule_min_div_10(lrs: np.ndarray, losses: np.ndarray) -> float | None:
+    """A tenth of the LR at the loss minimum (the early fastai rule of thumb)."""
+    return float(lrs[int(np.argmin(losses))] / 10.0) if len(lrs) else None
+
+
+def rule_valley(lrs: np.ndarray, losses: np.ndarray) -> float | None:
+    """fastai's valley: the longest run of decreasing loss, then a point about halfway through
+    its middle third."""
+    n = len(losses)
+    if n < 3:
+        return None
+    longest = [1] * n
+    best_end, best_start = 0, 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and longest[i] < longest[j] + 1:
+                longest[i] = longest[j] + 1
+        if longest[i] > longest[best_end]:
+            best_end, best_start = i, i - longest[i]
+    third = (best_end - best_start) / 3
+    return float(lrs[best_start + int(third) + int(third / 2)])
+
+
+_RULE_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float | None]] = {
+    "smith": rule_smith, "steepest": rule_steepest, "min/10": rule_min_div_10,
+    "valley": rule_valley,
+}
+
+
+def suggest(lrs: list[float], losses: list[float]) -> dict[str, float | None]:
+    """Every rule's max-LR suggestion for one (smoothed) curve."""
+    x, y = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
+    keep = np.isfinite(y)
+    return {name: fn(x[keep], y[keep]) for name, fn in _RULE_FUNCTIONS.items()}
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeCurve:
+    """One sweep: per step LR, momentum, raw and smoothed training loss; per evaluation the
+    validation loss and metric."""
+
+    lr: list[float]
+    momentum: list[float | None]
+    loss: list[float]
+    smoothed: list[float]
+    val_step: list[int]
+    val_lr: list[float]
+    val_loss: list[float]
+    val_metric: list[float | None]
+    stop_reason: str
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Suggestion:
+    """A rule's suggested max LR: the median over repeats, with each repeat's value."""
+
+    rule: str
+    value: float | None
+    values: list[float | None]
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        found = [v for v in self.values if v is not None]
+        return (min(found), max(found)) if found else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeTestResult:
+    """Curves of every repeat, every rule's suggestion, and the default choice.
+
+    `max_lr` is Smith's rule (median over repeats), read from the validation loss when a
+    validation set was given (`source == "val"`), else from the smoothed training loss.
+    """
+
+    runs: list[RangeCurve]
+    suggestions: dict[str, Suggestion]
+    source: str
+    mode: str
+    start_lr: float
+    end_lr: float
+
+    @property
+    def max_lr(self) -> float | None:
+        return self.suggestions["smith"].value
+
+    @property
+    def min_lr(self) -> float | None:
+        """max_lr / 10, the lower end of a 1cycle."""
+        return None if self.max_lr is None else self.max_lr / ONE_CYCLE_DIV
+
+    @property
+    def cyclic_min_lr(self) -> float | None:
+        """max_lr / 4, the lower bound for cyclical learning rates."""
+        return None if self.max_lr is None else self.max_lr / CYCLIC_DIV
+
+    @property
+    def stop_reason(self) -> str:
+        return self.runs[0].stop_reason
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_lr": self.max_lr, "min_lr": self.min_lr, "cyclic_min_lr": self.cyclic_min_lr,
+            "source": self.source, "mode": self.mode, "start_lr": self.start_lr,
+            "end_lr": self.end_lr,
+            "suggestions": {k: dataclasses.asdict(v) for k, v in self.suggestions.items()},
+            "runs": [dataclasses.asdict(r) for r in self.runs],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> RangeTestResult:
+        data = json.loads(text)
+        return cls(
+            runs=[RangeCurve(**r) for r in data["runs"]],
+            suggestions={k: Suggestion(**v) for k, v in data["suggestions"].items()},
+            source=data["source"], mode=data["mode"], start_lr=data["start_lr"],
+            end_lr=data["end_lr"])
+
+    def plot(self, path: str | Path) -> Path:
+        from .plot import plot_range_test
+
+        return plot_range_test(self, path)
+
+
+# --- the test --------------------------------------------------------------------------------
+
+
+def lr_range_test(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[..., torch.Tensor],
+    train_data: Data,
+    *,
+    val_data: Data | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    momentum: tuple[float, float] | None = None,
+    batch_size: int = 128,
+    val_every: int = 5,
+    val_samples: int = 512,
+    metric: str | None = None,
+    diverge_factor: float | None = DIVERGE_FACTOR,
+    smoothing: float = SMOOTHING,
+    repeats: int = 1,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    keep_state_on_disk: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> RangeTestResult:
+    """Run the LR range test and suggest `max_lr` / `min_lr` (Smith 2018, Section 4.1).
+
+    The LR sweeps from `start_lr` to `end_lr` over `num_steps` optimizer steps
+    (exponentially or linearly); `momentum=(0.95, 0.85)` sweeps momentum down at the same
+    time. Weight decay stays as the optimizer has it. With `val_data`, the loss on a fixed
+    subset of `val_samples` is measured every `val_every` steps and the suggestion is read
+    from it. The test stops when the smoothed loss exceeds `diverge_factor` times its best
+    (None: never) or is not finite. With `repeats=n`, n sweeps with different data orders
+    (seeds `seed .. seed+n-1`) from the same weights give medians and spreads.
+    Afterwards the model, the optimizer and the RNGs are exactly as before, also on an
+    exception or KeyboardInterrupt (the copy stays in memory unless `keep_state_on_disk`).
+    """
+    sweep = schedules.lr_range(start_lr, end_lr, num_steps, mode=mode)
+    if repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, got {repeats}")
+    if val_every < 1:
+        raise ValueError(f"val_every must be an int >= 1, got {val_every}")
+    if diverge_factor is not None and diverge_factor <= 1:
+        raise ValueError(f"diverge_factor must be > 1 or None, got {diverge_factor}")
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    mom_sched = None
+    if momentum is not None:
+        mom_sched = schedules.linear(momentum[0], momentum[1], num_steps)
+    dev = pick_device(device)
+    model.to(dev)
+    saved = _save_state(model, optimizer, keep_state_on_disk)
+    runs = []
+    try:
+        for r in range(repeats):
+            if r:
+                _load_state(model, optimizer, saved)
+            runs.append(_sweep(model, optimizer, loss_fn, train_data, val_data, sweep,
+                               mom_sched, batch_size, val_every, val_samples, metric,
+                               diverge_factor, smoothing, seed + r, dev, progress))
+    finally:
+        _load_state(model, optimizer, saved)
+        if saved.get("path"):
+            os.unlink(saved["path"])
+    source = "val" if val_data is not None else "train"
+    per_run = [suggest(run.val_lr, run.val_loss) if source == "val"
+               else suggest(run.lr, run.smoothed) for run in runs]
+    suggestions = {}
+    for rule in RULES:
+        values = [s[rule] for s in per_run]
+        found = [v for v in values if v is not None]
+        median = float(np.exp(statistics.median(np.log(found)))) if found else None
+        suggestions[rule] = Suggestion(rule, median, values)
+    return RangeTestResult(runs, suggestions, source, mode, float(start_lr), float(end_lr))
+
+
+def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[..., Any],
+           train_data: Data, val_data: Data | None, sweep: schedules.Schedule,
+           mom_sched: schedules.Schedule | None, batch_size: int, val_every: int,
+           val_samples: int, metric: str | None, diverge_factor: float | None,
+           smoothing: float, seed: int, device: torch.device,
+           progress: Callable[[int, int, float], None] | None) -> RangeCurve:
+    torch.manual_seed(seed)
+    hs = HyperScheduler(optimizer, lr=sweep, momentum=mom_sched)
+    batches = BatchStream(train_data, batch_size, seed=seed, device=device)
+    was_training = model.training
+    model.train()
+    lrs: list[float] = []
+    moms: list[float | None] = []
+    raw: list[float] = []
+    smoothed: list[float] = []
+    val_step: list[int] = []
+    val_lr: list[float] = []
+    val_loss: list[float] = []
+    val_metric: list[float | None] = []
+    avg, best, reason = 0.0, math.inf, "end_lr reached"
+    total = sweep.total_steps or 0
+    try:
+        for step in range(total):
+            x, y = batches.next()
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            value = loss.item()
+            lr = sweep(step)
+            lrs.append(lr)
+            moms.append(None if mom_sched is None else mom_sched(step))
+            raw.append(value)
+            avg = smoothing * avg + (1 - smoothing) * value
+            smoothed.append(avg / (1 - smoothing ** (step + 1)))
+            if progress is not None:
+                progress(step, total, smoothed[-1])
+            if not math.isfinite(smoothed[-1]):
+                reason = "loss not finite"
+                break
+            best = min(best, smoothed[-1])
+            if diverge_factor is not None and smoothed[-1] > diverge_factor * best:
+                reason = f"diverged (smoothed loss > {diverge_factor:g}x its best)"
+                break
+            loss.backward()
+            optimizer.step()
+            hs.step()
+            if val_data is not None and (step + 1) % val_every == 0:
+                v_loss, v_metric = evaluate(model, val_data, loss_fn, metric, device,
+                                            max_samples=val_samples)
+                val_step.append(step)
+                val_lr.append(lr)
+                val_loss.append(v_loss)
+                val_metric.append(v_metric)
+    finally:
+        model.train(was_training)
+    return RangeCurve(lrs, moms, raw, smoothed, val_step, val_lr, val_loss, val_metric,
+                      reason, seed)
+
+
+def _save_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                on_disk: bool) -> dict[str, Any]:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+    saved: dict[str, Any] = {"rng": rng_state(), "training": model.training}
+    if on_disk:
+        fd, path = tempfile.mkstemp(prefix="disciplined-range-test-", suffix=".pt")
+        os.close(fd)
+        torch.save(state, path)
+        saved["path"] = path
+    else:
+        saved["state"] = copy.deepcopy(state)
+    return saved
+
+
+def _load_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                saved: dict[str, Any]) -> None:
+    state = saved.get("state")
+    if state is None:
+        state = torch.load(saved["path"], weights_only=False)
+    model.load_state_dict(state["model"])
+    # load_state_dict copies into the optimizer: the saved copy stays pristine for repeats
+    optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+    model.train(saved["training"])
+    set_rng_state(saved["rng"])

@@ -1,0 +1,275 @@
+"""What to train: the built-in tasks (all offline) and the task-file protocol.
+
+A task file is a Python file that defines `build_model()` and `build_datasets()` (returning
+`(train_dataset, val_dataset)`), and optionally `loss_fn`, `metric`, `optimizer`, `batch_size`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import importlib.util
+import random
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from .errors import DisciplinedError
+
+DEFAULT_BATCH_SIZE = 128
+OPTIMIZERS = ("sgd", "adamw")
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+TASK_FILE_EXAMPLE = '''\
+import torch
+
+def build_model():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+def build_datasets():
+    x, y = torch.randn(512, 64), torch.randint(0, 10, (512,))
+    ds = torch.utils.data.TensorDataset(x, y)
+    return ds, ds
+
+batch_size = 64            # optional, default 128
+optimizer = "sgd"          # optional: "sgd" (default) or "adamw"
+'''
+
+
+class TaskError(DisciplinedError):
+    """A task that cannot be loaded: the message names the task and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Everything a run needs to know about what it trains."""
+
+    name: str
+    build_model: Callable[[], nn.Module]
+    build_datasets: Callable[[], tuple[Dataset, Dataset]]
+    loss_fn: nn.Module = dataclasses.field(default_factory=nn.CrossEntropyLoss)
+    metric: str | None = "accuracy"
+    optimizer: str = "sgd"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    source: str = "built-in"
+
+    def model(self) -> nn.Module:
+        try:
+            model = self.build_model()
+        except Exception as err:
+            raise TaskError(
+                f"{self.source}: build_model() raised {type(err).__name__}: {err}") from err
+        if not isinstance(model, nn.Module):
+            raise TaskError(f"{self.source}: build_model() must return a torch.nn.Module, got "
+                            f"{type(model).__name__}")
+        return model
+
+    def datasets(self) -> tuple[Dataset, Dataset]:
+        try:
+            out = self.build_datasets()
+        except TaskError:
+            raise
+        except Exception as err:
+            raise TaskError(
+                f"{self.source}: build_datasets() raised {type(err).__name__}: {err}") from err
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise TaskError(f"{self.source}: build_datasets() must return (train_dataset, "
+                            f"val_dataset), got {type(out).__name__}")
+        return out[0], out[1]
+
+
+# --- built-in data ----------------------------------------------------------------------------
+
+
+def digits_datasets(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
+    """scikit-learn's bundled 8x8 digits (no download), scaled to [0, 1], split 80/20."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_val = len(y) // 5
+    return TensorDataset(x[order[n_val:]], y[order[n_val:]]), \
+        TensorDataset(x[order[:n_val]], y[order[:n_val]])
+
+
+def mnist1d_datasets() -> tuple[TensorDataset, TensorDataset]:
+    """MNIST-1D generated locally by `mnist1d.data.make_dataset` (default arguments and seed:
+    4000 train, 1000 test, length 40). Never downloads."""
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as err:
+        raise TaskError("the mnist1d task needs the mnist1d package: pip install mnist1d") from err
+    # make_dataset seeds numpy's and Python's global RNGs; keep the caller's untouched.
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+    def tensors(x: np.ndarray, y: np.ndarray) -> TensorDataset:
+        return TensorDataset(torch.tensor(x, dtype=torch.float32),
+                             torch.tensor(y, dtype=torch.long))
+
+    return tensors(data["x"], data["y"]), tensors(data["x_test"], data["y_test"])
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (the MNIST format), gzipped or not, as a numpy array."""
+    path = Path(path)
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise TaskError(f"{path} is not an IDX file (bad magic number)")
+    dtypes: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
+                              0x0E: ">f8"}
+    code, ndim = raw[2], raw[3]
+    if code not in dtypes:
+        raise TaskError(f"{path}: unknown IDX data type 0x{code:02x}")
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=dtypes[code], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise TaskError(f"{path}: expected {int(np.prod(shape))} values, found {data.size}")
+    return data.reshape(shape)
+
+
+def fashion_mnist_datasets(data_dir: str | Path | None = None
+                           ) -> tuple[TensorDataset, TensorDataset]:
+    """Fashion-MNIST from its IDX files (Debian's dataset-fashion-mnist, or `data_dir`):
+    60000 train, 10000 test, 28x28 scaled to [0, 1]."""
+    root = Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR
+    names = {"x": "train-images-idx3-ubyte", "y": "train-labels-idx1-ubyte",
+             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+    paths = {}
+    for key, stem in names.items():
+        found = [root / (stem + ext) for ext in (".gz", "") if (root / (stem + ext)).exists()]
+        if not found:
+            raise TaskError(
+                f"Fashion-MNIST not found: no {stem}[.gz] in {root}. Install it with "
+                f"`sudo apt-get install dataset-fashion-mnist` (files land in "
+                f"{FASHION_MNIST_DIR}), or pass --data-dir with the four IDX files")
+        paths[key] = found[0]
+
+    def images(path: Path) -> torch.Tensor:
+        return torch.tensor(read_idx(path), dtype=torch.float32).unsqueeze(1) / 255.0
+
+    def labels(path: Path) -> torch.Tensor:
+        return torch.tensor(read_idx(path), dtype=torch.long)
+
+    return (TensorDataset(images(paths["x"]), labels(paths["y"])),
+            TensorDataset(images(paths["x_test"]), labels(paths["y_test"])))
+
+
+# --- built-in models --------------------------------------------------------------------------
+
+
+def digits_cnn() -> nn.Module:
+    """A small CNN for 8x8 digits: two 3x3 convolutions, one pooling, one linear layer."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+
+
+def mnist1d_cnn() -> nn.Module:
+    """The MNIST-1D paper's CNN: three strided 1-D convolutions (25 channels), one linear."""
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 40)),
+        nn.Conv1d(1, 25, 5, stride=2, padding=1), nn.ReLU(),
+        nn.Conv1d(25, 25, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv1d(25, 25, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(125, 10))
+
+
+def mnist1d_mlp() -> nn.Module:
+    """The MNIST-1D paper's MLP: 40 -> 100 -> 100 -> 10."""
+    return nn.Sequential(nn.Linear(40, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(),
+                         nn.Linear(100, 10))
+
+
+def caffe_lenet() -> nn.Module:
+    """Caffe's LeNet: conv 20 5x5, max-pool, conv 50 5x5, max-pool, fc 500 (ReLU), fc 10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 20, 5), nn.MaxPool2d(2),
+        nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(50 * 4 * 4, 500), nn.ReLU(), nn.Linear(500, 10))
+
+
+def fashion_mlp() -> nn.Module:
+    """A two-hidden-layer MLP for 28x28 images: 784 -> 500 -> 300 -> 10."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 300),
+                         nn.ReLU(), nn.Linear(300, 10))
+
+
+def builtin_tasks(data_dir: str | Path | None = None) -> dict[str, Task]:
+    """Every built-in task by name; data are loaded only when a run asks for them."""
+    fashion = lambda: fashion_mnist_datasets(data_dir)  # noqa: E731
+    return {
+        "digits": Task("digits", digits_cnn, digits_datasets, batch_size=64),
+        "mnist1d": Task("mnist1d", mnist1d_cnn, mnist1d_datasets, batch_size=100),
+        "mnist1d-mlp": Task("mnist1d-mlp", mnist1d_mlp, mnist1d_datasets, batch_size=100),
+        "fashion-mnist": Task("fashion-mnist", caffe_lenet, fashion, batch_size=128),
+        "fashion-mnist-mlp": Task("fashion-mnist-mlp", fashion_mlp, fashion, batch_size=128),
+    }
+
+
+# --- task files -------------------------------------------------------------------------------
+
+
+def load_task(name_or_path: str | Path, *, data_dir: str | Path | None = None) -> Task:
+    """A built-in task by name, or a user's task file by path."""
+    builtins = builtin_tasks(data_dir)
+    if str(name_or_path) in builtins:
+        return builtins[str(name_or_path)]
+    path = Path(name_or_path)
+    if path.suffix != ".py" or not path.exists():
+        raise TaskError(
+            f"unknown task {str(name_or_path)!r}: use a built-in task "
+            f"({', '.join(builtins)}) or the path of a Python task file, for example:\n"
+            f"{TASK_FILE_EXAMPLE}")
+    return _task_from_file(path)
+
+
+def _task_from_file(path: Path) -> Task:
+    module_name = f"_disciplined_task_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TaskError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # so trials can pickle what the file defines
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(module_name, None)
+        raise TaskError(f"{path}: importing the task file raised {type(err).__name__}: "
+                        f"{err}") from err
+    missing = [name for name in ("build_model", "build_datasets")
+               if not callable(getattr(module, name, None))]
+    if missing:
+        raise TaskError(
+            f"{path}: a task file must define {' and '.join(f'{m}()' for m in missing)}; "
+            f"for example:\n{TASK_FILE_EXAMPLE}")
+    loss_fn = getattr(module, "loss_fn", None) or nn.CrossEntropyLoss()
+    if not callable(loss_fn):
+        raise TaskError(f"{path}: loss_fn must be callable (e.g. torch.nn.CrossEntropyLoss())")
+    default_metric = "accuracy" if isinstance(loss_fn, nn.CrossEntropyLoss) else None
+    metric = getattr(module, "metric", default_metric)
+    if metric not in ("accuracy", None):
+        raise TaskError(f"{path}: metric must be \"accuracy\" or None, got {metric!r}")
+    optimizer = getattr(module, "optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise TaskError(f"{path}: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    batch_size = getattr(module, "batch_size", DEFAULT_BATCH_SIZE)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TaskError(f"{path}: batch_size must be a positive int, got {batch_size!r}")
+    return Task(path.stem, module.build_model, module.build_datasets, loss_fn, metric,
+                optimizer, batch_size, source=str(path))
