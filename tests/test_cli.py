@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from disciplined.cli import app
@@ -32,3 +33,61 @@ def test_demo_trains_and_writes_the_schedule_plot(tmp_path):
     assert "epoch  3/3" in result.output
     assert "final validation accuracy" in result.output
     assert (tmp_path / "schedule.png").exists()
+
+
+TASK_FILE = """
+import torch
+from sklearn.datasets import load_digits
+
+def build_model():
+    return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+def build_datasets():
+    d = load_digits()
+    x = torch.tensor(d.data, dtype=torch.float32) / 16
+    y = torch.tensor(d.target)
+    ds = torch.utils.data.TensorDataset
+    return ds(x[:1400], y[:1400]), ds(x[1400:], y[1400:])
+
+batch_size = 50
+"""
+
+
+def test_a_user_task_file_runs_through_find_lr_and_train(tmp_path):
+    task = tmp_path / "my_task.py"
+    task.write_text(TASK_FILE)
+    out = tmp_path / "lr"
+    result = runner.invoke(app, ["find-lr", str(task), "--out", str(out), "--val",
+                                 "--start-lr", "1e-4", "--steps", "60", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "Smith (default)" in result.output and "fastai valley" in result.output
+    data = json.loads((out / "lr_range.json").read_text())
+    assert data["max_lr"] > 0 and data["min_lr"] == data["max_lr"] / 10
+    assert (out / "lr_range.png").exists()
+
+    out = tmp_path / "train"
+    result = runner.invoke(app, ["train", str(task), "--max-lr", str(data["max_lr"]),
+                                 "--policy", "one-cycle", "--epochs", "3", "--out", str(out),
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    history = json.loads((out / "history.json").read_text())
+    assert history["val_metric"][-1] > 0.8
+    assert (out / "curves.png").exists() and (out / "model.pt").exists()
+
+
+@pytest.mark.parametrize("policy", ["clr", "sgdr", "step", "inv", "constant"])
+def test_every_policy_trains(tmp_path, policy):
+    result = runner.invoke(app, ["train", "digits", "--max-lr", "0.1", "--policy", policy,
+                                 "--epochs", "1", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_broken_task_file_is_one_clear_line(tmp_path):
+    task = tmp_path / "broken.py"
+    task.write_text("import torch\n")
+    result = runner.invoke(app, ["find-lr", str(task), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert str(task) in result.output and "build_model()" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["train", "digits", "--max-lr", "0.1", "--policy", "magic"])
+    assert result.exit_code == 2 and "policy must be one of" in result.output

@@ -1,0 +1,142 @@
+"""The engine: real short trainings on digits, snapshots, accumulation, clipping, budgets."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from disciplined import HyperScheduler
+from disciplined import schedules as S
+from disciplined.engine import BatchStream, History, Trainer, build_optimizer
+from disciplined.tasks import digits_cnn, digits_datasets
+
+DATA = digits_datasets()
+
+
+def make_trainer(*, lr=None, seed=0, batch_size=64, train=None, **kwargs):
+    torch.manual_seed(seed)
+    model = digits_cnn()
+    opt = build_optimizer("sgd", model, lr=0.1, weight_decay=5e-4)
+    trainer = Trainer(model, opt, torch.nn.CrossEntropyLoss(), train or DATA[0], DATA[1],
+                      batch_size=batch_size, seed=seed, **kwargs)
+    if lr is not None:
+        trainer.scheduler = HyperScheduler(opt, lr=lr, momentum=S.one_cycle_momentum(
+            lr.total_steps) if lr.total_steps else None)
+    return trainer
+
+
+def test_one_cycle_training_on_digits_records_a_full_history():
+    trainer = make_trainer()
+    total = trainer.steps_per_epoch * 4
+    trainer.scheduler = HyperScheduler(trainer.optimizer, lr=S.one_cycle(total, 0.3),
+                                       momentum=S.one_cycle_momentum(total))
+    h = trainer.run(epochs=4)
+    assert len(h.step) == len(h.lr) == len(h.momentum) == len(h.train_loss) == total
+    assert h.eval_step == [trainer.steps_per_epoch * k for k in (1, 2, 3, 4)]
+    assert h.lr == [S.one_cycle(total, 0.3)(k) for k in range(total)]
+    assert h.momentum[0] == 0.95
+    assert h.val_metric[-1] > 0.95 and h.val_loss[-1] < h.val_loss[0]
+    assert h.samples_per_second > 0 and h.wall_seconds > 0 and h.epochs == 4
+    assert h.stop_reason == "budget"
+
+
+def test_same_seed_same_numbers_and_another_seed_other_numbers():
+    runs = [make_trainer(seed=s).run(steps=30).train_loss for s in (1, 1, 2)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_snapshot_and_restore_continue_identically(tmp_path, on_disk):
+    trainer = make_trainer(lr=S.one_cycle(60, 0.3), eval_every=10)
+    trainer.run(steps=25)
+    snap = trainer.snapshot(tmp_path / "snap.pt" if on_disk else None)
+    trainer.run(steps=35)
+    expected = [p.detach().clone() for p in trainer.model.parameters()]
+    expected_history = trainer.history.to_json()
+
+    fresh = make_trainer(lr=S.one_cycle(60, 0.3), eval_every=10, seed=0)
+    fresh.restore(tmp_path / "snap.pt" if on_disk else snap)
+    assert fresh.step == 25
+    fresh.run(steps=35)
+    assert all(torch.equal(a, b) for a, b in zip(expected, fresh.model.parameters(),
+                                                 strict=True))
+    # wall times differ between the runs; everything else matches
+    a, b = History.from_json(expected_history), fresh.history
+    assert (a.train_loss, a.lr, a.val_loss, a.eval_step) == \
+        (b.train_loss, b.lr, b.val_loss, b.eval_step)
+
+
+def test_gradient_accumulation_matches_the_larger_batch():
+    big = make_trainer(batch_size=64)
+    small = make_trainer(batch_size=32, accumulate=2)
+    big.run(steps=1)
+    small.run(steps=1)
+    for a, b in zip(big.model.parameters(), small.model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert small.steps_per_epoch == big.steps_per_epoch
+
+
+def test_clipping_bounds_the_update():
+    torch.manual_seed(0)
+    model = digits_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    before = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    Trainer(model, opt, torch.nn.CrossEntropyLoss(), DATA[0], clip_grad_norm=1e-3).run(steps=1)
+    after = torch.nn.utils.parameters_to_vector(model.parameters())
+    assert (after - before).norm() <= 1e-3 * (1 + 1e-5)
+
+
+class PlainDataset(Dataset):
+    """Not a TensorDataset: goes through a DataLoader."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        return self.base[i]
+
+
+def test_datasets_and_dataloaders_train_too():
+    h = make_trainer(train=PlainDataset(DATA[0])).run(epochs=2)
+    assert h.val_metric[-1] > 0.8
+    loader = DataLoader(DATA[0], batch_size=50, shuffle=True)
+    trainer = make_trainer(train=loader)
+    assert trainer.steps_per_epoch == len(loader)
+    assert trainer.run(epochs=1).val_metric[-1] > 0.5
+
+
+def test_batch_stream_resumes_mid_epoch_on_the_same_batches():
+    stream = BatchStream(PlainDataset(DATA[0]), 100, seed=3)
+    [stream.next() for _ in range(5)]
+    state = stream.state()
+    expected = [stream.next()[1] for _ in range(20)]
+    again = BatchStream(PlainDataset(DATA[0]), 100, seed=3)
+    again.load_state(state)
+    assert all(torch.equal(a, again.next()[1]) for a in expected)
+
+
+def test_a_wall_clock_budget_stops_the_run():
+    h = make_trainer().run(seconds=0.3)
+    assert h.stop_reason == "time" and len(h.step) > 0
+
+
+def test_bf16_autocast_runs_and_fp16_needs_cuda():
+    h = make_trainer(amp="bf16").run(steps=5)
+    assert all(torch.isfinite(torch.tensor(h.train_loss)))
+    with pytest.raises(ValueError, match="fp16"):
+        make_trainer(amp="fp16", device="cpu")
+
+
+def test_history_json_round_trip_and_plot(tmp_path):
+    h = make_trainer().run(steps=10)
+    assert History.from_json(h.to_json()) == h
+    assert h.plot(tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_divergence_stops_the_run():
+    trainer = make_trainer(lr=S.constant(1e6))
+    h = trainer.run(steps=200)
+    assert h.stop_reason == "diverged" and len(h.step) < 200

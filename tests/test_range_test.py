@@ -1,0 +1,185 @@
+"""The LR range test on real data: exact restoration, suggestions, repeats, results."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from disciplined.engine import build_optimizer
+from disciplined.range_test import (
+    RangeTestResult,
+    lr_range_test,
+    rule_min_div_10,
+    rule_smith,
+    rule_steepest,
+    rule_valley,
+    smooth,
+)
+from disciplined.tasks import digits_cnn, digits_datasets, load_task
+
+DIGITS = digits_datasets()
+LOSS = torch.nn.CrossEntropyLoss()
+
+
+def setup(optimizer="sgd"):
+    torch.manual_seed(0)
+    model = digits_cnn()
+    opt = build_optimizer(optimizer, model, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    # one real step so the optimizer has state (momentum buffers) worth restoring
+    loss = LOSS(model(DIGITS[0].tensors[0][:64]), DIGITS[0].tensors[1][:64])
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    return model, opt
+
+
+def snapshot(model, opt):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {k: {n: t.clone() for n, t in s.items()} for k, s in opt.state_dict()["state"].items()},
+            [dict((k, v) for k, v in g.items() if k != "params")
+             for g in opt.state_dict()["param_groups"]],
+            torch.get_rng_state().clone(), np.random.get_state()[1].copy(), random.getstate())
+
+
+def assert_restored(before, model, opt):
+    after = snapshot(model, opt)
+    assert before[0].keys() == after[0].keys()
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+    assert before[1].keys() == after[1].keys()
+    assert all(torch.equal(before[1][k][n], after[1][k][n])
+               for k in before[1] for n in before[1][k])
+    assert before[2] == after[2]
+    assert torch.equal(before[3], after[3])
+    assert np.array_equal(before[4], after[4]) and before[5] == after[5]
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_finished_test_restores_model_optimizer_and_rngs_exactly(on_disk):
+    model, opt = setup()
+    before = snapshot(model, opt)
+    result = lr_range_test(model, opt, LOSS, DIGITS[0], start_lr=1e-4, end_lr=1.0,
+                           num_steps=60, batch_size=64, keep_state_on_disk=on_disk)
+    assert result.stop_reason == "end_lr reached" and len(result.runs[0].lr) == 60
+    assert_restored(before, model, opt)
+
+
+def test_a_diverged_test_stops_early_and_restores_exactly():
+    model, opt = setup()
+    before = snapshot(model, opt)
+    result = lr_range_test(model, opt, LOSS, DIGITS[0], start_lr=1e-3, end_lr=1e4,
+                           num_steps=150, batch_size=64)
+    assert result.stop_reason.startswith("diverged") or result.stop_reason == "loss not finite"
+    assert len(result.runs[0].lr) < 150
+    assert_restored(before, model, opt)
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
+def test_a_loss_that_raises_midway_leaves_everything_restored(error):
+    model, opt = setup("adamw")
+    before = snapshot(model, opt)
+    calls = {"n": 0}
+
+    def flaky_loss(out, y):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise error("loss failed")
+        return LOSS(out, y)
+
+    with pytest.raises(error):
+        lr_range_test(model, opt, flaky_loss, DIGITS[0], start_lr=1e-4, end_lr=1.0,
+                      num_steps=50, batch_size=64, momentum=(0.95, 0.85))
+    assert calls["n"] == 20
+    assert_restored(before, model, opt)
+
+
+def test_suggested_max_lr_lies_where_the_loss_still_decreases():
+    model, opt = setup()
+    result = lr_range_test(model, opt, LOSS, DIGITS[0], start_lr=1e-5, end_lr=10.0,
+                           num_steps=150, batch_size=64, momentum=(0.95, 0.85))
+    run = result.runs[0]
+    lrs, smoothed = np.array(run.lr), np.array(run.smoothed)
+    i = int(np.searchsorted(lrs, result.max_lr))
+    i_min = int(np.argmin(smoothed))
+    assert i < i_min  # before the minimum
+    assert smoothed[i] < smoothed[0] - 0.3  # well below the starting loss
+    assert smoothed[min(i + 5, i_min)] < smoothed[i]  # still falling there
+    assert result.min_lr == pytest.approx(result.max_lr / 10)
+    assert result.cyclic_min_lr == pytest.approx(result.max_lr / 4)
+    assert run.momentum[0] == 0.95 and run.momentum[-1] < run.momentum[0]
+
+
+def test_repeats_give_a_median_and_a_spread():
+    model, opt = setup()
+    result = lr_range_test(model, opt, LOSS, DIGITS[0], start_lr=1e-5, end_lr=10.0,
+                           num_steps=80, batch_size=64, repeats=3)
+    assert len(result.runs) == 3 and len({r.seed for r in result.runs}) == 3
+    assert result.runs[0].loss != result.runs[1].loss  # different data orders
+    for sugg in result.suggestions.values():
+        assert len(sugg.values) == 3
+    smith = result.suggestions["smith"]
+    low, high = smith.spread
+    assert low <= smith.value <= high
+
+
+def test_validation_mode_reads_the_validation_loss_on_mnist1d(tmp_path):
+    task = load_task("mnist1d")
+    train, val = task.datasets()
+    torch.manual_seed(0)
+    model = task.model()
+    opt = build_optimizer("sgd", model)
+    result = lr_range_test(model, opt, task.loss_fn, train, val_data=val, start_lr=1e-4,
+                           end_lr=10.0, num_steps=100, batch_size=100, val_every=5,
+                           val_samples=500, metric="accuracy")
+    run = result.runs[0]
+    assert result.source == "val"
+    assert run.val_step[:3] == [4, 9, 14] and len(run.val_loss) == len(run.val_metric)
+    assert result.max_lr is not None and 1e-4 < result.max_lr < 10
+    again = RangeTestResult.from_json(result.to_json())
+    assert again == result
+    assert result.plot(tmp_path / "lr.png").stat().st_size > 0
+    assert set(again.to_dict()) >= {"max_lr", "min_lr", "suggestions", "runs"}
+
+
+def test_bad_arguments_are_refused_before_anything_changes():
+    model, opt = setup()
+    before = snapshot(model, opt)
+    for kwargs, message in [({"start_lr": 1.0, "end_lr": 0.1}, "end_lr must be > start_lr"),
+                            ({"mode": "log"}, "mode must be one of"),
+                            ({"repeats": 0}, "repeats must be"),
+                            ({"diverge_factor": 0.5}, "diverge_factor must be")]:
+        with pytest.raises(ValueError, match=message):
+            lr_range_test(model, opt, LOSS, DIGITS[0], **kwargs)
+    assert_restored(before, model, opt)
+
+
+# --- the rules on curves whose answer is known ------------------------------------------------
+
+LRS = np.logspace(-5, 1, 121)
+X = np.log10(LRS)
+# falls from 2.3 to 0.3 around lr 1e-2 (steepest there), bottoms out near lr 0.3, then rises
+CURVE = 0.3 + 2.0 / (1 + np.exp(4 * (X + 2))) + 0.8 * np.maximum(X + 0.5, 0) ** 2
+
+
+def test_rules_on_a_known_curve():
+    i_min = int(np.argmin(CURVE))
+    assert rule_steepest(LRS, CURVE) == pytest.approx(1e-2, rel=0.15)
+    assert rule_min_div_10(LRS, CURVE) == pytest.approx(LRS[i_min] / 10)
+    smith = rule_smith(LRS, CURVE)
+    assert rule_steepest(LRS, CURVE) < smith < LRS[i_min]
+    valley = rule_valley(LRS, CURVE)
+    assert LRS[0] < valley < LRS[i_min]
+
+
+def test_rules_give_nothing_when_the_loss_never_decreases():
+    rising = np.linspace(1.0, 3.0, 50)
+    lrs = np.logspace(-5, 1, 50)
+    assert rule_smith(lrs, rising) is None and rule_steepest(lrs, rising) is None
+
+
+def test_smoothing_is_bias_corrected():
+    assert smooth([2.0, 2.0, 2.0], 0.98).tolist() == pytest.approx([2.0, 2.0, 2.0])

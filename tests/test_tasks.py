@@ -1,0 +1,146 @@
+"""Tasks: built-in data and models, the IDX reader, and task files good and broken."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from disciplined.tasks import (
+    TaskError,
+    caffe_lenet,
+    fashion_mnist_datasets,
+    load_task,
+    mnist1d_cnn,
+    mnist1d_mlp,
+    read_idx,
+)
+
+
+def test_digits_is_bundled_and_split_80_20():
+    train, val = load_task("digits").datasets()
+    assert len(train) + len(val) == 1797 and len(val) == 359
+    assert train.tensors[0].shape[1:] == (1, 8, 8)
+
+
+def test_mnist1d_is_generated_locally_with_its_defaults_and_leaves_global_rngs_alone():
+    before = np.random.get_state()[1].copy()
+    train, val = load_task("mnist1d").datasets()
+    assert np.array_equal(np.random.get_state()[1], before)
+    assert train.tensors[0].shape == (4000, 40) and val.tensors[0].shape == (1000, 40)
+    assert set(train.tensors[1].tolist()) == set(range(10))
+    again, _ = load_task("mnist1d-mlp").datasets()
+    assert torch.equal(again.tensors[0], train.tensors[0])  # default seed: same data
+
+
+@pytest.mark.parametrize(("model", "shape"), [(mnist1d_cnn, (5, 40)), (mnist1d_mlp, (5, 40)),
+                                              (caffe_lenet, (5, 1, 28, 28))])
+def test_builtin_models_map_inputs_to_ten_logits(model, shape):
+    assert model()(torch.randn(shape)).shape == (5, 10)
+
+
+def test_caffe_lenet_has_caffes_layers():
+    convs = [m for m in caffe_lenet() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in caffe_lenet() if isinstance(m, torch.nn.Linear)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(20, (5, 5)), (50, (5, 5))]
+    assert [lin.out_features for lin in linears] == [500, 10]
+
+
+def write_idx(path, array: np.ndarray, gz: bool = True) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def test_idx_reader_reads_gzipped_and_plain_files(tmp_path):
+    images = np.arange(3 * 28 * 28, dtype=np.uint64).reshape(3, 28, 28) % 256
+    write_idx(tmp_path / "a.gz", images)
+    write_idx(tmp_path / "b", images, gz=False)
+    assert np.array_equal(read_idx(tmp_path / "a.gz"), images)
+    assert np.array_equal(read_idx(tmp_path / "b"), images)
+    (tmp_path / "c").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(TaskError, match="not an IDX file"):
+        read_idx(tmp_path / "c")
+
+
+def test_fashion_mnist_reads_idx_files_from_data_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("t10k", 4)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)))
+    train, val = fashion_mnist_datasets(tmp_path)
+    assert train.tensors[0].shape == (6, 1, 28, 28) and len(val) == 4
+    assert train.tensors[0].min() >= 0.0 and train.tensors[0].max() <= 1.0
+    task = load_task("fashion-mnist", data_dir=tmp_path)
+    assert len(task.datasets()[0]) == 6
+
+
+def test_missing_fashion_mnist_says_how_to_install_it(tmp_path):
+    with pytest.raises(TaskError, match="apt-get install dataset-fashion-mnist"):
+        load_task("fashion-mnist", data_dir=tmp_path).datasets()
+
+
+GOOD_TASK = """
+import torch
+
+def build_model():
+    return torch.nn.Linear(4, 3)
+
+def build_datasets():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 4, generator=g), torch.randint(0, 3, (64,), generator=g)
+    return torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y)
+
+batch_size = 16
+optimizer = "adamw"
+"""
+
+
+def test_a_task_file_is_loaded_with_its_options(tmp_path):
+    path = tmp_path / "mytask.py"
+    path.write_text(GOOD_TASK)
+    task = load_task(str(path))
+    assert (task.name, task.batch_size, task.optimizer, task.metric) == \
+        ("mytask", 16, "adamw", "accuracy")
+    assert isinstance(task.model(), torch.nn.Linear) and len(task.datasets()[0]) == 64
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("import torch\n", r"must define build_model\(\) and build_datasets\(\)"),
+        ("def build_model():\n    return 1\n", r"must define build_datasets\(\)"),
+        ("def build_model(:\n", "importing the task file raised SyntaxError"),
+        (GOOD_TASK + "optimizer = 'lbfgs'\n", "optimizer must be one of"),
+        (GOOD_TASK + "batch_size = 0\n", "batch_size must be a positive int"),
+        (GOOD_TASK + "metric = 'f1'\n", "metric must be"),
+    ],
+)
+def test_broken_task_files_name_the_file_and_what_is_missing(tmp_path, source, message):
+    path = tmp_path / "broken.py"
+    path.write_text(source)
+    with pytest.raises(TaskError, match=message) as err:
+        load_task(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_task_functions_that_raise_or_return_nonsense_get_task_errors(tmp_path):
+    path = tmp_path / "raises.py"
+    path.write_text("def build_model():\n    raise RuntimeError('no GPU here')\n"
+                    "def build_datasets():\n    return 5\n")
+    task = load_task(str(path))
+    with pytest.raises(TaskError, match=r"build_model\(\) raised RuntimeError: no GPU here"):
+        task.model()
+    with pytest.raises(TaskError, match=r"must return \(train_dataset, val_dataset\)"):
+        task.datasets()
+
+
+def test_unknown_task_lists_the_builtins_and_shows_an_example():
+    with pytest.raises(TaskError, match="digits, mnist1d") as err:
+        load_task("imagenet")
+    assert "def build_model" in str(err.value)
