@@ -7,7 +7,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 
-.PHONY: test demo lint typecheck bench-scheduler clean
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +39,24 @@ typecheck: $(STAMP)
 bench-scheduler: $(STAMP)
 	$(PY) benchmarks/scheduler_overhead.py --write benchmarks/RESULTS.md
 
+# Benchmarks run in their own environment: the peers are installed with --no-deps so that
+# torch stays the CPU build 2.13.0 (checked below).
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet $(TORCH)
+	$(BENCH_VENV)/bin/pip install --quiet -e .
+	$(BENCH_VENV)/bin/pip install --quiet --no-deps torch-lr-finder==0.2.2 packaging
+	$(BENCH_VENV)/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(BENCH_STAMP)
+
+$(FASHION):
+	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+
+bench-range-test: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/range_test_overhead.py --write benchmarks/RESULTS.md
+
+bench-lr-suggestion: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/lr_suggestion.py --write benchmarks/RESULTS.md
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

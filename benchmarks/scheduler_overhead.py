@@ -10,17 +10,14 @@ median over blocks of the time per `step()`, with the interquartile range.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import statistics
 import time
 import warnings
 from pathlib import Path
 
 import torch
+from _common import header, quartiles, write_section
 
-from disciplined import HyperScheduler, __version__
+from disciplined import HyperScheduler
 from disciplined import schedules as S
 
 TOTAL = 10_000_000  # long enough that neither scheduler reaches its end
@@ -66,41 +63,19 @@ def measure(groups: int) -> dict[str, list[float]]:
     return samples
 
 
-def _quartiles(xs: list[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(xs, n=4)
-    return q[0], statistics.median(xs), q[2]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def report() -> str:
     rows = []
     for groups in (1, 100):
         samples = measure(groups)
-        ours = _quartiles(samples["disciplined.HyperScheduler"])
-        theirs = _quartiles(samples["torch OneCycleLR"])
+        ours = quartiles(samples["disciplined.HyperScheduler"])
+        theirs = quartiles(samples["torch OneCycleLR"])
         rows.append(
             f"| {groups} | {ours[1]:.2f} ({ours[0]:.2f}-{ours[2]:.2f}) "
             f"| {theirs[1]:.2f} ({theirs[0]:.2f}-{theirs[2]:.2f}) | {ours[1] / theirs[1]:.3f}x |"
         )
     lines = [
-        f"<!-- {MARK} -->",
-        "## Scheduler overhead: `HyperScheduler.step()` against `OneCycleLR.step()`",
-        "",
-        f"- date: {datetime.date.today().isoformat()}",
-        f"- machine: {os.cpu_count()} cores (`nproc`), {_cpu_model()}, "
-        f"Python {platform.python_version()}",
-        f"- versions: torch {torch.__version__}, disciplined {__version__}",
-        "- command: `make bench-scheduler` "
-        "(`python benchmarks/scheduler_overhead.py --write benchmarks/RESULTS.md`)",
+        *header("Scheduler overhead: `HyperScheduler.step()` against `OneCycleLR.step()`",
+                "make bench-scheduler"),
         f"- method: SGD with momentum, 1cycle LR + cyclical momentum on both sides; {BLOCKS} "
         f"blocks of {BLOCK} steps per contender, interleaved; median (interquartile range) "
         "of microseconds per `step()`",
@@ -108,22 +83,8 @@ def report() -> str:
         "| param groups | disciplined.HyperScheduler (µs) | torch OneCycleLR (µs) | ours / torch |",
         "|---:|---:|---:|---:|",
         *rows,
-        f"<!-- /{MARK} -->",
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section in RESULTS.md (or append it), keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start, end = f"<!-- {MARK} -->", f"<!-- /{MARK} -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        tail = rest.split(end, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def main() -> None:
@@ -134,7 +95,7 @@ def main() -> None:
     section = report()
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, MARK, section)
 
 
 if __name__ == "__main__":

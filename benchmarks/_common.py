@@ -1,0 +1,60 @@
+"""What every benchmark shares: a description of the machine and RESULTS.md sections."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+from pathlib import Path
+
+import torch
+
+from disciplined import __version__
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def header(title: str, command: str, extra_versions: str = "") -> list[str]:
+    """The lines every RESULTS.md section starts with: date, machine, versions, command."""
+    versions = f"torch {torch.__version__}, disciplined {__version__}"
+    if extra_versions:
+        versions += f", {extra_versions}"
+    return [
+        f"## {title}",
+        "",
+        f"- date: {datetime.date.today().isoformat()}",
+        f"- machine: {os.cpu_count()} cores (`nproc`), {cpu_model()}, "
+        f"Python {platform.python_version()}, torch threads {torch.get_num_threads()}",
+        f"- versions: {versions}",
+        f"- command: `{command}`",
+    ]
+
+
+def quartiles(xs: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile); with fewer than 2 samples all equal."""
+    if len(xs) < 2:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], statistics.median(xs), q[2]
+
+
+def write_section(path: Path, mark: str, section: str) -> None:
+    """Replace the section between `<!-- mark -->` markers in RESULTS.md, or append it."""
+    start, end = f"<!-- {mark} -->", f"<!-- /{mark} -->"
+    body = f"{start}\n{section}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + body + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    path.write_text(text)
