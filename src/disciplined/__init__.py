@@ -8,7 +8,15 @@ hyper-parameters" (2018) prescribes.
 from . import schedules
 from .errors import DisciplinedError
 from .hyper import HyperScheduler
+from .range_test import RangeTestResult, lr_range_test
 
 __version__ = "0.1.0"
 
-__all__ = ["DisciplinedError", "HyperScheduler", "__version__", "schedules"]
+__all__ = [
+    "DisciplinedError",
+    "HyperScheduler",
+    "RangeTestResult",
+    "__version__",
+    "lr_range_test",
+    "schedules",
+]
