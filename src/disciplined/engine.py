@@ -143,9 +143,9 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
     try:
         with torch.no_grad(), _autocast(device, amp):
             for batch in batches:
-                x, y = batch[0].to(device), batch[1].to(device)
                 if max_samples is not None and seen >= max_samples:
                     break
+                x, y = batch[0].to(device), batch[1].to(device)
                 out = model(x)
                 total_loss += float(loss_fn(out.float(), y)) * len(y)
                 if metric == "accuracy":
@@ -199,9 +199,11 @@ class Trainer:
     """One model, one optimizer, one loss, the data and the schedules: a run you can pause.
 
     Seeds torch's global RNG with `seed` (dropout and the like draw from it), and orders the
-    batches by `seed`; same seed, same numbers on the same machine. `amp` is "bf16" or "fp16"
-    (fp16 on CUDA only, with a gradient scaler). `accumulate` micro-batches make one optimizer
-    step; `clip_grad_norm` clips the global gradient norm.
+    batches by `seed`; same seed, same numbers on the same machine. On CUDA that takes
+    deterministic cuDNN kernels: with `deterministic=True` (the default) this sets the
+    process-wide `torch.backends.cudnn.deterministic` (and turns cuDNN's autotuner off).
+    `amp` is "bf16" or "fp16" (fp16 on CUDA only, with a gradient scaler). `accumulate`
+    micro-batches make one optimizer step; `clip_grad_norm` clips the global gradient norm.
     """
 
     def __init__(
@@ -224,6 +226,7 @@ class Trainer:
         seed: int = 0,
         progress: bool = False,
         on_eval: Callable[[int, float, float | None], None] | None = None,
+        deterministic: bool = True,
     ) -> None:
         if accumulate < 1:
             raise ValueError(f"accumulate must be an int >= 1, got {accumulate}")
@@ -239,6 +242,9 @@ class Trainer:
         self.amp, self.progress, self.on_eval = amp, progress, on_eval
         self.eval_samples = eval_samples
         torch.manual_seed(seed)
+        if deterministic and self.device.type == "cuda":
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
         self.batches = BatchStream(train_data, batch_size, seed=seed, device=self.device)
         self.steps_per_epoch = math.ceil(self.batches.batches_per_epoch / accumulate)
         self.eval_every = eval_every or self.steps_per_epoch

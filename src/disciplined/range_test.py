@@ -259,7 +259,8 @@ def lr_range_test(
     mom_sched = None
     if momentum is not None:
         mom_sched = schedules.linear(momentum[0], momentum[1], num_steps)
-    dev = pick_device(device)
+    # The model stays where it is unless told otherwise: restoring must not move it.
+    dev = pick_device(device) if device is not None else _device_of(model)
     model.to(dev)
     saved = _save_state(model, optimizer, keep_state_on_disk)
     runs = []
@@ -342,6 +343,11 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
         model.train(was_training)
     return RangeCurve(lrs, moms, raw, smoothed, val_step, val_lr, val_loss, val_metric,
                       reason, seed)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def _save_state(model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -1,0 +1,77 @@
+"""CUDA-only checks (skipped without a GPU; run on a lent GPU machine): AMP, snapshots and the
+range test's exact restoration on the device, tensor learning rates in fused optimizers."""
+
+import pytest
+import torch
+
+from disciplined import HyperScheduler, lr_range_test
+from disciplined import schedules as S
+from disciplined.engine import Trainer, build_optimizer
+from disciplined.tasks import caffe_lenet, digits_cnn, digits_datasets
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+DATA = digits_datasets()
+
+
+def trainer(amp, seed=0):
+    torch.manual_seed(seed)
+    model = digits_cnn()
+    opt = build_optimizer("sgd", model, lr=0.1)
+    t = Trainer(model, opt, torch.nn.CrossEntropyLoss(), DATA[0], DATA[1], batch_size=64,
+                amp=amp, device="cuda", seed=seed)
+    total = t.steps_per_epoch * 5
+    t.scheduler = HyperScheduler(opt, lr=S.one_cycle(total, 0.3),
+                                 momentum=S.one_cycle_momentum(total))
+    return t, total
+
+
+@pytest.mark.parametrize("amp", [None, "bf16", "fp16"])
+def test_one_cycle_trains_on_cuda_with_and_without_amp(amp):
+    t, total = trainer(amp)
+    h = t.run(steps=total)
+    assert next(t.model.parameters()).is_cuda
+    assert h.val_metric[-1] > 0.93, h.val_metric
+    if amp == "fp16":
+        assert t.scaler is not None and t.scaler.get_scale() > 0
+
+
+def test_snapshot_restore_on_cuda_continues_bit_for_bit():
+    t, _ = trainer("fp16")
+    t.run(steps=30)
+    snap = t.snapshot()
+    t.run(steps=30)
+    expected = [p.detach().clone() for p in t.model.parameters()]
+    fresh, _ = trainer("fp16")
+    fresh.restore(snap)
+    fresh.run(steps=30)
+    assert all(torch.equal(a, b) for a, b in zip(expected, fresh.model.parameters(),
+                                                 strict=True))
+
+
+def test_range_test_on_cuda_restores_exactly_and_leaves_the_model_on_cuda():
+    torch.manual_seed(0)
+    model = caffe_lenet().cuda()
+    opt = build_optimizer("sgd", model, lr=0.01)
+    x = torch.rand(2048, 1, 28, 28)
+    y = torch.randint(0, 10, (2048,))
+    data = torch.utils.data.TensorDataset(x, y)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cuda_rng = torch.cuda.get_rng_state()
+    result = lr_range_test(model, opt, torch.nn.CrossEntropyLoss(), data, val_data=data,
+                           start_lr=1e-5, end_lr=10, num_steps=80, batch_size=128)
+    assert result.runs[0].lr and next(model.parameters()).is_cuda
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(cuda_rng, torch.cuda.get_rng_state())
+
+
+def test_tensor_lr_in_a_fused_adamw_is_scheduled_in_place():
+    model = torch.nn.Linear(16, 4).cuda()
+    lr = torch.tensor(0.01, device="cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
+    hs = HyperScheduler(opt, lr=S.one_cycle(20, 0.1), momentum=S.one_cycle_momentum(20))
+    for k in range(20):
+        assert opt.param_groups[0]["lr"].item() == pytest.approx(S.one_cycle(20, 0.1)(k))
+        model(torch.randn(8, 16, device="cuda")).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        hs.step()
