@@ -70,6 +70,7 @@ every_schedule = st.one_of(
     st.builds(S.multistep, positive, st.floats(0.1, 1.0),
               st.lists(st.integers(1, 300), min_size=1, max_size=5)),
     st.builds(S.inv, positive, st.floats(0, 1e-2), st.floats(0, 2.0)),
+    st.builds(S.mirror, one_cycles() | cyclics, st.floats(0.8, 0.85), st.floats(0.9, 0.99)),
 )
 
 # Schedules with no total_steps are checked over this many steps.
@@ -217,6 +218,16 @@ def test_warmup_ramps_linearly_into_the_schedule_without_a_jump(peak, w, total):
     assert max(steps) == pytest.approx(min(steps), rel=1e-9)
     assert warmed(w + 5) == sched(5)
     assert warmed.total_steps == w + total
+
+
+@given(one_cycles(), st.floats(0.5, 0.85), st.floats(0.86, 0.99))
+def test_mirror_moves_against_the_lr_between_its_ends(lr, low, high):
+    mom = S.mirror(lr, low, high)
+    values = lr.values()
+    assume(max(values) > min(values))
+    pairs = sorted(zip(values, mom.values(), strict=True))
+    assert all(m2 <= m1 * (1 + 1e-12) for (_, m1), (_, m2) in itertools.pairwise(pairs))
+    assert mom.total_steps == lr.total_steps
 
 
 def test_inv_is_caffes_formula():

@@ -13,41 +13,51 @@ from .engine import History, Trainer, build_optimizer
 from .hyper import HyperScheduler
 from .tasks import Task
 
-POLICIES = ("one-cycle", "clr", "sgdr", "step", "inv", "constant")
+POLICIES = ("one-cycle", "one-cycle-cos", "clr", "sgdr", "step", "inv", "constant")
 # Caffe's `inv` defaults, the paper's LeNet baseline.
 INV_GAMMA, INV_POWER = 1e-4, 0.75
 
 
 def policy_schedules(policy: str, total_steps: int, max_lr: float, *,
                      momentum: tuple[float, float] = (0.95, 0.85),
-                     steps_per_epoch: int = 1) -> tuple[schedules.Schedule, schedules.Schedule]:
+                     steps_per_epoch: int = 1,
+                     cycle_momentum: bool = True) -> tuple[schedules.Schedule,
+                                                           schedules.Schedule]:
     """(lr, momentum) schedules for a named policy over `total_steps` optimizer steps.
 
-    one-cycle: 1cycle with cyclical momentum; clr: triangular between max/4 and max, half a
-    cycle of ~4 epochs (Smith 2017: 2-10 epochs), with cyclic momentum; sgdr: cosine restarts,
+    one-cycle / one-cycle-cos: 1cycle, linear or cosine anneal; clr: triangular between max/4
+    and max, half a cycle of ~4 epochs (Smith 2017: 2-10 epochs); sgdr: cosine restarts with
     cycles doubling (1+2+4 sevenths of training); step: /10 at 1/3 and 2/3 of training; inv:
-    Caffe's inv. All but one-cycle and clr hold momentum at `momentum[0]`.
+    Caffe's inv; constant. With `cycle_momentum`, momentum mirrors the LR between
+    `momentum[0]` (at the lowest LR) and `momentum[1]` (at the highest), else it is held at
+    `momentum[0]`.
     """
     high, low = momentum
-    if policy == "one-cycle":
-        return (schedules.one_cycle(total_steps, max_lr),
-                schedules.one_cycle_momentum(total_steps, max_momentum=high, base_momentum=low))
-    if policy == "clr":
+    lr: schedules.Schedule
+    if policy in ("one-cycle", "one-cycle-cos"):
+        anneal = "linear" if policy == "one-cycle" else "cos"
+        lr = schedules.one_cycle(total_steps, max_lr, anneal=anneal)
+        if cycle_momentum:
+            return lr, schedules.one_cycle_momentum(total_steps, max_momentum=high,
+                                                    base_momentum=low, anneal=anneal)
+    elif policy == "clr":
         half = max(1, min(4 * steps_per_epoch, total_steps // 2))
-        return (schedules.triangular(max_lr / 4, max_lr, half),
-                schedules.cyclic_momentum(low, high, half))
-    constant_momentum = schedules.constant(high)
-    if policy == "sgdr":
-        return schedules.cosine_restarts(max_lr, 0.0, max(1, total_steps // 7), 2), \
-            constant_momentum
-    if policy == "step":
-        return schedules.step(max_lr, 0.1, max(1, math.ceil(total_steps / 3))), \
-            constant_momentum
-    if policy == "inv":
-        return schedules.inv(max_lr, INV_GAMMA, INV_POWER), constant_momentum
-    if policy == "constant":
-        return schedules.constant(max_lr), constant_momentum
-    raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        lr = schedules.triangular(max_lr / 4, max_lr, half)
+        if cycle_momentum:
+            return lr, schedules.cyclic_momentum(low, high, half)
+    elif policy == "sgdr":
+        lr = schedules.cosine_restarts(max_lr, 0.0, max(1, total_steps // 7), 2)
+    elif policy == "step":
+        lr = schedules.step(max_lr, 0.1, max(1, math.ceil(total_steps / 3)))
+    elif policy == "inv":
+        lr = schedules.inv(max_lr, INV_GAMMA, INV_POWER)
+    elif policy == "constant":
+        lr = schedules.constant(max_lr)
+    else:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if cycle_momentum and policy != "constant":
+        return lr, schedules.mirror(lr, low, high)
+    return lr, schedules.constant(high)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,7 +41,7 @@ from ._cyclic import (
     triangular,
     triangular2,
 )
-from ._join import Join, join, warmup
+from ._join import Join, Mirror, join, mirror, warmup
 from ._one_cycle import OneCycle, OneCycleMomentum, one_cycle, one_cycle_momentum
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "Inv",
     "Join",
     "Linear",
+    "Mirror",
     "MultiStep",
     "OneCycle",
     "OneCycleMomentum",
@@ -71,6 +72,7 @@ __all__ = [
     "kinds",
     "linear",
     "lr_range",
+    "mirror",
     "multistep",
     "one_cycle",
     "one_cycle_momentum",

@@ -1,4 +1,4 @@
-"""Chaining schedules: `join` (as optax's `join_schedules`) and `warmup`."""
+"""Composing schedules: `join` (as optax's `join_schedules`), `warmup` and `mirror`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from ._base import Schedule, check_finite, check_int, from_dict, register, set_fields
+from ._base import (
+    Schedule,
+    check_finite,
+    check_int,
+    check_ordered,
+    from_dict,
+    register,
+    set_fields,
+)
 from ._basic import Linear
 
 
@@ -72,3 +80,47 @@ def warmup(schedule: Schedule, warmup_steps: int, start: float = 0.0) -> Join:
     warmup_steps = check_int("warmup_steps", warmup_steps, 1)
     ramp = Linear(check_finite("start", start), schedule(0), warmup_steps + 1)
     return Join((ramp, schedule), (warmup_steps,))
+
+
+@register("mirror")
+@dataclasses.dataclass(frozen=True)
+class Mirror(Schedule):
+    """`high` where `schedule` is at its lowest, `low` where it is at its highest, linear in
+    between: cyclical momentum for any LR schedule (Smith 2018, Section 4.3)."""
+
+    schedule: Schedule
+    low: float
+    high: float
+    _span: tuple[float, float] = dataclasses.field(
+        default=(0.0, 0.0), init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.schedule, Schedule):
+            raise ValueError(f"schedule must be a schedule, got {self.schedule!r}")
+        low, high = check_ordered("low", self.low, "high", self.high)
+        bottom, top = self.schedule.bounds()
+        set_fields(self, low=low, high=high, _span=(bottom, top))
+
+    @property
+    def total_steps(self) -> int | None:
+        return self.schedule.total_steps
+
+    def _at(self, step: int) -> float:
+        bottom, top = self._span
+        if not top > bottom or top == float("inf"):
+            return self.high
+        t = (self.schedule._at(step) - bottom) / (top - bottom)
+        return self.high - (self.high - self.low) * t
+
+    def bounds(self) -> tuple[float, float]:
+        return (self.low, self.high)
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]) -> Schedule:
+        return cls(from_dict(fields.pop("schedule")), **fields)
+
+
+def mirror(schedule: Schedule, low: float, high: float) -> Mirror:
+    """Momentum that falls from `high` to `low` as `schedule` (an LR) rises, and back."""
+    return Mirror(schedule, low, high)
