@@ -12,7 +12,9 @@ from matplotlib.figure import Figure
 from .schedules import Schedule
 
 if TYPE_CHECKING:
+    from .compare import Comparison
     from .engine import History
+    from .interpolate import Interpolation
     from .range_test import RangeTestResult
 
 _FORMATS = (".png", ".svg")
@@ -137,4 +139,49 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
     ax.set_title(f"LR range test (suggestion read from the {result.source} loss)")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_comparison(comparison: Comparison, path: str | Path, title: str = "") -> Path:
+    """Every trial's validation loss against the step, labelled with its rank and verdict."""
+    fig, axes = _canvas(1, height=4.2)
+    ax = axes[0]
+    ranks = {r.label: r for r in comparison.ranking}
+    for result in comparison.results:
+        r = ranks[result.label]
+        if result.history is None or not result.history.eval_step:
+            continue
+        place = "failed" if r.rank is None else f"#{r.rank}"
+        ax.plot(result.history.eval_step, result.history.val_loss, "o-", ms=3, lw=1.3,
+                label=f"{place} {result.label} ({r.verdict})")
+    finite = [v for res in comparison.results if res.history
+              for v in res.history.val_loss if math.isfinite(v)]
+    if finite:
+        low, high = min(finite), max(finite)
+        ax.set_ylim(low - 0.05 * (high - low + 1e-12), min(high, low + 2.5 * (high - low))
+                    + 1e-12)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation loss")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_interpolation(result: Interpolation, path: str | Path) -> Path:
+    """Training and validation loss along the line between two solutions."""
+    fig, axes = _canvas(1, height=3.6)
+    ax = axes[0]
+    ax.plot(result.alphas, result.train_loss, "o-", ms=3, label="train loss")
+    ax.plot(result.alphas, result.val_loss, "o-", ms=3, label="validation loss")
+    for x, name in ((0.0, "b"), (1.0, "a")):
+        ax.axvline(x, color="gray", ls=":", lw=1)
+        ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), ha="center",
+                    va="bottom")
+    ax.set_xlabel("alpha (theta = alpha * a + (1 - alpha) * b)")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend()
     return _save(fig, path)
