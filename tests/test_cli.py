@@ -91,3 +91,29 @@ def test_a_broken_task_file_is_one_clear_line(tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["train", "digits", "--max-lr", "0.1", "--policy", "magic"])
     assert result.exit_code == 2 and "policy must be one of" in result.output
+
+
+def test_search_commands_write_json_and_png_and_print_the_ranking(tmp_path):
+    result = runner.invoke(app, ["search", "momentum", "digits", "--max-lr", "0.3",
+                                 "--epochs", "2", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "momentum 0.99" in result.output and "decision:" in result.output
+    assert (tmp_path / "m" / "search.json").exists() and (tmp_path / "m" / "search.png").exists()
+    result = runner.invoke(app, ["search", "batch-size", "digits", "--sizes", "64,99999",
+                                 "--seconds", "1", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output
+
+
+def test_interpolate_command(tmp_path):
+    for seed in (0, 1):
+        result = runner.invoke(app, ["train", "digits", "--max-lr", "0.3", "--epochs", "2",
+                                     "--seed", str(seed), "--out", str(tmp_path / str(seed)),
+                                     "--quiet"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["interpolate", str(tmp_path / "0" / "model.pt"),
+                                 str(tmp_path / "1" / "model.pt"), "digits", "--points", "5",
+                                 "--out", str(tmp_path / "i")])
+    assert result.exit_code == 0, result.output
+    assert "alpha +0.50" in result.output
+    assert (tmp_path / "i" / "interpolation.json").exists()

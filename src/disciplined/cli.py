@@ -254,6 +254,159 @@ def train(
     console.print(f"wrote {out / 'history.json'}, {out / 'curves.png'}, {out / 'model.pt'}")
 
 
+search_app = typer.Typer(help="Short comparison runs of the paper's checklist (Section 5).",
+                         no_args_is_help=True)
+app.add_typer(search_app, name="search")
+
+MaxLr = Annotated[float | None, typer.Option(help="Peak LR; default: from a range test.")]
+Epochs = Annotated[float, typer.Option(help="Epochs each short run trains.")]
+
+
+def _finish_search(result: Any, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search.json").write_text(result.to_json())
+    plot = result.plot(out / "search.png")
+    from rich.table import Table
+
+    for comparison in result.comparisons:
+        table = Table(title=result.name)
+        for column in ("rank", "candidate", "val loss", "val metric", "verdict"):
+            table.add_column(column)
+        for r in comparison.ranking:
+            table.add_row("-" if r.rank is None else str(r.rank), r.label,
+                          "-" if r.val_loss is None else f"{r.val_loss:.4f}",
+                          "-" if r.val_metric is None else f"{r.val_metric:.2%}",
+                          r.verdict or f"failed: {r.error}")
+        console.print(table)
+    for key, note in result.evidence.get("notes", {}).items():
+        console.print(f"{key}: {note}")
+    if "scaled" in result.evidence:
+        console.print(result.evidence["scaled"])
+    console.print(f"decision: {result.decision} — {result.reason}")
+    console.print(f"wrote {out / 'search.json'} and {plot}")
+
+
+def _max_lr(task: str, max_lr: float | None, seed: int, data_dir: Path | None) -> float:
+    from .searches import task_max_lr
+
+    if max_lr is not None:
+        return max_lr
+    found = task_max_lr(task, seed=seed, data_dir=str(data_dir) if data_dir else None)
+    console.print(f"max_lr {found:.3g} from a range test")
+    return found
+
+
+def _search(run: Any, out: Path) -> None:
+    try:
+        result = run()
+    except (ValueError, DisciplinedError) as err:
+        raise _fail(err) from None
+    _finish_search(result, out)
+
+
+@search_app.command("momentum")
+def search_momentum(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
+                    policy: Annotated[str, typer.Option(help="one-cycle or constant.")
+                                      ] = "one-cycle",
+                    weight_decay: Annotated[float, typer.Option("--wd")] = 5e-4,
+                    out: OutDir = Path("runs/search-momentum"), seed: Seed = 0,
+                    data_dir: DataDir = None) -> None:
+    """Momentum 0.99 / 0.97 / 0.95 / 0.9 in short runs (cycling down to 0.85 under 1cycle)."""
+    from .searches import momentum_search
+    from .trials import Budget
+
+    _search(lambda: momentum_search(
+        task, max_lr=_max_lr(task, max_lr, seed, data_dir), budget=Budget(epochs=epochs),
+        policy=policy, weight_decay=weight_decay, seed=seed,
+        data_dir=str(data_dir) if data_dir else None), out)
+
+
+@search_app.command("wd")
+def search_wd(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
+              guess: Annotated[float | None, typer.Option(help="Prior guess of the weight "
+                                                          "decay; none: 1e-3..0 grid.")] = None,
+              mode: Annotated[str, typer.Option(help="grid, combined or fork.")] = "grid",
+              out: OutDir = Path("runs/search-wd"), seed: Seed = 0,
+              data_dir: DataDir = None) -> None:
+    """Weight decay: a grid, then one bisection of the exponent (or combined/fork modes)."""
+    from .searches import weight_decay_search
+    from .trials import Budget
+
+    _search(lambda: weight_decay_search(
+        task, max_lr=_max_lr(task, max_lr, seed, data_dir) if mode != "combined" else 1.0,
+        budget=Budget(epochs=epochs), guess=guess, mode=mode, seed=seed,
+        data_dir=str(data_dir) if data_dir else None), out)
+
+
+@search_app.command("batch-size")
+def search_batch_size(task: TaskArg,
+                      sizes: Annotated[str, typer.Option(help="Comma-separated sizes.")
+                                       ] = "32,64,128,256",
+                      seconds: Annotated[float, typer.Option(help="Equal wall time per size.")
+                                         ] = 20.0,
+                      out: OutDir = Path("runs/search-batch-size"), seed: Seed = 0,
+                      data_dir: DataDir = None) -> None:
+    """Total batch sizes compared at equal wall-clock time, each with its own LR range."""
+    from .searches import batch_size_search
+
+    try:
+        values = [int(v) for v in sizes.split(",")]
+    except ValueError:
+        raise _fail(ValueError(f"--sizes takes comma-separated ints, got {sizes!r}")) from None
+    _search(lambda: batch_size_search(task, sizes=values, seconds=seconds, seed=seed,
+                                      data_dir=str(data_dir) if data_dir else None), out)
+
+
+@search_app.command("schedule")
+def search_schedule(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
+                    out: OutDir = Path("runs/search-schedule"), seed: Seed = 0,
+                    data_dir: DataDir = None) -> None:
+    """Constant, step, CLR, SGDR and 1cycle (linear, cosine), each with constant or
+    cyclical momentum, at an equal budget."""
+    from .searches import schedule_search
+    from .trials import Budget
+
+    _search(lambda: schedule_search(
+        task, max_lr=_max_lr(task, max_lr, seed, data_dir), budget=Budget(epochs=epochs),
+        seed=seed, data_dir=str(data_dir) if data_dir else None), out)
+
+
+@app.command("interpolate")
+def interpolate_cmd(
+    state_a: Annotated[Path, typer.Argument(help="model.pt of solution a.")],
+    state_b: Annotated[Path, typer.Argument(help="model.pt of solution b.")],
+    task: TaskArg,
+    out: OutDir = Path("runs/interpolate"),
+    points: Annotated[int, typer.Option(help="Alphas from -0.5 to 1.5.")] = 21,
+    recompute_bn: Annotated[bool, typer.Option("--recompute-bn",
+                                               help="Re-estimate BatchNorm statistics.")
+                            ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Training and validation loss along the line between two trained models."""
+    import numpy as np
+    import torch
+
+    from .interpolate import interpolate
+    from .tasks import load_task
+
+    try:
+        spec = load_task(task, data_dir=data_dir)
+        a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in (state_a, state_b))
+        result = interpolate(a, b, spec.model, spec.datasets(), loss_fn=spec.loss_fn,
+                             metric=spec.metric, alphas=np.linspace(-0.5, 1.5, points).tolist(),
+                             recompute_bn=recompute_bn)
+    except (ValueError, OSError, RuntimeError, DisciplinedError) as err:
+        raise _fail(err) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "interpolation.json").write_text(result.to_json())
+    plot = result.plot(out / "interpolation.png")
+    for alpha, tl, vl in zip(result.alphas, result.train_loss, result.val_loss, strict=True):
+        console.print(f"alpha {alpha:+.2f}  train loss {tl:.4f}  val loss {vl:.4f}",
+                      highlight=False)
+    console.print(f"wrote {out / 'interpolation.json'} and {plot}")
+
+
 class _StepBar:
     def __init__(self, total: int, quiet: bool, label: str) -> None:
         from tqdm import tqdm

@@ -10,9 +10,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .diagnose import SIGNIFICANCE
 from .executors import Executor, LocalExecutor
 from .trials import Budget, TrialResult, TrialSpec
+
+# Two final losses closer than this many combined noise levels are a tie, not a win.
+TIE_SIGMAS = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +64,13 @@ def _noise(result: TrialResult) -> float:
 
 
 def rank(results: Sequence[TrialResult]) -> list[Ranked]:
-    """Order by final validation loss (metric breaks exact ties); a trial whose loss is within
-    SIGNIFICANCE x the combined noise of the group's leader shares the leader's rank."""
-    def key(r: TrialResult) -> tuple[float, float]:
+    """Order by final validation loss (metric breaks exact ties; diverged trials go last); a
+    trial whose loss is within TIE_SIGMAS x the combined noise of the group's leader shares
+    the leader's rank."""
+    def key(r: TrialResult) -> tuple[bool, float, float]:
         loss = r.val_loss if r.val_loss is not None and math.isfinite(r.val_loss) else math.inf
-        return (loss, -(r.val_metric or 0.0))
+        diverged = r.diagnosis is not None and r.diagnosis.verdict == "diverged"
+        return (diverged, loss, -(r.val_metric or 0.0))
 
     done = sorted((r for r in results if r.state == "complete"), key=key)
     ranked: list[Ranked] = []
@@ -77,7 +81,7 @@ def rank(results: Sequence[TrialResult]) -> list[Ranked]:
         tie = False
         if leader is not None and leader.val_loss is not None and r.val_loss is not None \
                 and math.isfinite(r.val_loss) and math.isfinite(leader.val_loss):
-            margin = SIGNIFICANCE * math.hypot(_noise(leader), _noise(r))
+            margin = TIE_SIGMAS * math.hypot(_noise(leader), _noise(r))
             tie = abs(r.val_loss - leader.val_loss) <= margin
         if not tie:
             leader, leader_rank = r, position

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,7 +165,7 @@ def plot_comparison(comparison: Comparison, path: str | Path, title: str = "") -
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("validation loss")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(textwrap.fill(title, 110), fontsize=8)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
@@ -184,4 +186,26 @@ def plot_interpolation(result: Interpolation, path: str | Path) -> Path:
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend()
+    return _save(fig, path)
+
+
+def plot_range_tests(tests: Mapping[str, RangeTestResult], path: str | Path,
+                     title: str = "") -> Path:
+    """Several range tests on one axis (e.g. one per weight decay, Smith 2018 Figure 10):
+    validation loss where measured, else smoothed training loss, against LR."""
+    fig, axes = _canvas(1, height=4.2)
+    ax = axes[0]
+    for label, result in tests.items():
+        run = result.runs[0]
+        x, y = (run.val_lr, run.val_loss) if run.val_lr else (run.lr, run.smoothed)
+        max_lr = "" if result.max_lr is None else f", max_lr {result.max_lr:.3g}"
+        ax.plot(x, y, lw=1.3, label=f"{label}{max_lr}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    if title:
+        ax.set_title(textwrap.fill(title, 110), fontsize=8)
+    ax.grid(True, alpha=0.3, which="both")
+    if tests:
+        ax.legend(fontsize=8)
     return _save(fig, path)

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 
 from .compare import Comparison, compare, rank
+from .diagnose import MIN_POINTS, diagnose
 from .engine import build_optimizer, evaluate, num_samples
 from .executors import Executor
-from .range_test import lr_range_test
+from .range_test import RangeTestResult, lr_range_test
 from .tasks import load_task
 from .trials import Budget, TrialResult, TrialSpec, build_trainer, result_from
 
@@ -37,6 +38,7 @@ class SearchResult:
     reason: str
     comparisons: list[Comparison]
     evidence: dict[str, Any]
+    range_tests: dict[str, RangeTestResult] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "decision": self.decision, "reason": self.reason,
@@ -47,8 +49,10 @@ class SearchResult:
         return json.dumps(self.to_dict(), default=str, indent=1)
 
     def plot(self, path: str | Path) -> Path:
-        from .plot import plot_comparison
+        from .plot import plot_comparison, plot_range_tests
 
+        if not self.comparisons:
+            return plot_range_tests(self.range_tests, path, f"{self.name}: {self.reason}")
         merged = Comparison([r for c in self.comparisons for r in c.results],
                             rank([r for c in self.comparisons for r in c.results]))
         return plot_comparison(merged, path, f"{self.name}: {self.reason}")
@@ -62,6 +66,23 @@ def _verdict(c: Comparison, label: str) -> str:
 def _tie_note(c: Comparison) -> str:
     tied = c.ranking[0].tied_with
     return f" (tied within noise with {', '.join(tied)})" if tied else ""
+
+
+def task_max_lr(task: str, *, weight_decay: float = 5e-4,
+                momentum: tuple[float, float] = (0.95, 0.85), seed: int = 0,
+                data_dir: str | None = None) -> float:
+    """The task's max LR by a default range test, for searches not given one."""
+    t = load_task(task, data_dir=data_dir)
+    train, _ = t.datasets()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = t.model()
+    opt = build_optimizer(t.optimizer, model, momentum=momentum[0], weight_decay=weight_decay)
+    result = lr_range_test(model, opt, t.loss_fn, train, momentum=momentum,
+                           batch_size=t.batch_size, seed=seed)
+    if result.max_lr is None:
+        raise ValueError(f"the range test on {task} found no decreasing loss; give max_lr")
+    return result.max_lr
 
 
 def momentum_search(task: str, *, max_lr: float, budget: Budget, policy: str = "one-cycle",
@@ -191,7 +212,7 @@ def _combined(task: str, grid: list[float], budget: Budget, evidence: dict[str, 
               f"({lowest[best]:.4g}); its max_lr is {tests[best].max_lr:.3g}")
     return SearchResult("weight decay (combined with LR)",
                         {"weight_decay": best, "max_lr": tests[best].max_lr}, reason, [],
-                        evidence)
+                        evidence, {f"wd {wd:g}": r for wd, r in tests.items()})
 
 
 def _fork(task: str, grid: list[float], budget: Budget, evidence: dict[str, Any],
@@ -201,14 +222,13 @@ def _fork(task: str, grid: list[float], budget: Budget, evidence: dict[str, Any]
     spec = TrialSpec(task, budget=budget, weight_decay=middle, label=f"wd {middle:g}",
                      **common)
     trainer, steps = build_trainer(spec)
-    # Train at the middle value until the validation loss stops falling (or half the budget).
+    # Train at the middle value until the validation loss plateaus (diagnosed balanced on
+    # enough evaluations), or up to half the budget, whichever comes first.
     prefix_cap = steps // 2
-    from .diagnose import diagnose
-
     while trainer.step < prefix_cap:
         trainer.run(steps=min(trainer.eval_every, prefix_cap - trainer.step))
-        if len(trainer.history.val_loss) >= 4 and \
-                diagnose(trainer.history).verdict != "underfitting":
+        if len(trainer.history.val_loss) >= 2 * MIN_POINTS and \
+                diagnose(trainer.history).verdict == "balanced":
             break
     prefix = trainer.step
     snap = trainer.snapshot()
