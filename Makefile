@@ -11,7 +11,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion clean
+.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ bench-range-test: $(BENCH_STAMP) $(FASHION)
 
 bench-lr-suggestion: $(BENCH_STAMP) $(FASHION)
 	$(BENCH_VENV)/bin/python benchmarks/lr_suggestion.py --write benchmarks/RESULTS.md
+
+bench-early-reading: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/early_reading.py --write benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

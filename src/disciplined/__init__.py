@@ -6,17 +6,30 @@ hyper-parameters" (2018) prescribes.
 """
 
 from . import schedules
+from .compare import Comparison, compare
+from .diagnose import Diagnosis, diagnose
 from .errors import DisciplinedError
 from .hyper import HyperScheduler
+from .interpolate import Interpolation, interpolate
 from .range_test import RangeTestResult, lr_range_test
+from .trials import Budget, TrialResult, TrialSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Budget",
+    "Comparison",
+    "Diagnosis",
     "DisciplinedError",
     "HyperScheduler",
+    "Interpolation",
     "RangeTestResult",
+    "TrialResult",
+    "TrialSpec",
     "__version__",
+    "compare",
+    "diagnose",
+    "interpolate",
     "lr_range_test",
     "schedules",
 ]
