@@ -407,6 +407,103 @@ def interpolate_cmd(
     console.print(f"wrote {out / 'interpolation.json'} and {plot}")
 
 
+class _TuneProgress:
+    """Stage, trial, validation loss and an ETA, one line each (plain lines with --quiet)."""
+
+    def __init__(self, quiet: bool) -> None:
+        import time
+
+        self.quiet, self.start = quiet, time.perf_counter()
+        self.eta: float | None = None
+        self.clock = time.perf_counter
+
+    def _stamp(self) -> str:
+        elapsed = self.clock() - self.start
+        eta = "" if self.eta is None else f", ETA ~{max(0.0, self.eta - elapsed):.0f} s"
+        return f"[{elapsed:6.1f} s{eta}]"
+
+    def stage(self, name: str, index: int, total: int, eta_seconds: float | None) -> None:
+        if eta_seconds is not None and self.eta is None:
+            self.eta = (self.clock() - self.start) + eta_seconds
+        style = "" if self.quiet else "[bold cyan]"
+        console.print(f"{self._stamp()} {style}stage {index}/{total}: {name}",
+                      highlight=False)
+
+    def trial(self, stage: str, result: Any) -> None:
+        if result.state != "complete":
+            console.print(f"{self._stamp()}   {result.label}: failed: {result.error}",
+                          highlight=False)
+            return
+        metric = "" if result.val_metric is None else f", val metric {result.val_metric:.4g}"
+        verdict = result.diagnosis.verdict if result.diagnosis else "-"
+        console.print(f"{self._stamp()}   {result.label}: {result.steps} steps, val loss "
+                      f"{result.val_loss:.4f}{metric} ({verdict})", highlight=False)
+
+    def decided(self, name: str, decision: dict[str, Any], reason: str,
+                seconds: float) -> None:
+        console.print(f"{self._stamp()}   -> {name}: {decision or ''} {reason} "
+                      f"({seconds:.1f} s)", highlight=False)
+
+
+@app.command()
+def tune(
+    task: TaskArg,
+    out: OutDir = Path("runs/tune"),
+    budget_minutes: Annotated[float | None, typer.Option(
+        help="Wall-clock budget for everything; sizes the final training.")] = None,
+    budget_epochs: Annotated[float | None, typer.Option(
+        help="Final training epochs (short runs take 1/6 each).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the study in --out.")
+                      ] = False,
+    seed: Seed = 0,
+    stages: Annotated[str | None, typer.Option(
+        help="Comma-separated: range_test,batch_size,momentum,weight_decay,confirm,final "
+             "(default: all but batch_size).")] = None,
+    data_dir: DataDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """The checklist end to end: range test, momentum, weight decay, confirm, final 1cycle."""
+    from .recipe import tune as run_tune
+
+    try:
+        result = run_tune(task, out=out, budget_epochs=budget_epochs,
+                          budget_minutes=budget_minutes,
+                          stages=None if stages is None else [s.strip()
+                                                              for s in stages.split(",")],
+                          resume=resume, seed=seed,
+                          data_dir=str(data_dir) if data_dir else None,
+                          progress=_TuneProgress(quiet))
+    except (ValueError, DisciplinedError) as err:
+        raise _fail(err) from None
+    s = result.summary
+    hp = s["hyperparameters"]
+    console.print("\n[bold]chosen hyper-parameters[/]")
+    for key, value in hp.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        console.print(f"  {key:13s} {shown}", highlight=False)
+    final = s["final"]
+    if final["val_metric"] is not None:
+        console.print(f"final accuracy: [bold]{final['val_metric']:.2%}[/] (val loss "
+                      f"{final['val_loss']:.4f})")
+    elif final["val_loss"] is not None:
+        console.print(f"final validation loss: [bold]{final['val_loss']:.4g}[/]")
+    if result.reused_trials:
+        console.print(f"resumed: {result.reused_trials} finished trials taken from the journal")
+    console.print(f"total {s['wall_seconds_total']:.1f} s; report: {out / 'report.html'}")
+
+
+@app.command()
+def report(directory: Annotated[Path, typer.Argument(help="A tune --out folder.")]) -> None:
+    """Regenerate report.html from a study's journal."""
+    from .report import regenerate_report
+
+    try:
+        path = regenerate_report(directory)
+    except (ValueError, DisciplinedError) as err:
+        raise _fail(err) from None
+    console.print(f"wrote {path}")
+
+
 class _StepBar:
     def __init__(self, total: int, quiet: bool, label: str) -> None:
         from tqdm import tqdm

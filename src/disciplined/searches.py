@@ -88,6 +88,7 @@ def task_max_lr(task: str, *, weight_decay: float = 5e-4,
 def momentum_search(task: str, *, max_lr: float, budget: Budget, policy: str = "one-cycle",
                     values: Sequence[float] = MOMENTA, base_momentum: float = BASE_MOMENTUM,
                     weight_decay: float = 5e-4, seed: int = 0, data_dir: str | None = None,
+                    batch_size: int | None = None,
                     executor: Executor | None = None) -> SearchResult:
     """Short runs at each maximum momentum, cycling down to `base_momentum` under 1cycle (or
     held constant under a constant LR); the lowest early validation loss wins."""
@@ -95,7 +96,7 @@ def momentum_search(task: str, *, max_lr: float, budget: Budget, policy: str = "
     candidates = [{"momentum": (m, base_momentum if cyclical else m),
                    "cycle_momentum": cyclical, "label": f"momentum {m:g}"} for m in values]
     c = compare(candidates, task, budget, executor=executor, max_lr=max_lr, policy=policy,
-                weight_decay=weight_decay, seed=seed, data_dir=data_dir)
+                weight_decay=weight_decay, seed=seed, data_dir=data_dir, batch_size=batch_size)
     best = c.best
     reason = (f"{best.label} reached the lowest early validation loss "
               f"({best.val_loss:.4g}, {_verdict(c, best.label)}){_tie_note(c)}")
@@ -151,7 +152,7 @@ def initial_loss(task: str, seed: int = 0, data_dir: str | None = None) -> float
 def weight_decay_search(task: str, *, max_lr: float, budget: Budget,
                         guess: float | None = None, mode: str = "grid",
                         momentum: tuple[float, float] = (0.95, 0.85), seed: int = 0,
-                        data_dir: str | None = None,
+                        data_dir: str | None = None, batch_size: int | None = None,
                         executor: Executor | None = None) -> SearchResult:
     """Weight decay by Section 5's recipe. `mode`: "grid" (first grid, then one bisection or
     extrapolation), "combined" (an LR range test at each value, Figure 10: LR and WD chosen
@@ -165,7 +166,8 @@ def weight_decay_search(task: str, *, max_lr: float, budget: Budget,
     if far:
         evidence["scaled"] = (f"initial loss {l0:.3g} is far from order 1: the grid is "
                               f"scaled by it")
-    common = dict(max_lr=max_lr, momentum=momentum, seed=seed, data_dir=data_dir)
+    common = dict(max_lr=max_lr, momentum=momentum, seed=seed, data_dir=data_dir,
+                  batch_size=batch_size)
     if mode == "combined":
         return _combined(task, grid, budget, evidence, momentum, seed, data_dir)
     if mode == "fork":
