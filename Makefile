@@ -11,7 +11,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading clean
+.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,8 @@ test: $(STAMP)
 	$(VENV)/bin/pytest
 
 demo: $(STAMP)
-	$(VENV)/bin/disciplined demo --out runs/demo
+	rm -rf runs/demo
+	$(VENV)/bin/disciplined tune digits --out runs/demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -60,6 +61,9 @@ bench-lr-suggestion: $(BENCH_STAMP) $(FASHION)
 
 bench-early-reading: $(BENCH_STAMP) $(FASHION)
 	$(BENCH_VENV)/bin/python benchmarks/early_reading.py --write benchmarks/RESULTS.md
+
+bench-tune: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/tune_stages.py --write benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -12,6 +12,7 @@ from .errors import DisciplinedError
 from .hyper import HyperScheduler
 from .interpolate import Interpolation, interpolate
 from .range_test import RangeTestResult, lr_range_test
+from .recipe import StudyResult, tune
 from .trials import Budget, TrialResult, TrialSpec
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ __all__ = [
     "HyperScheduler",
     "Interpolation",
     "RangeTestResult",
+    "StudyResult",
     "TrialResult",
     "TrialSpec",
     "__version__",
@@ -32,4 +34,5 @@ __all__ = [
     "interpolate",
     "lr_range_test",
     "schedules",
+    "tune",
 ]
