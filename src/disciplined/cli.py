@@ -414,8 +414,15 @@ class _TuneProgress:
         import time
 
         self.quiet, self.start = quiet, time.perf_counter()
+        self.live = not quiet
         self.eta: float | None = None
         self.clock = time.perf_counter
+
+    def plan(self, plan: dict[str, Any]) -> None:
+        split = ", ".join(f"{k} ~{v:.0f} s" for k, v in plan["seconds_by_stage"].items())
+        console.print(f"{self._stamp()} budget: final {plan['final_epochs']:g} epochs, short "
+                      f"runs {plan['short_epochs']:g} epochs each; planned split: {split}",
+                      highlight=False)
 
     def _stamp(self) -> str:
         elapsed = self.clock() - self.start

@@ -252,6 +252,8 @@ class Trainer:
         self.step = 0
         self.history = History()
         self._samples_per_step = batch_size * accumulate
+        self._bar: Any = None
+        self.label = ""  # shown on the progress bar
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -270,7 +272,8 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=None if math.isinf(limit) else int(limit - self.step),
-                       unit="step", leave=False)
+                       unit="step", leave=False, desc=self.label or None)
+        self._bar = bar
         start = time.perf_counter()
         trained_seconds, first_step = 0.0, self.step
         reason = "budget"
@@ -347,6 +350,8 @@ class Trainer:
         h.val_loss.append(loss)
         h.val_metric.append(metric)
         h.eval_seconds.append(h.wall_seconds + time.perf_counter() - start)
+        if self._bar is not None:
+            self._bar.set_postfix(val_loss=f"{loss:.4f}", refresh=False)
         if self.on_eval is not None:
             self.on_eval(self.step, loss, metric)
 

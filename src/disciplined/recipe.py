@@ -37,7 +37,12 @@ ONE_CYCLE_DIV = 10.0
 
 
 class Progress(Protocol):
-    """What `tune` tells the person watching; the library itself never prints."""
+    """What `tune` tells the person watching; the library itself never prints. With `live`,
+    each trial also shows a bar of its steps and losses."""
+
+    live: bool
+
+    def plan(self, plan: dict[str, Any]) -> None: ...
 
     def stage(self, name: str, index: int, total: int, eta_seconds: float | None) -> None: ...
 
@@ -48,6 +53,11 @@ class Progress(Protocol):
 
 
 class _Silent:
+    live = False
+
+    def plan(self, plan: dict[str, Any]) -> None:
+        pass
+
     def stage(self, name: str, index: int, total: int, eta_seconds: float | None) -> None:
         pass
 
@@ -153,7 +163,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
             return done
 
         def executor(stage: str) -> JournalExecutor:
-            return JournalExecutor(study, stage, device=device,
+            return JournalExecutor(study, stage, device=device, live=progress.live,
                                    on_result=lambda r: progress.trial(stage, r))
 
         def short_budget() -> Budget:
@@ -185,6 +195,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
                 if name == "range_test":
                     _plan_budget(study, plan, hp, task, budget_epochs, budget_minutes, order,
                                  done["payload"].get("seconds_per_step", 0.0), started)
+                    progress.plan(plan)
             elif name == "batch_size":
                 def batch_body() -> tuple[dict[str, Any], str, dict[str, Any]]:
                     base = hp["batch_size"]
@@ -240,10 +251,14 @@ def _plan_budget(study: Study, plan: dict[str, Any], hp: dict[str, Any], task: T
     elif budget_epochs is None:
         hp["epochs"] = DEFAULT_EPOCHS.get(task.name, FALLBACK_EPOCHS)
     plan["final_epochs"] = hp["epochs"]
+    plan["short_epochs"] = round(max(hp["epochs"] * SHORT_FRACTION, 0.5), 2)
     plan["short_seconds"] = hp["epochs"] * SHORT_FRACTION * epoch_seconds
-    total_epochs = hp["epochs"] * (1 + sum(n for s, n in SHORT_RUNS.items() if s in order)
-                                   * SHORT_FRACTION)
-    plan["eta"] = total_epochs * epoch_seconds
+    split = {s: n * plan["short_seconds"] for s, n in SHORT_RUNS.items() if s in order}
+    if "confirm" in order:
+        split["confirm"] = seconds_per_step * 100
+    split["final"] = hp["epochs"] * epoch_seconds
+    plan["seconds_by_stage"] = {k: round(v, 1) for k, v in split.items()}
+    plan["eta"] = sum(split.values())
     study.set_meta("plan", plan)
 
 

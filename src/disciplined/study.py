@@ -183,8 +183,9 @@ class JournalExecutor:
     """Runs a stage's trials, taking finished ones from the journal and recording new ones."""
 
     def __init__(self, study: Study, stage: str, *, device: str | None = None,
-                 on_result: Any = None) -> None:
+                 on_result: Any = None, live: bool = False) -> None:
         self.study, self.stage, self.device, self.on_result = study, stage, device, on_result
+        self.live = live
 
     def map(self, specs: Sequence[TrialSpec]) -> list[TrialResult]:
         results = []
@@ -194,7 +195,7 @@ class JournalExecutor:
                 self.study.reused += 1
                 result = done
             else:
-                result = run_trial(spec, device=self.device)
+                result = run_trial(spec, device=self.device, progress=self.live)
                 self.study.record_trial(self.stage, result)
             if self.on_result is not None:
                 self.on_result(result)

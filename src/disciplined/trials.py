@@ -95,7 +95,8 @@ def total_steps(spec: TrialSpec, steps_per_epoch: int) -> int:
     return max(2, min(candidates))
 
 
-def build_trainer(spec: TrialSpec, *, device: str | None = None) -> tuple[Trainer, int]:
+def build_trainer(spec: TrialSpec, *, device: str | None = None,
+                  progress: bool = False) -> tuple[Trainer, int]:
     """The trainer for a spec, schedules attached, and the steps they span."""
     task = load_task(spec.task, data_dir=spec.data_dir)
     train, val = task.datasets()
@@ -107,7 +108,8 @@ def build_trainer(spec: TrialSpec, *, device: str | None = None) -> tuple[Traine
                                 weight_decay=spec.weight_decay)
     trainer = Trainer(model, optimizer, task.loss_fn, train, val, metric=task.metric,
                       batch_size=spec.batch_size or task.batch_size, seed=spec.seed,
-                      device=device)
+                      device=device, progress=progress)
+    trainer.label = spec.label
     steps = total_steps(spec, trainer.steps_per_epoch)
     trainer.eval_every = spec.eval_every or max(1, steps // EVALS_PER_TRIAL)
     lr, mom = policy_schedules(spec.policy, steps, spec.max_lr, momentum=spec.momentum,
@@ -125,11 +127,13 @@ def result_from(spec: TrialSpec, history: History, seconds: float) -> TrialResul
         len(history.step), seconds)
 
 
-def run_trial(spec: TrialSpec, *, device: str | None = None) -> TrialResult:
-    """Train one spec; any error becomes a failed result, recorded, never raised."""
+def run_trial(spec: TrialSpec, *, device: str | None = None,
+              progress: bool = False) -> TrialResult:
+    """Train one spec; any error becomes a failed result, recorded, never raised.
+    `progress` shows a live bar (step, training and validation loss)."""
     start = time.perf_counter()
     try:
-        trainer, steps = build_trainer(spec, device=device)
+        trainer, steps = build_trainer(spec, device=device, progress=progress)
         history = trainer.run(steps=steps, seconds=spec.budget.seconds)
         return result_from(spec, history, time.perf_counter() - start)
     except (KeyboardInterrupt, SystemExit):
