@@ -107,8 +107,10 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                 steps = len(h.step)
                 lr, mom = policy_schedules("one-cycle", max(2, steps), hp["max_lr"],
                                            momentum=tuple(hp["momentum"]))
+                parts.append("<h3>Final schedules (learning rate and momentum)</h3>")
                 parts.append(_png(functools.partial(plot_schedule, lr=lr, momentum=mom,
                                                     title="final schedules")))
+                parts.append("<h3>Training curves</h3>")
                 parts.append(_png(functools.partial(plot_history, h)))
                 if finals[-1].diagnosis:
                     parts.append(f"<p>Diagnosis: {html.escape(finals[-1].diagnosis.advice)}</p>")
