@@ -178,6 +178,16 @@ def test_a_regression_task_file_without_a_metric_runs_through_tune(tmp_path):
     assert "final validation loss" in result.output
 
 
+def test_a_classification_task_file_runs_through_tune(tmp_path):
+    from test_cli import TASK_FILE
+
+    task = tmp_path / "my_digits.py"
+    task.write_text(TASK_FILE)
+    result = tune(str(task), out=tmp_path / "out", budget_epochs=4)
+    assert result.summary["task"] == str(task)
+    assert result.summary["final"]["val_metric"] > 0.8
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

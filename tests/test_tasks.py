@@ -13,6 +13,7 @@ from disciplined.tasks import (
     fashion_mnist_datasets,
     load_task,
     mnist1d_cnn,
+    mnist1d_datasets,
     mnist1d_mlp,
     read_idx,
 )
@@ -26,8 +27,10 @@ def test_digits_is_bundled_and_split_80_20():
 
 def test_mnist1d_is_generated_locally_with_its_defaults_and_leaves_global_rngs_alone():
     before = np.random.get_state()[1].copy()
-    train, val = load_task("mnist1d").datasets()
+    train, val = mnist1d_datasets.__wrapped__()  # generate anew, past the per-process cache
     assert np.array_equal(np.random.get_state()[1], before)
+    cached, _ = load_task("mnist1d").datasets()
+    assert torch.equal(cached.tensors[0], train.tensors[0])
     assert train.tensors[0].shape == (4000, 40) and val.tensors[0].shape == (1000, 40)
     assert set(train.tensors[1].tolist()) == set(range(10))
     again, _ = load_task("mnist1d-mlp").datasets()

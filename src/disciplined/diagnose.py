@@ -30,6 +30,8 @@ MIN_REL_CHANGE = 0.01
 UNSTABLE_REL_NOISE = 0.25
 SPIKE_SIGMAS = 5.0
 MAX_SPIKES = 1  # in the late half of the curve
+# The settled part of a curve starts where it is within this fraction of its total fall.
+SETTLED = 0.25
 # A curve whose minimum is not this fraction below its start has barely learned: a plateau
 # that high is underfitting, not balance.
 MIN_LEARNED = 0.1
@@ -144,9 +146,14 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
             return verdict("diverged")
     if len(ys) < MIN_POINTS:
         return verdict("inconclusive")
-    # Read the last three quarters: the first fall (and a warm-up's bumps) says little about
-    # the noise around the end, where the verdict is made; fewer points would say it poorly.
-    late = ys[len(ys) // 4:] if len(ys) >= 2 * MIN_POINTS else ys
+    # Read the settled part: from where the curve first came within a quarter of its total
+    # fall from the minimum. The first fall (and a 1cycle's warm-up bumps) says little about
+    # the noise around the end, where the verdict is made.
+    drop = ys[0] - ys[i_min]
+    settle = int(np.argmax(ys <= ys[i_min] + SETTLED * drop)) if drop > 0 else 0
+    settle = min(settle, len(ys) - MIN_POINTS)
+    evidence["settled_from"] = float(xs[settle])
+    late = ys[settle:]
     level = float(np.median(np.abs(late))) or 1.0
     noise = noise_level(late)
     evidence["noise"] = noise

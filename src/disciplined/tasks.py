@@ -7,6 +7,7 @@ A task file is a Python file that defines `build_model()` and `build_datasets()`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import importlib.util
 import random
@@ -87,6 +88,10 @@ class Task:
 # --- built-in data ----------------------------------------------------------------------------
 
 
+# The built-in datasets are made once per process and shared by every trial (generating
+# MNIST-1D takes ~1 s, reading Fashion-MNIST about as long). Nothing in disciplined writes
+# into them; a caller that wants to change the tensors should clone them first.
+@functools.lru_cache(maxsize=8)
 def digits_datasets(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     """scikit-learn's bundled 8x8 digits (no download), scaled to [0, 1], split 80/20."""
     from sklearn.datasets import load_digits
@@ -100,6 +105,7 @@ def digits_datasets(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
         TensorDataset(x[order[:n_val]], y[order[:n_val]])
 
 
+@functools.lru_cache(maxsize=1)
 def mnist1d_datasets() -> tuple[TensorDataset, TensorDataset]:
     """MNIST-1D generated locally by `mnist1d.data.make_dataset` (default arguments and seed:
     4000 train, 1000 test, length 40). Never downloads."""
@@ -142,6 +148,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     return data.reshape(shape)
 
 
+@functools.lru_cache(maxsize=2)
 def fashion_mnist_datasets(data_dir: str | Path | None = None
                            ) -> tuple[TensorDataset, TensorDataset]:
     """Fashion-MNIST from its IDX files (Debian's dataset-fashion-mnist, or `data_dir`):
