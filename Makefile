@@ -11,7 +11,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune clean
+.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,9 @@ $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet $(TORCH)
 	$(BENCH_VENV)/bin/pip install --quiet -e .
-	$(BENCH_VENV)/bin/pip install --quiet --no-deps torch-lr-finder==0.2.2 packaging
+	$(BENCH_VENV)/bin/pip install --quiet --no-deps torch-lr-finder==0.2.2 packaging \
+		pytorch-lightning==2.6.6 lightning-utilities torchmetrics fsspec pyyaml
+	$(BENCH_VENV)/bin/pip install --quiet optuna
 	$(BENCH_VENV)/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(BENCH_STAMP)
 
@@ -64,6 +66,18 @@ bench-early-reading: $(BENCH_STAMP) $(FASHION)
 
 bench-tune: $(BENCH_STAMP) $(FASHION)
 	$(BENCH_VENV)/bin/python benchmarks/tune_stages.py --write benchmarks/RESULTS.md
+
+bench-super-convergence: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/super_convergence.py --write benchmarks/RESULTS.md
+
+bench-mnist1d: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/mnist1d_reference.py --write benchmarks/RESULTS.md
+
+bench-lr-finders: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/lr_finders.py --write benchmarks/RESULTS.md
+
+bench-search-cost: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/search_cost.py --write benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -29,9 +29,9 @@ DEFAULT_EPOCHS = {"digits": 10, "mnist1d": 30, "mnist1d-mlp": 30, "fashion-mnist
 FALLBACK_EPOCHS = 10
 # Each short run trains this fraction of the final length (9 short runs ~ 1.5x the final)...
 SHORT_FRACTION = 1 / 6
-# ... but at least one epoch and this many steps: fewer leave a 1cycle no room to rise and
-# anneal, and the runs end before their losses part (measured on digits: 12-step runs all
-# ended near the initial loss and tied).
+# ... but at least this many steps: fewer leave a 1cycle no room to rise and anneal, and the
+# runs end before their losses part (measured on digits: 12-step runs all ended near the
+# initial loss and tied).
 MIN_SHORT_STEPS = 60
 # Short runs in the stages, to split a budget given in minutes.
 SHORT_RUNS = {"batch_size": 3, "momentum": 4, "weight_decay": 5}
@@ -255,7 +255,7 @@ def _plan_budget(study: Study, plan: dict[str, Any], hp: dict[str, Any], task: T
     elif budget_epochs is None:
         hp["epochs"] = DEFAULT_EPOCHS.get(task.name, FALLBACK_EPOCHS)
     plan["final_epochs"] = hp["epochs"]
-    plan["short_epochs"] = round(max(hp["epochs"] * SHORT_FRACTION, 1.0,
+    plan["short_epochs"] = round(max(hp["epochs"] * SHORT_FRACTION,
                                      MIN_SHORT_STEPS / steps_per_epoch), 2)
     plan["short_seconds"] = plan["short_epochs"] * epoch_seconds
     split = {s: n * plan["short_seconds"] for s, n in SHORT_RUNS.items() if s in order}
@@ -272,7 +272,8 @@ def _final(study: Study, task_name: str, hp: dict[str, Any], seed: int, data_dir
            progress: Progress) -> tuple[dict[str, Any], str, dict[str, Any]]:
     spec = TrialSpec(task_name, max_lr=hp["max_lr"], budget=Budget(epochs=hp["epochs"]),
                      momentum=tuple(hp["momentum"]), weight_decay=hp["weight_decay"],
-                     batch_size=hp["batch_size"], seed=seed, data_dir=data_dir, label="final")
+                     batch_size=hp["batch_size"], seed=seed, data_dir=data_dir, label="final",
+                     eval_samples=None)
     trainer, steps = build_trainer(spec, device=device)
     start = time.perf_counter()
     history = trainer.run(steps=steps)

@@ -22,6 +22,9 @@ from .tasks import load_task
 
 # Evaluations per trial when the spec does not say: enough for diagnose() to read a trend.
 EVALS_PER_TRIAL = 12
+# Short runs evaluate on a fixed subset of this many validation samples: twelve passes over
+# Fashion-MNIST's 10,000 test images cost as much as the training of a short run.
+EVAL_SAMPLES = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,7 @@ class TrialSpec:
     batch_size: int | None = None
     seed: int = 0
     eval_every: int | None = None
+    eval_samples: int | None = EVAL_SAMPLES
     data_dir: str | None = None
     label: str = ""
 
@@ -108,7 +112,7 @@ def build_trainer(spec: TrialSpec, *, device: str | None = None,
                                 weight_decay=spec.weight_decay)
     trainer = Trainer(model, optimizer, task.loss_fn, train, val, metric=task.metric,
                       batch_size=spec.batch_size or task.batch_size, seed=spec.seed,
-                      device=device, progress=progress)
+                      device=device, progress=progress, eval_samples=spec.eval_samples)
     trainer.label = spec.label
     steps = total_steps(spec, trainer.steps_per_epoch)
     trainer.eval_every = spec.eval_every or max(1, steps // EVALS_PER_TRIAL)
