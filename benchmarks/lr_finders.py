@@ -92,7 +92,8 @@ def lightning(task_name: str) -> float | None:
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()), \
             contextlib.redirect_stdout(io.StringIO()):
-        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False,
+        # enough epochs that the 100 steps never run out of data (lr_find stops at max_steps)
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1000, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, default_root_dir=tmp)
         result = Tuner(trainer).lr_find(Lit(), min_lr=START, max_lr=END,
