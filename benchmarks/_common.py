@@ -58,3 +58,11 @@ def write_section(path: Path, mark: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + body + "\n"
     path.write_text(text)
+
+
+def publish(lines: list[str], path: Path | None, mark: str) -> None:
+    """Print a benchmark's section and, with `--write PATH`, put it into RESULTS.md."""
+    section = "\n".join(lines)
+    print(section)
+    if path is not None:
+        write_section(path, mark, section)

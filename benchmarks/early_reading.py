@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from _common import header, write_section
+from _common import header, publish
 
 from disciplined.searches import (
     MOMENTA,
@@ -102,10 +102,7 @@ def main() -> None:
         *rows,
         f"| **agreement** | | | | **{agree}/{len(rows)}** | | |",
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, MARK, section)
+    publish(lines, args.write, MARK)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import header, write_section
+from _common import header, publish
 from torch.utils.data import DataLoader
 
 from disciplined.engine import build_optimizer
@@ -146,10 +146,7 @@ def main() -> None:
         "|---|---|---:|---:|---:|",
         *rows,
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, MARK, section)
+    publish(lines, args.write, MARK)
 
 
 def _peer_versions() -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import header, write_section
+from _common import header, publish
 
 from disciplined.engine import build_optimizer
 from disciplined.policies import train_task
@@ -112,10 +112,7 @@ def main() -> None:
         "| **mean regret (points)** | | | " + " | ".join(f"**{mean[n]:.2f}**" for n in names)
         + " |",
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, MARK, section)
+    publish(lines, args.write, MARK)
 
 
 if __name__ == "__main__":

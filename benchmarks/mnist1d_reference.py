@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import header, write_section
+from _common import header, publish
 
 from disciplined import HyperScheduler, schedules
 from disciplined.engine import Trainer
@@ -92,10 +92,7 @@ def main() -> None:
         "|---|---|---:|---:|---:|---|",
         *rows,
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, MARK, section)
+    publish(lines, args.write, MARK)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _common import header, quartiles, write_section
+from _common import header, publish, quartiles
 from torch.utils.data import DataLoader, TensorDataset
 
 from disciplined import schedules
@@ -143,10 +143,7 @@ def main() -> None:
         "|---|---|---|---:|---:|",
         *rows,
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, MARK, section)
+    publish(lines, args.write, MARK)
 
 
 if __name__ == "__main__":

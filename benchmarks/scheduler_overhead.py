@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from _common import header, quartiles, write_section
+from _common import header, publish, quartiles
 
 from disciplined import HyperScheduler
 from disciplined import schedules as S
@@ -63,7 +63,7 @@ def measure(groups: int) -> dict[str, list[float]]:
     return samples
 
 
-def report() -> str:
+def report() -> list[str]:
     rows = []
     for groups in (1, 100):
         samples = measure(groups)
@@ -84,7 +84,7 @@ def report() -> str:
         "|---:|---:|---:|---:|",
         *rows,
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
@@ -92,10 +92,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="update this RESULTS.md section")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    section = report()
-    print(section)
-    if args.write:
-        write_section(args.write, MARK, section)
+    publish(report(), args.write, MARK)
 
 
 if __name__ == "__main__":

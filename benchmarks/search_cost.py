@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import header, write_section
+from _common import header, publish
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -125,10 +125,7 @@ def main() -> None:
         "|---|---|---:|---:|---:|---:|",
         *rows,
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, MARK, section)
+    publish(lines, args.write, MARK)
 
 
 if __name__ == "__main__":

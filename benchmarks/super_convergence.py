@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import header, write_section
+from _common import header, publish
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -125,10 +125,7 @@ def main() -> None:
         f"Goal (reach the baseline's final accuracy in <= 1/7 of its epochs and beat it at the "
         f"end): {'met' if met else 'not met'}.",
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, MARK, section)
+    publish(lines, args.write, MARK)
 
 
 if __name__ == "__main__":

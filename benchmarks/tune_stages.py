@@ -11,7 +11,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _common import header, write_section
+from _common import header, publish
 
 from disciplined.recipe import tune
 
@@ -70,10 +70,7 @@ def main() -> None:
         "|---|---:|---|---|---|---:|---:|---|",
         *rows,
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, MARK, section)
+    publish(lines, args.write, MARK)
 
 
 if __name__ == "__main__":
