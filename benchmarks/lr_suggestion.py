@@ -18,12 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from _common import header, publish
 
-from disciplined.engine import build_optimizer
 from disciplined.policies import train_task
-from disciplined.range_test import lr_range_test
+from disciplined.range_test import task_range_test
 from disciplined.tasks import load_task
 
 MARK = "lr-suggestion"
@@ -45,17 +43,10 @@ def accuracy(task_name: str, max_lr: float, seed: int) -> float:
 
 def suggestions(task_name: str, seed: int) -> dict[tuple[str, str], float | None]:
     task = load_task(task_name)
-    train, val = task.datasets()
     out: dict[tuple[str, str], float | None] = {}
     for source in ("train", "val"):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = task.model()
-        opt = build_optimizer(task.optimizer, model, momentum=0.95, weight_decay=5e-4)
-        result = lr_range_test(model, opt, task.loss_fn, train,
-                               val_data=val if source == "val" else None,
-                               momentum=(0.95, 0.85), batch_size=task.batch_size,
-                               metric=task.metric, seed=seed)
+        result = task_range_test(task, weight_decay=5e-4, momentum=(0.95, 0.85), seed=seed,
+                                 val=source == "val")
         for rule, sugg in result.suggestions.items():
             out[(rule, source)] = sugg.value
     return out

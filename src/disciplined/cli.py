@@ -182,8 +182,7 @@ def find_lr(
     try:
         spec = load_task(task, data_dir=data_dir)
         train_data, val_data = spec.datasets()
-        with torch_seed(seed):
-            model = spec.model()
+        model = spec.model(seed)
         optimizer = build_optimizer(spec.optimizer, model, momentum=high,
                                     weight_decay=weight_decay)
         bar = _StepBar(steps, quiet, "range test")
@@ -523,21 +522,6 @@ class _StepBar:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def torch_seed(seed: int) -> Any:
-    """Seed torch's RNG for a block and put the caller's state back afterwards."""
-    import contextlib
-
-    import torch
-
-    @contextlib.contextmanager
-    def seeded() -> Any:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            yield
-
-    return seeded()
 
 
 def main() -> None:

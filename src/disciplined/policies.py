@@ -76,9 +76,7 @@ def train_task(task: Task, *, policy: str = "one-cycle", max_lr: float,
     """Train `task` from fresh weights with a named policy; with `out`, write
     history.json, curves.png and model.pt there."""
     train_data, val_data = task.datasets()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = task.model()
+    model = task.model(seed)
     optimizer = build_optimizer(task.optimizer, model, lr=max_lr, momentum=momentum[0],
                                 weight_decay=weight_decay)
     trainer = Trainer(model, optimizer, task.loss_fn, train_data, val_data,

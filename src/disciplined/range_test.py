@@ -287,6 +287,23 @@ def lr_range_test(
     return RangeTestResult(runs, suggestions, source, mode, float(start_lr), float(end_lr))
 
 
+def task_range_test(task: Any, *, weight_decay: float, momentum: tuple[float, float],
+                    batch_size: int | None = None, seed: int = 0, val: bool = False,
+                    device: str | torch.device | None = None) -> RangeTestResult:
+    """The range test as `find-lr` and `tune` run it on a task: fresh weights drawn with
+    `seed`, the task's optimizer at `weight_decay`, momentum swept, default LR range."""
+    from .engine import build_optimizer
+
+    train, val_data = task.datasets()
+    model = task.model(seed)
+    optimizer = build_optimizer(task.optimizer, model, momentum=momentum[0],
+                                weight_decay=weight_decay)
+    return lr_range_test(model, optimizer, task.loss_fn, train,
+                         val_data=val_data if val else None, momentum=momentum,
+                         batch_size=batch_size or task.batch_size, metric=task.metric,
+                         seed=seed, device=device)
+
+
 def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[..., Any],
            train_data: Data, val_data: Data | None, sweep: schedules.Schedule,
            mom_sched: schedules.Schedule | None, batch_size: int, val_every: int,

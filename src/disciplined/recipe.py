@@ -13,9 +13,8 @@ from typing import Any, Protocol
 
 import torch
 
-from .engine import build_optimizer
 from .errors import DisciplinedError
-from .range_test import RangeTestResult, lr_range_test
+from .range_test import task_range_test
 from .searches import SearchResult, batch_size_search, momentum_search, weight_decay_search
 from .study import JournalExecutor, Study
 from .tasks import Task, load_task
@@ -96,18 +95,6 @@ def _stage_list(stages: Sequence[str] | None) -> list[str]:
     return [s for s in STAGES if s in chosen]  # the checklist's order, whatever was given
 
 
-def _range_test(task: Task, *, weight_decay: float, momentum: tuple[float, float],
-                batch_size: int, seed: int, device: str | None) -> RangeTestResult:
-    train, _ = task.datasets()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = task.model()
-    opt = build_optimizer(task.optimizer, model, momentum=momentum[0],
-                          weight_decay=weight_decay)
-    return lr_range_test(model, opt, task.loss_fn, train, momentum=momentum,
-                         batch_size=batch_size, seed=seed, device=device)
-
-
 def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float | None = None,
          budget_minutes: float | None = None, stages: Sequence[str] | None = None,
          resume: bool = False, seed: int = 0, data_dir: str | None = None,
@@ -180,7 +167,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
             if name in ("range_test", "confirm"):
                 def range_body() -> tuple[dict[str, Any], str, dict[str, Any]]:
                     t0 = time.perf_counter()
-                    rt = _range_test(task, weight_decay=hp["weight_decay"],
+                    rt = task_range_test(task, weight_decay=hp["weight_decay"],
                                      momentum=tuple(hp["momentum"]),
                                      batch_size=hp["batch_size"], seed=seed, device=device)
                     if rt.max_lr is None:

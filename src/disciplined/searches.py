@@ -15,9 +15,9 @@ import torch
 
 from .compare import Comparison, compare, rank
 from .diagnose import MIN_POINTS, diagnose
-from .engine import build_optimizer, evaluate, num_samples
+from .engine import evaluate, num_samples
 from .executors import Executor
-from .range_test import RangeTestResult, lr_range_test
+from .range_test import RangeTestResult, task_range_test
 from .tasks import load_task
 from .trials import Budget, TrialResult, TrialSpec, build_trainer, result_from
 
@@ -72,14 +72,8 @@ def task_max_lr(task: str, *, weight_decay: float = 5e-4,
                 momentum: tuple[float, float] = (0.95, 0.85), seed: int = 0,
                 data_dir: str | None = None) -> float:
     """The task's max LR by a default range test, for searches not given one."""
-    t = load_task(task, data_dir=data_dir)
-    train, _ = t.datasets()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = t.model()
-    opt = build_optimizer(t.optimizer, model, momentum=momentum[0], weight_decay=weight_decay)
-    result = lr_range_test(model, opt, t.loss_fn, train, momentum=momentum,
-                           batch_size=t.batch_size, seed=seed)
+    result = task_range_test(load_task(task, data_dir=data_dir), weight_decay=weight_decay,
+                             momentum=momentum, seed=seed)
     if result.max_lr is None:
         raise ValueError(f"the range test on {task} found no decreasing loss; give max_lr")
     return result.max_lr
@@ -142,9 +136,7 @@ def initial_loss(task: str, seed: int = 0, data_dir: str | None = None) -> float
     """Validation loss of the untrained model: the scale the weight decay is compared to."""
     t = load_task(task, data_dir=data_dir)
     _, val = t.datasets()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = t.model()
+    model = t.model(seed)
     loss, _ = evaluate(model, val, t.loss_fn, None, torch.device("cpu"), max_samples=1024)
     return loss
 
@@ -196,16 +188,8 @@ def weight_decay_search(task: str, *, max_lr: float, budget: Budget,
 def _combined(task: str, grid: list[float], budget: Budget, evidence: dict[str, Any],
               momentum: tuple[float, float], seed: int, data_dir: str | None) -> SearchResult:
     t = load_task(task, data_dir=data_dir)
-    train, val = t.datasets()
-    tests = {}
-    for wd in grid:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = t.model()
-        opt = build_optimizer(t.optimizer, model, momentum=momentum[0], weight_decay=wd)
-        tests[wd] = lr_range_test(model, opt, t.loss_fn, train, val_data=val,
-                                  momentum=momentum, batch_size=t.batch_size,
-                                  metric=t.metric, seed=seed)
+    tests = {wd: task_range_test(t, weight_decay=wd, momentum=momentum, seed=seed, val=True)
+             for wd in grid}
     lowest = {wd: min(r.runs[0].val_loss) for wd, r in tests.items()}
     best = min(lowest, key=lambda wd: lowest[wd])
     evidence["range_tests"] = {str(wd): {"max_lr": r.max_lr, "lowest_val_loss": lowest[wd]}
@@ -322,13 +306,8 @@ def batch_size_search(task: str, *, sizes: Sequence[int], seconds: float,
                          data_dir=data_dir, label=label)
         try:
             rate = measure_throughput(base)
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                model = t.model()
-            opt = build_optimizer(t.optimizer, model, momentum=momentum[0],
-                                  weight_decay=weight_decay)
-            test = lr_range_test(model, opt, t.loss_fn, train, momentum=momentum,
-                                 batch_size=size, seed=seed)
+            test = task_range_test(t, weight_decay=weight_decay, momentum=momentum,
+                                   batch_size=size, seed=seed)
         except (MemoryError, torch.OutOfMemoryError) as err:
             notes[label] = f"skipped: out of memory ({type(err).__name__})"
             continue

@@ -60,7 +60,13 @@ class Task:
     batch_size: int = DEFAULT_BATCH_SIZE
     source: str = "built-in"
 
-    def model(self) -> nn.Module:
+    def model(self, seed: int | None = None) -> nn.Module:
+        """A fresh model; with `seed`, its initial weights are drawn from torch's RNG seeded
+        so, and the caller's global RNG state is left as it was."""
+        if seed is not None:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                return self.model()
         try:
             model = self.build_model()
         except Exception as err:

@@ -104,9 +104,7 @@ def build_trainer(spec: TrialSpec, *, device: str | None = None,
     """The trainer for a spec, schedules attached, and the steps they span."""
     task = load_task(spec.task, data_dir=spec.data_dir)
     train, val = task.datasets()
-    with torch.random.fork_rng():
-        torch.manual_seed(spec.seed)
-        model = task.model()
+    model = task.model(spec.seed)
     high = spec.momentum[0]
     optimizer = build_optimizer(task.optimizer, model, lr=spec.max_lr, momentum=high,
                                 weight_decay=spec.weight_decay)
