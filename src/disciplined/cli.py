@@ -26,6 +26,27 @@ Seed = Annotated[int, typer.Option(help="Seed for weights and batch order.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar; plain log lines.")]
 
 
+def _join_torchrun(quiet: bool) -> bool:
+    """Join torchrun's process group when launched by it; only rank 0 prints. Returns
+    whether to stay quiet."""
+    from .distributed import init_from_env
+
+    team = init_from_env()
+    if not team.is_main:
+        console.quiet = True
+    return quiet or not team.is_main
+
+
+def _batch_line(per_process: int) -> str:
+    from .distributed import world
+
+    size = world().size
+    if size == 1:
+        return f"batch {per_process}"
+    return (f"total batch {per_process * size} ({per_process} per process x {size} "
+            f"processes)")
+
+
 def _fail(err: Exception) -> typer.Exit:
     errors.print(f"[bold red]error:[/] {err}", highlight=False)
     return typer.Exit(code=2)
@@ -179,6 +200,7 @@ def find_lr(
     from .tasks import load_task
 
     high, low = _floats(momentum, "--momentum", 2)
+    quiet = _join_torchrun(quiet)
     try:
         spec = load_task(task, data_dir=data_dir)
         train_data, val_data = spec.datasets()
@@ -194,11 +216,13 @@ def find_lr(
         bar.close()
     except (ValueError, DisciplinedError) as err:
         raise _fail(err) from None
+    if console.quiet:  # not rank 0: rank 0 writes and prints
+        return
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_range.json").write_text(result.to_json())
     plot = result.plot(out / "lr_range.png")
     table = Table(title=f"LR range test on {spec.name} ({result.source} loss, "
-                        f"{result.stop_reason})")
+                        f"{result.stop_reason}, {_batch_line(result.batch_size or 0)})")
     for column in ("rule", "max LR (median)", "spread over repeats"):
         table.add_column(column)
     names = {"smith": "Smith (default)", "steepest": "steepest descent",
@@ -236,6 +260,7 @@ def train(
     from .tasks import load_task
 
     high, low = _floats(momentum, "--momentum", 2)
+    quiet = _join_torchrun(quiet)
     try:
         result = train_task(load_task(task, data_dir=data_dir), policy=policy, max_lr=max_lr,
                             momentum=(high, low), weight_decay=weight_decay, epochs=epochs,
@@ -247,7 +272,8 @@ def train(
         extra = "" if metric is None else f"  val acc {metric:.2%}"
         console.print(f"step {step:6d}  val loss {loss:.4f}{extra}", highlight=False)
     final = h.val_metric[-1] if h.val_metric else None
-    console.print(f"{policy}: {h.epochs:.1f} epochs in {h.wall_seconds:.1f} s "
+    console.print(f"{policy}: {h.epochs:.1f} epochs in {h.wall_seconds:.1f} s, "
+                  f"{_batch_line(batch_size or load_task(task, data_dir=data_dir).batch_size)} "
                   f"({h.samples_per_second:,.0f} samples/s)"
                   + ("" if final is None else f", final val accuracy {final:.2%}"))
     console.print(f"wrote {out / 'history.json'}, {out / 'curves.png'}, {out / 'model.pt'}")
@@ -258,6 +284,29 @@ search_app = typer.Typer(help="Short comparison runs of the paper's checklist (S
 app.add_typer(search_app, name="search")
 
 MaxLr = Annotated[float | None, typer.Option(help="Peak LR; default: from a range test.")]
+ExecutorKind = Annotated[str, typer.Option(
+    "--executor", help="Where short runs train: local (one after another) or ray.")]
+RayAddress = Annotated[str | None, typer.Option(
+    "--ray-address", help="With --executor ray: auto (this machine's cluster) or HOST:PORT; "
+                          "default: start Ray on this machine.")]
+CpusPerTrial = Annotated[float, typer.Option("--cpus-per-trial",
+                                             help="CPUs Ray reserves for each trial.")]
+GpusPerTrial = Annotated[float, typer.Option("--gpus-per-trial",
+                                             help="GPUs Ray reserves for each trial.")]
+
+
+def _executor(kind: str, address: str | None, cpus: float, gpus: float) -> Any:
+    from .distributed import launched
+    from .executors import make_executor
+
+    try:
+        if kind != "local" and launched():
+            raise ValueError("--executor ray cannot run under torchrun: run the study with "
+                             "Ray, or data-parallel under torchrun, not both")
+        return make_executor(kind, ray_address=address, cpus_per_trial=cpus,
+                             gpus_per_trial=gpus)
+    except (ValueError, DisciplinedError) as err:
+        raise _fail(err) from None
 Epochs = Annotated[float, typer.Option(help="Epochs each short run trains.")]
 
 
@@ -309,7 +358,9 @@ def search_momentum(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
                                       ] = "one-cycle",
                     weight_decay: Annotated[float, typer.Option("--wd")] = 5e-4,
                     out: OutDir = Path("runs/search-momentum"), seed: Seed = 0,
-                    data_dir: DataDir = None) -> None:
+                    data_dir: DataDir = None,
+                    executor: ExecutorKind = "local", ray_address: RayAddress = None,
+                    cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0) -> None:
     """Momentum 0.99 / 0.97 / 0.95 / 0.9 in short runs (cycling down to 0.85 under 1cycle)."""
     from .searches import momentum_search
     from .trials import Budget
@@ -317,7 +368,8 @@ def search_momentum(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
     _search(lambda: momentum_search(
         task, max_lr=_max_lr(task, max_lr, seed, data_dir), budget=Budget(epochs=epochs),
         policy=policy, weight_decay=weight_decay, seed=seed,
-        data_dir=str(data_dir) if data_dir else None), out)
+        data_dir=str(data_dir) if data_dir else None,
+        executor=_executor(executor, ray_address, cpus_per_trial, gpus_per_trial)), out)
 
 
 @search_app.command("wd")
@@ -326,7 +378,9 @@ def search_wd(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
                                                           "decay; none: 1e-3..0 grid.")] = None,
               mode: Annotated[str, typer.Option(help="grid, combined or fork.")] = "grid",
               out: OutDir = Path("runs/search-wd"), seed: Seed = 0,
-              data_dir: DataDir = None) -> None:
+              data_dir: DataDir = None,
+              executor: ExecutorKind = "local", ray_address: RayAddress = None,
+              cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0) -> None:
     """Weight decay: a grid, then one bisection of the exponent (or combined/fork modes)."""
     from .searches import weight_decay_search
     from .trials import Budget
@@ -334,7 +388,8 @@ def search_wd(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
     _search(lambda: weight_decay_search(
         task, max_lr=_max_lr(task, max_lr, seed, data_dir) if mode != "combined" else 1.0,
         budget=Budget(epochs=epochs), guess=guess, mode=mode, seed=seed,
-        data_dir=str(data_dir) if data_dir else None), out)
+        data_dir=str(data_dir) if data_dir else None,
+        executor=_executor(executor, ray_address, cpus_per_trial, gpus_per_trial)), out)
 
 
 @search_app.command("batch-size")
@@ -344,7 +399,10 @@ def search_batch_size(task: TaskArg,
                       seconds: Annotated[float, typer.Option(help="Equal wall time per size.")
                                          ] = 20.0,
                       out: OutDir = Path("runs/search-batch-size"), seed: Seed = 0,
-                      data_dir: DataDir = None) -> None:
+                      data_dir: DataDir = None,
+                      executor: ExecutorKind = "local", ray_address: RayAddress = None,
+                      cpus_per_trial: CpusPerTrial = 1.0,
+                      gpus_per_trial: GpusPerTrial = 0.0) -> None:
     """Total batch sizes compared at equal wall-clock time, each with its own LR range."""
     from .searches import batch_size_search
 
@@ -352,14 +410,18 @@ def search_batch_size(task: TaskArg,
         values = [int(v) for v in sizes.split(",")]
     except ValueError:
         raise _fail(ValueError(f"--sizes takes comma-separated ints, got {sizes!r}")) from None
+    runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
     _search(lambda: batch_size_search(task, sizes=values, seconds=seconds, seed=seed,
-                                      data_dir=str(data_dir) if data_dir else None), out)
+                                      data_dir=str(data_dir) if data_dir else None,
+                                      executor=runner), out)
 
 
 @search_app.command("schedule")
 def search_schedule(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
                     out: OutDir = Path("runs/search-schedule"), seed: Seed = 0,
-                    data_dir: DataDir = None) -> None:
+                    data_dir: DataDir = None,
+                    executor: ExecutorKind = "local", ray_address: RayAddress = None,
+                    cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0) -> None:
     """Constant, step, CLR, SGDR and 1cycle (linear, cosine), each with constant or
     cyclical momentum, at an equal budget."""
     from .searches import schedule_search
@@ -367,7 +429,8 @@ def search_schedule(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
 
     _search(lambda: schedule_search(
         task, max_lr=_max_lr(task, max_lr, seed, data_dir), budget=Budget(epochs=epochs),
-        seed=seed, data_dir=str(data_dir) if data_dir else None), out)
+        seed=seed, data_dir=str(data_dir) if data_dir else None,
+        executor=_executor(executor, ray_address, cpus_per_trial, gpus_per_trial)), out)
 
 
 @app.command("interpolate")
@@ -467,10 +530,14 @@ def tune(
              "(default: all but batch_size).")] = None,
     data_dir: DataDir = None,
     quiet: Quiet = False,
+    executor: ExecutorKind = "local", ray_address: RayAddress = None,
+    cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0,
 ) -> None:
     """The checklist end to end: range test, momentum, weight decay, confirm, final 1cycle."""
     from .recipe import tune as run_tune
 
+    runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
+    quiet = _join_torchrun(quiet)  # after: Ray and torchrun do not mix
     try:
         result = run_tune(task, out=out, budget_epochs=budget_epochs,
                           budget_minutes=budget_minutes,
@@ -478,7 +545,8 @@ def tune(
                                                               for s in stages.split(",")],
                           resume=resume, seed=seed,
                           data_dir=str(data_dir) if data_dir else None,
-                          progress=_TuneProgress(quiet))
+                          progress=_TuneProgress(quiet),
+                          executor=None if executor == "local" else runner)
     except (ValueError, DisciplinedError) as err:
         raise _fail(err) from None
     s = result.summary
@@ -495,6 +563,7 @@ def tune(
         console.print(f"final validation loss: [bold]{final['val_loss']:.4g}[/]")
     if result.reused_trials:
         console.print(f"resumed: {result.reused_trials} finished trials taken from the journal")
+    console.print(f"tuned for {_batch_line(hp['batch_size'])}")
     console.print(f"total {s['wall_seconds_total']:.1f} s; report: {out / 'report.html'}")
 
 

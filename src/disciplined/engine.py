@@ -6,6 +6,7 @@ accumulate, clip, step the optimizer, step the schedules, evaluate every `eval_e
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import io
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from . import distributed
 from .hyper import HyperScheduler
 
 Data = Dataset | DataLoader
@@ -67,36 +69,63 @@ class BatchStream:
     """Endless training batches, epoch after epoch, in an order fixed by `seed`.
 
     In-memory tensors are sliced by a per-epoch permutation (no DataLoader overhead); other
-    datasets go through a DataLoader; a DataLoader given by the user is used as it is.
+    datasets go through a DataLoader; a DataLoader given by the user is used as it is (under
+    torchrun, give it a DistributedSampler). Under torchrun every rank draws the same global
+    batches of `batch_size x world size` and trains on its own slice of each, so N ranks with
+    batch B see exactly the samples one process with batch N x B sees.
     """
 
     def __init__(self, data: Data, batch_size: int, *, seed: int = 0,
                  device: torch.device | None = None) -> None:
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.device = device or torch.device("cpu")
+        self.world = distributed.world()
         self._tensors = _tensors(data)
         if self._tensors is not None:
             self._tensors = (self._tensors[0].to(self.device), self._tensors[1].to(self.device))
         n = num_samples(data)
         if n == 0:
             raise ValueError("the training data is empty")
-        self.batches_per_epoch = len(data) if isinstance(data, DataLoader) else \
-            math.ceil(n / batch_size)
+        self.global_batch = batch_size * self.world.size
+        if isinstance(data, DataLoader):
+            self.batches_per_epoch = len(data)
+        else:  # a last global batch too small to give every rank a sample is dropped
+            full, rest = divmod(n, self.global_batch)
+            self.batches_per_epoch = full + (rest >= self.world.size)
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"the {n} training samples do not fill one batch of "
+                             f"{batch_size} on each of {self.world.size} processes")
         self.epoch, self.position = 0, 0
         self._iter: Iterator[Any] | None = None
         self._order: torch.Tensor | None = None
 
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+
+    def _slice(self, order: torch.Tensor, position: int) -> torch.Tensor:
+        """This rank's part of global batch `position` (all of it with one process)."""
+        batch = order[position * self.global_batch:(position + 1) * self.global_batch]
+        if self.world.size == 1:
+            return batch
+        return torch.tensor_split(batch, self.world.size)[self.world.rank]
+
     def _start_epoch(self) -> None:
         if self._tensors is not None:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            self._order = torch.randperm(len(self._tensors[1]), generator=gen).to(self.device)
+            order = torch.randperm(len(self._tensors[1]), generator=self._generator())
+            self._order = order.to(self.device)
+            return
+        if isinstance(self.data, DataLoader):
+            loader = self.data
+        elif self.world.size == 1:
+            loader = DataLoader(self.data, batch_size=self.batch_size, shuffle=True,
+                                generator=self._generator())
         else:
-            loader = self.data if isinstance(self.data, DataLoader) else DataLoader(
-                self.data, batch_size=self.batch_size, shuffle=True,
-                generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-            self._iter = iter(loader)
-            for _ in range(self.position):  # resuming mid-epoch: skip what was seen
-                next(self._iter)
+            order = torch.randperm(num_samples(self.data), generator=self._generator())
+            loader = DataLoader(self.data, batch_sampler=[
+                self._slice(order, i).tolist() for i in range(self.batches_per_epoch)])
+        self._iter = iter(loader)
+        for _ in range(self.position):  # resuming mid-epoch: skip what was seen
+            next(self._iter)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.position >= self.batches_per_epoch:
@@ -107,8 +136,7 @@ class BatchStream:
         self.position += 1
         if self._tensors is not None:
             assert self._order is not None
-            idx = self._order[(self.position - 1) * self.batch_size:
-                              self.position * self.batch_size]
+            idx = self._slice(self._order, self.position - 1)
             return self._tensors[0][idx], self._tensors[1][idx]
         assert self._iter is not None
         x, y = next(self._iter)[:2]
@@ -128,18 +156,31 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
              metric: str | None, device: torch.device, *, max_samples: int | None = None,
              amp: str | None = None) -> tuple[float, float | None]:
     """Mean loss (and accuracy when `metric == "accuracy"`) over `data` (its first
-    `max_samples` samples if given), in eval mode; the model's mode is restored."""
+    `max_samples` samples if given), in eval mode; the model's mode is restored.
+
+    Under torchrun each rank scores every N-th sample and the sums are all-reduced, so every
+    rank returns the same numbers (pass the bare model, not its DDP wrapper)."""
     was_training = model.training
     model.eval()
+    rank, size = distributed.world().rank, distributed.world().size
     total_loss, correct, seen = 0.0, 0, 0
     tensors = _tensors(data)
     if tensors is not None:
         x_all, y_all = tensors
         n = len(y_all) if max_samples is None else min(max_samples, len(y_all))
+        if size > 1:
+            x_all, y_all = x_all[rank:n:size], y_all[rank:n:size]
+            n = len(y_all)
         batches: Any = ((x_all[i:i + EVAL_BATCH], y_all[i:i + EVAL_BATCH])
                         for i in range(0, n, EVAL_BATCH))
+    elif isinstance(data, DataLoader):
+        batches = data
     else:
-        batches = data if isinstance(data, DataLoader) else DataLoader(data, EVAL_BATCH)
+        n = num_samples(data) if max_samples is None else min(max_samples, num_samples(data))
+        sliced = size > 1 or max_samples is not None
+        batches = DataLoader(Subset(data, range(rank, n, size)) if sliced else data,
+                             EVAL_BATCH)
+        max_samples = None  # the subset holds this rank's share of them
     try:
         with torch.no_grad(), _autocast(device, amp):
             for batch in batches:
@@ -153,9 +194,10 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
                 seen += len(y)
     finally:
         model.train(was_training)
-    if seen == 0:
+    total_loss, correct_f, seen_f = distributed.total([total_loss, correct, seen])
+    if seen_f == 0:
         raise ValueError("the validation data is empty")
-    return total_loss / seen, (correct / seen if metric == "accuracy" else None)
+    return total_loss / seen_f, (correct_f / seen_f if metric == "accuracy" else None)
 
 
 def _autocast(device: torch.device, amp: str | None) -> Any:
@@ -204,6 +246,11 @@ class Trainer:
     process-wide `torch.backends.cudnn.deterministic` (and turns cuDNN's autotuner off).
     `amp` is "bf16" or "fp16" (fp16 on CUDA only, with a gradient scaler). `accumulate`
     micro-batches make one optimizer step; `clip_grad_norm` clips the global gradient norm.
+
+    Under torchrun (see `distributed.init_from_env`) the model trains wrapped in
+    DistributedDataParallel, `batch_size` is per process (the total batch is `batch_size x
+    world size`), the recorded training loss is the mean over ranks, and every rank stops at
+    the same step. `model` stays the bare module.
     """
 
     def __init__(
@@ -236,12 +283,14 @@ class Trainer:
         if amp == "fp16" and self.device.type != "cuda":
             raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' or none")
         self.model = model.to(self.device)
+        self.world = distributed.world()
+        self._net: Any = distributed.wrap(self.model)  # the DDP wrapper under torchrun
         self.optimizer, self.loss_fn, self.scheduler = optimizer, loss_fn, scheduler
         self.val_data, self.metric = val_data, metric
         self.batch_size, self.accumulate, self.clip = batch_size, accumulate, clip_grad_norm
         self.amp, self.progress, self.on_eval = amp, progress, on_eval
         self.eval_samples = eval_samples
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + self.world.rank)  # each rank its own dropout masks
         if deterministic and self.device.type == "cuda":
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
@@ -251,7 +300,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         self.step = 0
         self.history = History()
-        self._samples_per_step = batch_size * accumulate
+        self._samples_per_step = batch_size * accumulate * self.world.size
         self._bar: Any = None
         self.label = ""  # shown on the progress bar
 
@@ -279,7 +328,8 @@ class Trainer:
         reason = "budget"
         try:
             while self.step < limit:
-                if seconds is not None and time.perf_counter() - start >= seconds:
+                if seconds is not None and distributed.any_rank(
+                        time.perf_counter() - start >= seconds):
                     reason = "time"
                     break
                 t0 = time.perf_counter()
@@ -311,15 +361,21 @@ class Trainer:
     def _train_step(self) -> float:
         opt, model = self.optimizer, self.model
         total = 0.0
-        for _ in range(self.accumulate):
+        for micro in range(self.accumulate):
             x, y = self.batches.next()
-            with _autocast(self.device, self.amp):
-                loss = self.loss_fn(model(x), y) / self.accumulate
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-            else:
-                loss.backward()
+            # DDP all-reduces gradients on the last micro-batch only
+            last = micro == self.accumulate - 1 or self._net is model
+            sync = contextlib.nullcontext() if last else self._net.no_sync()
+            with sync:
+                with _autocast(self.device, self.amp):
+                    loss = self.loss_fn(self._net(x), y) / self.accumulate
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
             total += loss.item()
+        if self.world.size > 1:
+            total = distributed.mean([total])[0]
         if self.clip is not None:
             if self.scaler is not None:
                 self.scaler.unscale_(opt)

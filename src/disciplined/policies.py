@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from . import schedules
+from . import distributed, schedules
 from .engine import History, Trainer, build_optimizer
 from .hyper import HyperScheduler
 from .tasks import Task
@@ -74,7 +74,7 @@ def train_task(task: Task, *, policy: str = "one-cycle", max_lr: float,
                device: str | None = None, progress: bool = False,
                out: str | Path | None = None) -> TrainResult:
     """Train `task` from fresh weights with a named policy; with `out`, write
-    history.json, curves.png and model.pt there."""
+    history.json, curves.png and model.pt there (rank 0 only, under torchrun)."""
     train_data, val_data = task.datasets()
     model = task.model(seed)
     optimizer = build_optimizer(task.optimizer, model, lr=max_lr, momentum=momentum[0],
@@ -87,7 +87,7 @@ def train_task(task: Task, *, policy: str = "one-cycle", max_lr: float,
                                steps_per_epoch=trainer.steps_per_epoch)
     trainer.scheduler = HyperScheduler(optimizer, lr=lr, momentum=mom)
     history = trainer.run(steps=total)
-    if out is not None:
+    if out is not None and distributed.world().is_main:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "history.json").write_text(history.to_json())

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import schedules
+from . import distributed, schedules
 from .engine import BatchStream, Data, evaluate, pick_device, rng_state, set_rng_state
 from .hyper import HyperScheduler
 
@@ -154,6 +154,8 @@ class RangeTestResult:
 
     `max_lr` is Smith's rule (median over repeats), read from the validation loss when a
     validation set was given (`source == "val"`), else from the smoothed training loss.
+    The suggestion holds for `total_batch_size` (`batch_size` per process x `world_size`
+    data-parallel processes): a larger total batch takes a larger LR.
     """
 
     runs: list[RangeCurve]
@@ -162,6 +164,12 @@ class RangeTestResult:
     mode: str
     start_lr: float
     end_lr: float
+    batch_size: int | None = None
+    world_size: int = 1
+
+    @property
+    def total_batch_size(self) -> int | None:
+        return None if self.batch_size is None else self.batch_size * self.world_size
 
     @property
     def max_lr(self) -> float | None:
@@ -185,7 +193,8 @@ class RangeTestResult:
         return {
             "max_lr": self.max_lr, "min_lr": self.min_lr, "cyclic_min_lr": self.cyclic_min_lr,
             "source": self.source, "mode": self.mode, "start_lr": self.start_lr,
-            "end_lr": self.end_lr,
+            "end_lr": self.end_lr, "batch_size": self.batch_size,
+            "world_size": self.world_size, "total_batch_size": self.total_batch_size,
             "suggestions": {k: dataclasses.asdict(v) for k, v in self.suggestions.items()},
             "runs": [dataclasses.asdict(r) for r in self.runs],
         }
@@ -200,7 +209,8 @@ class RangeTestResult:
             runs=[RangeCurve(**r) for r in data["runs"]],
             suggestions={k: Suggestion(**v) for k, v in data["suggestions"].items()},
             source=data["source"], mode=data["mode"], start_lr=data["start_lr"],
-            end_lr=data["end_lr"])
+            end_lr=data["end_lr"], batch_size=data.get("batch_size"),
+            world_size=data.get("world_size", 1))
 
     def plot(self, path: str | Path) -> Path:
         from .plot import plot_range_test
@@ -284,7 +294,8 @@ def lr_range_test(
         found = [v for v in values if v is not None]
         median = float(np.exp(statistics.median(np.log(found)))) if found else None
         suggestions[rule] = Suggestion(rule, median, values)
-    return RangeTestResult(runs, suggestions, source, mode, float(start_lr), float(end_lr))
+    return RangeTestResult(runs, suggestions, source, mode, float(start_lr), float(end_lr),
+                           batch_size, distributed.world().size)
 
 
 def task_range_test(task: Any, *, weight_decay: float, momentum: tuple[float, float],
@@ -311,6 +322,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
            smoothing: float, seed: int, device: torch.device,
            progress: Callable[[int, int, float], None] | None) -> RangeCurve:
     torch.manual_seed(seed)
+    net = distributed.wrap(model)  # DDP under torchrun; `model` itself otherwise
     hs = HyperScheduler(optimizer, lr=sweep, momentum=mom_sched)
     batches = BatchStream(train_data, batch_size, seed=seed, device=device)
     was_training = model.training
@@ -328,9 +340,10 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     try:
         for step in range(total):
             x, y = batches.next()
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(net(x), y)
             optimizer.zero_grad(set_to_none=True)
-            value = loss.item()
+            # every rank decides from the same (mean) loss, so all stop at the same step
+            value = distributed.mean([loss.item()])[0]
             lr = sweep(step)
             lrs.append(lr)
             moms.append(None if mom_sched is None else mom_sched(step))

@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 import torch
 
+from . import distributed
 from .errors import DisciplinedError
+from .executors import Executor
 from .range_test import task_range_test
 from .searches import SearchResult, batch_size_search, momentum_search, weight_decay_search
 from .study import JournalExecutor, Study
@@ -98,12 +100,15 @@ def _stage_list(stages: Sequence[str] | None) -> list[str]:
 def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float | None = None,
          budget_minutes: float | None = None, stages: Sequence[str] | None = None,
          resume: bool = False, seed: int = 0, data_dir: str | None = None,
-         device: str | None = None, progress: Progress | None = None) -> StudyResult:
+         device: str | None = None, progress: Progress | None = None,
+         executor: Executor | None = None) -> StudyResult:
     """Choose LR, batch size, momentum and weight decay the disciplined way, then train.
 
     `budget_epochs` is the final training's length (short runs take 1/6 of it each);
     `budget_minutes` instead sizes everything to a wall-clock budget from the measured speed.
-    With `resume`, finished stages and trials come from `out/study.db`.
+    With `resume`, finished stages and trials come from `out/study.db`. `executor` runs each
+    stage's short runs (default: one after another here; a `RayExecutor` runs them
+    concurrently on a cluster); their results go to the journal either way.
     """
     if budget_epochs is not None and budget_epochs <= 0:
         raise ValueError(f"budget_epochs must be > 0, got {budget_epochs}")
@@ -112,14 +117,18 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     if budget_epochs is not None and budget_minutes is not None:
         raise ValueError("give budget_epochs or budget_minutes, not both")
     order = _stage_list(stages)
+    team = distributed.world()
     task = load_task(task_name, data_dir=data_dir)
     task.datasets()  # fail early, with the task's own message, if the data are missing
     progress = progress or _Silent()
     started = time.perf_counter()
     out = Path(out)
     with Study(out, resume=resume) as study:
-        config = {"task": task_name, "budget_epochs": budget_epochs,
-                  "budget_minutes": budget_minutes, "stages": order, "seed": seed}
+        config: dict[str, Any] = {"task": task_name, "budget_epochs": budget_epochs,
+                                  "budget_minutes": budget_minutes, "stages": order,
+                                  "seed": seed}
+        if team.size > 1:  # a study keeps the total batch it was tuned for
+            config["world_size"] = team.size
         previous = study.meta("config")
         if previous is not None and previous != config:
             raise DisciplinedError(f"{out} holds a study with other settings ({previous}); "
@@ -141,7 +150,9 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
                 seconds = time.perf_counter() - t0
                 payload["reason"] = reason
                 study.record_stage(name, index, decision, payload, seconds)
-                done = {"decision": decision, "payload": payload, "seconds": seconds}
+                # under torchrun, rank 0's record (its timings) is every rank's
+                done = distributed.from_main(
+                    {"decision": decision, "payload": payload, "seconds": seconds})
             progress.decided(name, done["decision"], done["payload"]["reason"],
                              done["seconds"])
             hp.update(done["decision"])
@@ -153,8 +164,9 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
                               "wall_seconds": done["seconds"]})
             return done
 
-        def executor(stage: str) -> JournalExecutor:
-            return JournalExecutor(study, stage, device=device, live=progress.live,
+        def journal(stage: str) -> JournalExecutor:
+            return JournalExecutor(study, stage, runner=executor, device=device,
+                                   live=progress.live,
                                    on_result=lambda r: progress.trial(stage, r))
 
         def short_budget() -> Budget:
@@ -193,30 +205,35 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
                     seconds = plan["short_seconds"]
                     result = batch_size_search(task_name, sizes=[base // 2, base, base * 2],
                                                seconds=seconds, seed=seed, data_dir=data_dir,
-                                               executor=executor("batch_size"))
+                                               executor=journal("batch_size"))
                     return search_payload(result)
                 run_stage(name, index, batch_body)
             elif name == "momentum":
                 run_stage(name, index, lambda: search_payload(momentum_search(
                     task_name, max_lr=hp["max_lr"], budget=short_budget(),
                     weight_decay=hp["weight_decay"], seed=seed, data_dir=data_dir,
-                    batch_size=hp["batch_size"], executor=executor("momentum"))))
+                    batch_size=hp["batch_size"], executor=journal("momentum"))))
             elif name == "weight_decay":
                 run_stage(name, index, lambda: search_payload(weight_decay_search(
                     task_name, max_lr=hp["max_lr"], budget=short_budget(),
                     momentum=tuple(hp["momentum"]), seed=seed, data_dir=data_dir,
-                    batch_size=hp["batch_size"], executor=executor("weight_decay"))))
+                    batch_size=hp["batch_size"], executor=journal("weight_decay"))))
             elif name == "final":
                 run_stage(name, index, lambda: _final(study, task_name, hp, seed, data_dir,
                                                       device, out, progress))
         if "final" not in order and hp["epochs"] is None:
             hp["epochs"] = plan.get("final_epochs")
         summary = _summary(study, task_name, hp, stage_log, time.perf_counter() - started)
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
-        from .report import write_report, write_train_script
+        summary["data_parallel"] = {"world_size": team.size,
+                                    "batch_size_per_process": hp["batch_size"],
+                                    "total_batch_size": hp["batch_size"] * team.size}
+        if team.is_main:
+            (out / "summary.json").write_text(json.dumps(summary, indent=1))
+            from .report import write_report, write_train_script
 
-        write_train_script(out, summary)
-        write_report(out, study)
+            write_train_script(out, summary)
+            with study.main_alone():
+                write_report(out, study)
         return StudyResult(out, summary, study.reused)
 
 
@@ -251,6 +268,8 @@ def _plan_budget(study: Study, plan: dict[str, Any], hp: dict[str, Any], task: T
     split["final"] = hp["epochs"] * epoch_seconds
     plan["seconds_by_stage"] = {k: round(v, 1) for k, v in split.items()}
     plan["eta"] = sum(split.values())
+    plan.update(distributed.from_main(dict(plan)))  # rank 0's measured speed sizes all
+    hp["epochs"] = plan["final_epochs"]
     study.set_meta("plan", plan)
 
 
@@ -265,7 +284,8 @@ def _final(study: Study, task_name: str, hp: dict[str, Any], seed: int, data_dir
     start = time.perf_counter()
     history = trainer.run(steps=steps)
     result = result_from(spec, history, time.perf_counter() - start)
-    torch.save(trainer.model.state_dict(), out / "model.pt")
+    if distributed.world().is_main:
+        torch.save(trainer.model.state_dict(), out / "model.pt")
     study.record_trial("final", result)
     progress.trial("final", result)
     metric = "" if result.val_metric is None else f", metric {result.val_metric:.4g}"

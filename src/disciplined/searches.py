@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .compare import Comparison, compare, rank
 from .diagnose import MIN_POINTS, diagnose
 from .engine import evaluate, num_samples
@@ -305,7 +306,7 @@ def batch_size_search(task: str, *, sizes: Sequence[int], seconds: float,
                          momentum=momentum, weight_decay=weight_decay, seed=seed,
                          data_dir=data_dir, label=label)
         try:
-            rate = measure_throughput(base)
+            rate = distributed.from_main(measure_throughput(base))  # one plan for all ranks
             test = task_range_test(t, weight_decay=weight_decay, momentum=momentum,
                                    batch_size=size, seed=seed)
         except (MemoryError, torch.OutOfMemoryError) as err:

@@ -8,20 +8,24 @@ decisions. One process at a time: an exclusive lock on DIR/study.lock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from . import distributed
 from .diagnose import Diagnosis
 from .engine import History
 from .errors import DisciplinedError
-from .trials import Budget, TrialResult, TrialSpec, run_trial
+from .executors import Executor, LocalExecutor, OnResult
+from .trials import Budget, TrialResult, TrialSpec
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +48,10 @@ CREATE TABLE IF NOT EXISTS stages (
     finished REAL NOT NULL
 );
 """
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class StudyBusyError(DisciplinedError):
@@ -75,13 +83,65 @@ def trial_key(stage: str, spec: TrialSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def _on_main(method: Callable[P, R]) -> Callable[P, R]:
+    """A read: rank 0 reads the journal and every rank gets its answer (under torchrun)."""
+    @functools.wraps(method)
+    def shared(*args: P.args, **kwargs: P.kwargs) -> R:
+        study = args[0]
+        assert isinstance(study, Study)
+        if study.alone:
+            return method(*args, **kwargs)
+        value = method(*args, **kwargs) if study.world.is_main else None
+        return distributed.from_main(value)  # type: ignore[return-value]
+    return shared
+
+
+def _main_only(method: Callable[P, None]) -> Callable[P, None]:
+    """A write: only rank 0 touches the journal."""
+    @functools.wraps(method)
+    def write(*args: P.args, **kwargs: P.kwargs) -> None:
+        study = args[0]
+        assert isinstance(study, Study)
+        if study.world.is_main:
+            method(*args, **kwargs)
+    return write
+
+
 class Study:
-    """The journal of one tuning study in `directory`, opened for one process at a time."""
+    """The journal of one tuning study in `directory`, opened for one process at a time.
+
+    Under torchrun only rank 0 opens the files; the other ranks receive what it reads, so all
+    of them take the same trials from the journal and reach the same decisions."""
 
     def __init__(self, directory: str | Path, *, resume: bool = False) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "study.db"
+        self.world = distributed.world()
+        self.reused = 0
+        self.alone = self.world.size == 1  # reads need no broadcast
+        error: DisciplinedError | None = None
+        if self.world.is_main:
+            try:
+                self._open(resume)
+            except DisciplinedError as err:
+                error = err
+        error = distributed.from_main(error)
+        if error is not None:
+            raise error
+
+    @contextlib.contextmanager
+    def main_alone(self) -> Iterator[None]:
+        """Reads on rank 0 without the other ranks (to write the report, say)."""
+        if not self.world.is_main:
+            raise RuntimeError("only rank 0 reads the journal alone")
+        before, self.alone = self.alone, True
+        try:
+            yield
+        finally:
+            self.alone = before
+
+    def _open(self, resume: bool) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.dir / "study.lock", "w")  # noqa: SIM115 (held for life)
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -99,7 +159,6 @@ class Study:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
-        self.reused = 0
 
     def _has_rows(self) -> bool:
         with sqlite3.connect(self.path) as db:
@@ -110,6 +169,8 @@ class Study:
                 return False
 
     def close(self) -> None:
+        if not self.world.is_main:
+            return
         self.db.close()
         fcntl.flock(self._lock_file, fcntl.LOCK_UN)
         self._lock_file.close()
@@ -122,20 +183,24 @@ class Study:
 
     # --- meta ---------------------------------------------------------------------------
 
+    @_main_only
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
+    @_on_main
     def meta(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
     # --- trials -------------------------------------------------------------------------
 
+    @_on_main
     def finished_trial(self, stage: str, spec: TrialSpec) -> TrialResult | None:
         row = self.db.execute("SELECT result FROM trials WHERE key = ?",
                               (trial_key(stage, spec),)).fetchone()
         return None if row is None else result_from_dict(json.loads(row[0]))
 
+    @_main_only
     def record_trial(self, stage: str, result: TrialResult) -> None:
         """One atomic transaction per finished trial."""
         payload = json.dumps(result.to_dict(), default=_jsonable)
@@ -146,17 +211,20 @@ class Study:
                 (stage, trial_key(stage, result.spec), json.dumps(spec_to_dict(result.spec)),
                  result.state, payload, result.seconds, time.time()))
 
+    @_on_main
     def trials(self, stage: str | None = None) -> list[TrialResult]:
         query = "SELECT result FROM trials" + (" WHERE stage = ?" if stage else "") + \
             " ORDER BY id"
         rows = self.db.execute(query, (stage,) if stage else ()).fetchall()
         return [result_from_dict(json.loads(r[0])) for r in rows]
 
+    @_on_main
     def count_trials(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
 
     # --- stages -------------------------------------------------------------------------
 
+    @_on_main
     def finished_stage(self, name: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT decision, payload, seconds FROM stages WHERE name = ?",
                               (name,)).fetchone()
@@ -165,6 +233,7 @@ class Study:
         return {"decision": json.loads(row[0]), "payload": json.loads(row[1]),
                 "seconds": row[2]}
 
+    @_main_only
     def record_stage(self, name: str, position: int, decision: dict[str, Any],
                      payload: dict[str, Any], seconds: float) -> None:
         with _transaction(self.db):
@@ -172,6 +241,7 @@ class Study:
                             (name, position, json.dumps(decision, default=_jsonable),
                              json.dumps(payload, default=_jsonable), seconds, time.time()))
 
+    @_on_main
     def stages(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT name, decision, payload, seconds FROM stages "
                                "ORDER BY position").fetchall()
@@ -180,27 +250,37 @@ class Study:
 
 
 class JournalExecutor:
-    """Runs a stage's trials, taking finished ones from the journal and recording new ones."""
+    """Runs a stage's trials through `runner` (local by default, or Ray), taking finished ones
+    from the journal and recording each new one, on this process, the moment it returns."""
 
-    def __init__(self, study: Study, stage: str, *, device: str | None = None,
-                 on_result: Any = None, live: bool = False) -> None:
-        self.study, self.stage, self.device, self.on_result = study, stage, device, on_result
-        self.live = live
+    def __init__(self, study: Study, stage: str, *, runner: Executor | None = None,
+                 device: str | None = None, on_result: OnResult | None = None,
+                 live: bool = False) -> None:
+        self.study, self.stage, self.on_result = study, stage, on_result
+        self.runner = runner or LocalExecutor(device=device, progress=live)
 
-    def map(self, specs: Sequence[TrialSpec]) -> list[TrialResult]:
-        results = []
+    def map(self, specs: Sequence[TrialSpec], *,
+            on_result: OnResult | None = None) -> list[TrialResult]:
+        callbacks = [c for c in (on_result, self.on_result) if c is not None]
+        results: list[TrialResult | None] = []
+        pending: list[TrialSpec] = []
         for spec in specs:
             done = self.study.finished_trial(self.stage, spec)
             if done is not None:
                 self.study.reused += 1
-                result = done
+                for callback in callbacks:
+                    callback(done)
             else:
-                result = run_trial(spec, device=self.device, progress=self.live)
-                self.study.record_trial(self.stage, result)
-            if self.on_result is not None:
-                self.on_result(result)
-            results.append(result)
-        return results
+                pending.append(spec)
+            results.append(done)
+
+        def record(result: TrialResult) -> None:
+            self.study.record_trial(self.stage, result)
+            for callback in callbacks:
+                callback(result)
+
+        fresh = iter(self.runner.map(pending, on_result=record))
+        return [r if r is not None else next(fresh) for r in results]
 
 
 class _transaction:
