@@ -1,5 +1,6 @@
 import os
 
+import pytest
 import torch
 from hypothesis import settings
 
@@ -12,3 +13,26 @@ default = "ci" if os.environ.get("CI") else "dev"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or default)
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def ray_executor():
+    """One local Ray instance for every Ray test (started on first use, stopped at the end):
+    2 CPUs, no dashboard, a small object store, token auth and usage stats off. Skips, with
+    Ray's reason, only where Ray is missing or cannot start on this machine."""
+    try:
+        import ray
+    except ImportError:
+        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+    from disciplined.executors import RayExecutor
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    executor = RayExecutor(cpus_per_trial=1, init_kwargs={
+        "num_cpus": 2, "include_dashboard": False, "object_store_memory": 100 * 2**20})
+    try:
+        executor.start()
+    except Exception as err:
+        pytest.skip(f"Ray cannot start on this machine: {type(err).__name__}: {err}")
+    yield executor
+    ray.shutdown()

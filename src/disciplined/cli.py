@@ -48,7 +48,9 @@ def _batch_line(per_process: int) -> str:
 
 
 def _fail(err: Exception) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {err}", highlight=False)
+    from rich.markup import escape
+
+    errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
     return typer.Exit(code=2)
 
 

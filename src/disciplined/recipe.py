@@ -248,7 +248,8 @@ def _plan_budget(study: Study, plan: dict[str, Any], hp: dict[str, Any], task: T
         hp["epochs"] = saved["final_epochs"]
         return
     train, _ = task.datasets()
-    steps_per_epoch = math.ceil(len(train) / hp["batch_size"])  # type: ignore[arg-type]
+    total_batch = hp["batch_size"] * distributed.world().size
+    steps_per_epoch = math.ceil(len(train) / total_batch)  # type: ignore[arg-type]
     epoch_seconds = max(seconds_per_step * steps_per_epoch, 1e-6)
     if budget_minutes is not None:
         spent = time.perf_counter() - started

@@ -1,0 +1,132 @@
+"""Trials as Ray tasks on one local Ray instance shared by these tests (conftest's
+`ray_executor`): same results as the local executor, into the same journal, lost workers
+retried."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from disciplined.cli import app
+from disciplined.errors import DisciplinedError
+from disciplined.executors import LocalExecutor, RayExecutor, make_executor
+from disciplined.recipe import tune
+from disciplined.trials import Budget, TrialSpec
+
+SPECS = [TrialSpec("digits", max_lr=0.1, budget=Budget(steps=40), momentum=(m, 0.85),
+                   eval_samples=None, label=f"momentum {m}") for m in (0.99, 0.95, 0.9)]
+
+# A task file whose model factory kills its own process the first time it runs in a fresh
+# worker: the way a worker dies when its node goes away or the OOM killer takes it.
+DYING_TASK = '''
+import os
+from pathlib import Path
+from disciplined.tasks import digits_cnn, digits_datasets
+
+MARKER = Path({marker!r})
+
+def build_model():
+    attempts = int(MARKER.read_text()) if MARKER.exists() else 0
+    MARKER.write_text(str(attempts + 1))
+    if attempts < {deaths}:
+        os._exit(1)
+    return digits_cnn()
+
+def build_datasets():
+    return digits_datasets()
+
+batch_size = 64
+'''
+
+
+def test_ray_trials_match_local_trials(ray_executor: RayExecutor) -> None:
+    seen: list[str] = []
+    remote = ray_executor.map(SPECS, on_result=lambda r: seen.append(r.label))
+    local = LocalExecutor().map(SPECS)
+    assert [r.label for r in remote] == [s.label for s in SPECS]  # the order of the specs
+    assert sorted(seen) == sorted(s.label for s in SPECS)  # each reported as it finished
+    for r, ref in zip(remote, local, strict=True):
+        assert r.state == "complete", r.error
+        assert r.spec == ref.spec
+        assert r.steps == ref.steps == 40
+        # one thread per Ray trial against two here: sums in another order
+        assert r.val_loss == pytest.approx(ref.val_loss, rel=1e-4)
+
+
+def test_a_lost_worker_means_the_trial_is_retried(ray_executor: RayExecutor,
+                                                 tmp_path: Path) -> None:
+    marker = tmp_path / "attempts"
+    task = tmp_path / "dying_task.py"
+    task.write_text(DYING_TASK.format(marker=str(marker), deaths=1))
+    spec = TrialSpec(str(task), max_lr=0.1, budget=Budget(steps=20), label="dies once")
+    [result] = ray_executor.map([spec])
+    assert result.state == "complete", result.error
+    assert marker.read_text() == "2"  # killed once, then run again to the end
+    assert result.spec == spec  # the driver's spec, not the worker's copy of the file
+
+
+def test_a_worker_lost_for_good_is_a_failed_trial(ray_executor: RayExecutor,
+                                                  tmp_path: Path) -> None:
+    marker = tmp_path / "attempts"
+    task = tmp_path / "always_dying_task.py"
+    task.write_text(DYING_TASK.format(marker=str(marker), deaths=99))
+    once = RayExecutor(max_retries=1)
+    [result] = once.map([TrialSpec(str(task), max_lr=0.1, budget=Budget(steps=20))])
+    assert result.state == "failed"
+    assert "lost 2 times" in (result.error or "")
+    assert marker.read_text() == "2"
+
+
+def test_tune_with_ray_journals_trials_a_local_resume_reuses(ray_executor: RayExecutor,
+                                                             tmp_path: Path) -> None:
+    stages = ["momentum", "weight_decay"]
+    remote = tune("digits", out=tmp_path / "ray", budget_epochs=3, stages=stages,
+                  executor=ray_executor)
+    local = tune("digits", out=tmp_path / "local", budget_epochs=3, stages=stages)
+    assert remote.hyperparameters["momentum"] == local.hyperparameters["momentum"]
+    assert remote.hyperparameters["weight_decay"] == local.hyperparameters["weight_decay"]
+    with sqlite3.connect(tmp_path / "ray" / "study.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        counts = dict(db.execute("SELECT stage, COUNT(*) FROM trials WHERE state = "
+                                 "'complete' GROUP BY stage").fetchall())
+        # as if stopped after the last trial, before any stage's decision was written
+        db.execute("DELETE FROM stages WHERE name IN ('momentum', 'weight_decay')")
+    assert counts["momentum"] == 4 and counts["weight_decay"] >= 4
+    # the Ray study's journal is an ordinary journal: resuming it here runs no trial again
+    resumed = tune("digits", out=tmp_path / "ray", budget_epochs=3, stages=stages,
+                   resume=True)
+    assert resumed.reused_trials == counts["momentum"] + counts["weight_decay"]
+    assert resumed.hyperparameters == remote.hyperparameters
+
+
+def test_cli_search_runs_on_ray(ray_executor: RayExecutor, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "search", "momentum", "digits", "--max-lr", "0.1", "--epochs", "1",
+        "--executor", "ray", "--cpus-per-trial", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "decision: {'momentum'" in result.output
+    assert (tmp_path / "search.json").exists()
+
+
+def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(DisciplinedError, match=r"pip install 'disciplined\[ray\]'"):
+        make_executor("ray")
+    result = CliRunner().invoke(app, ["tune", "digits", "--executor", "ray",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "disciplined[ray]" in result.output
+
+
+def test_bad_executor_arguments_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="'local' or 'ray'"):
+        make_executor("dask")
+    with pytest.raises(ValueError, match="--ray-address needs --executor ray"):
+        make_executor("local", ray_address="auto")
+    with pytest.raises(ValueError, match="cpus_per_trial"):
+        RayExecutor(cpus_per_trial=0)
