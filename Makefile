@@ -11,7 +11,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost clean
+.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,7 @@ bench-scheduler: $(STAMP)
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet $(TORCH)
-	$(BENCH_VENV)/bin/pip install --quiet -e .
+	$(BENCH_VENV)/bin/pip install --quiet -e '.[ray]'
 	$(BENCH_VENV)/bin/pip install --quiet --no-deps torch-lr-finder==0.2.2 packaging \
 		pytorch-lightning==2.6.6 lightning-utilities torchmetrics fsspec pyyaml
 	$(BENCH_VENV)/bin/pip install --quiet optuna
@@ -78,6 +78,14 @@ bench-lr-finders: $(BENCH_STAMP) $(FASHION)
 
 bench-search-cost: $(BENCH_STAMP) $(FASHION)
 	$(BENCH_VENV)/bin/python benchmarks/search_cost.py --write benchmarks/RESULTS.md
+
+bench-ray: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/ray_executor.py --write benchmarks/RESULTS.md
+
+# A 2-node Ray cluster on loopback (head on 127.0.0.2, worker on 127.0.0.3) and a weight-decay
+# search on it; stops both nodes afterwards.
+ray-cluster: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash scripts/ray_two_nodes.sh
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from disciplined import distributed
+from disciplined.errors import DisciplinedError
+from disciplined.recipe import tune
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 # 2 processes with batch B against 1 process with batch 2B: the same samples in every step,
@@ -103,6 +105,9 @@ def test_tune_under_torchrun_writes_once_from_rank_0(tmp_path: Path) -> None:
         steps = [json.loads(r[0])["steps"] for r in db.execute(
             "SELECT result FROM trials WHERE stage = 'momentum'")]
     assert len(steps) == 4 and min(steps) >= 60
+    # the study was tuned for a total batch of 128: one process may not resume it
+    with pytest.raises(DisciplinedError, match="other settings"):
+        tune("digits", out=out, budget_epochs=2, resume=True)
 
 
 def test_find_lr_under_torchrun_records_the_total_batch(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from disciplined.cli import app
 from disciplined.errors import DisciplinedError
 from disciplined.executors import LocalExecutor, RayExecutor, make_executor
 from disciplined.recipe import tune
+from disciplined.study import JournalExecutor, Study
 from disciplined.trials import Budget, TrialSpec
 
 SPECS = [TrialSpec("digits", max_lr=0.1, budget=Budget(steps=40), momentum=(m, 0.85),
@@ -53,6 +54,7 @@ def test_ray_trials_match_local_trials(ray_executor: RayExecutor) -> None:
         assert r.state == "complete", r.error
         assert r.spec == ref.spec
         assert r.steps == ref.steps == 40
+        assert r.worker and ref.worker == ""  # the node's address, for the report
         # one thread per Ray trial against two here: sums in another order
         assert r.val_loss == pytest.approx(ref.val_loss, rel=1e-4)
 
@@ -76,8 +78,25 @@ def test_a_worker_lost_for_good_is_a_failed_trial(ray_executor: RayExecutor,
     task.write_text(DYING_TASK.format(marker=str(marker), deaths=99))
     once = RayExecutor(max_retries=1)
     [result] = once.map([TrialSpec(str(task), max_lr=0.1, budget=Budget(steps=20))])
-    assert result.state == "failed"
+    assert result.state == "lost"
     assert "lost 2 times" in (result.error or "")
+    assert marker.read_text() == "2"
+
+
+def test_a_lost_trial_runs_again_when_the_study_resumes(ray_executor: RayExecutor,
+                                                        tmp_path: Path) -> None:
+    marker = tmp_path / "attempts"
+    task = tmp_path / "dying_task.py"
+    task.write_text(DYING_TASK.format(marker=str(marker), deaths=1))
+    spec = TrialSpec(str(task), max_lr=0.1, budget=Budget(steps=20))
+    no_retry = RayExecutor(max_retries=0)
+    with Study(tmp_path / "study") as study:
+        [lost] = JournalExecutor(study, "momentum", runner=no_retry).map([spec])
+        assert lost.state == "lost"
+    with Study(tmp_path / "study", resume=True) as study:
+        [again] = JournalExecutor(study, "momentum", runner=no_retry).map([spec])
+        assert again.state == "complete" and study.reused == 0
+        assert [r.state for r in study.trials("momentum")] == ["complete"]  # replaced
     assert marker.read_text() == "2"
 
 
@@ -89,6 +108,8 @@ def test_tune_with_ray_journals_trials_a_local_resume_reuses(ray_executor: RayEx
     local = tune("digits", out=tmp_path / "local", budget_epochs=3, stages=stages)
     assert remote.hyperparameters["momentum"] == local.hyperparameters["momentum"]
     assert remote.hyperparameters["weight_decay"] == local.hyperparameters["weight_decay"]
+    assert "Ray node" in (tmp_path / "ray" / "report.html").read_text()
+    assert "Ray node" not in (tmp_path / "local" / "report.html").read_text()
     with sqlite3.connect(tmp_path / "ray" / "study.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         counts = dict(db.execute("SELECT stage, COUNT(*) FROM trials WHERE state = "

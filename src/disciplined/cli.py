@@ -502,7 +502,7 @@ class _TuneProgress:
 
     def trial(self, stage: str, result: Any) -> None:
         if result.state != "complete":
-            console.print(f"{self._stamp()}   {result.label}: failed: {result.error}",
+            console.print(f"{self._stamp()}   {result.label}: {result.state}: {result.error}",
                           highlight=False)
             return
         metric = "" if result.val_metric is None else f", val metric {result.val_metric:.4g}"

@@ -68,7 +68,8 @@ class RayExecutor:
     next stage; a Ray instance the caller started is used as it is. With `ship_code`, this
     package travels to the workers in the job's runtime environment, so nodes need its
     dependencies (torch, numpy, ...) but not `disciplined` itself. A trial whose worker
-    dies is retried up to `max_retries` times, then recorded as failed.
+    dies is retried up to `max_retries` times, then returned with state "lost" (a resumed
+    study runs it again; a trial that raised is "failed" for good).
     """
 
     def __init__(self, *, address: str | None = None, cpus_per_trial: float = 1.0,
@@ -85,6 +86,7 @@ class RayExecutor:
         self.address, self.cpus, self.gpus = address, cpus_per_trial, gpus_per_trial
         self.max_retries, self.ship_code, self.on_result = max_retries, ship_code, on_result
         self.init_kwargs = dict(init_kwargs or {})
+        self._nodes: dict[str, str] = {}
 
     def start(self) -> None:
         """Connect to (or start) Ray now rather than at the first trial."""
@@ -123,18 +125,26 @@ class RayExecutor:
             for ref in ready:
                 i = pending.pop(ref)
                 try:
-                    result = ray.get(ref)
+                    result, node = ray.get(ref)
                 except ray.exceptions.RayError as err:  # worker or node lost for good
-                    result = TrialResult(specs[i], "failed",
-                                         f"{type(err).__name__}: the trial's Ray worker was "
-                                         f"lost {self.max_retries + 1} times: {err}",
-                                         None, None, None, None, 0, 0.0)
-                result = dataclasses.replace(result, spec=specs[i])
+                    result, node = TrialResult(
+                        specs[i], "lost", f"{type(err).__name__}: the trial's Ray worker "
+                        f"was lost {self.max_retries + 1} times: {err}",
+                        None, None, None, None, 0, 0.0), ""
+                result = dataclasses.replace(result, spec=specs[i],
+                                             worker=self._node_address(node))
                 for callback in (on_result, self.on_result):
                     if callback is not None:
                         callback(result)
                 results[i] = result
         return [r for r in results if r is not None]
+
+
+    def _node_address(self, node_id: str) -> str:
+        """A node's address (its IP) from its id, as `ray.nodes()` lists it."""
+        if node_id and node_id not in self._nodes:
+            self._nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in self.ray.nodes()}
+        return self._nodes.get(node_id, node_id)
 
 
 def import_ray() -> Any:
@@ -155,18 +165,21 @@ def _task_file(spec: TrialSpec) -> tuple[str, str] | None:
 
 
 def _remote_trial(spec: TrialSpec, task_file: tuple[str, str] | None,
-                  cpus: float) -> TrialResult:
-    """Runs on a Ray worker: the trial, with torch limited to the CPUs Ray reserved."""
+                  cpus: float) -> tuple[TrialResult, str]:
+    """Runs on a Ray worker: the trial, with torch limited to the CPUs Ray reserved, and the
+    id of the node it ran on."""
+    import ray
     import torch
 
     torch.set_num_threads(max(1, int(cpus)))
+    node = ray.get_runtime_context().get_node_id()
     if task_file is None:
-        return run_trial(spec)
+        return run_trial(spec), node
     name, text = task_file
     folder = tempfile.mkdtemp(prefix="disciplined-task-")
     path = os.path.join(folder, name)
     Path(path).write_text(text)
-    return run_trial(dataclasses.replace(spec, task=path))
+    return run_trial(dataclasses.replace(spec, task=path)), node
 
 
 def make_executor(kind: str, *, ray_address: str | None = None, cpus_per_trial: float = 1.0,

@@ -91,10 +91,15 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
             results = study.trials(name)
             if results:
                 comparison = Comparison(results, rank(results))
-                parts.append(_table(
-                    [[r.rank if r.rank is not None else "failed", r.label, _fmt(r.val_loss),
-                      _fmt(r.val_metric), r.verdict or r.error] for r in comparison.ranking],
-                    ["rank", "candidate", "val loss", "val metric", "diagnosis"]))
+                nodes = {r.label: r.worker for r in results}
+                rows = [[r.rank if r.rank is not None else "failed", r.label,
+                         _fmt(r.val_loss), _fmt(r.val_metric), r.verdict or r.error]
+                        for r in comparison.ranking]
+                head = ["rank", "candidate", "val loss", "val metric", "diagnosis"]
+                if any(nodes.values()):  # trials ran on a Ray cluster: say where
+                    rows = [[*row, nodes[str(row[1])] or "driver"] for row in rows]
+                    head.append("Ray node")
+                parts.append(_table(rows, head))
                 parts.append(_png(functools.partial(comparison.plot, title=name)))
                 advice = {r.label: r.diagnosis.advice for r in results if r.diagnosis}
                 parts.append("<ul>" + "".join(

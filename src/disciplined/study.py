@@ -74,7 +74,7 @@ def result_from_dict(data: dict[str, Any]) -> TrialResult:
     diagnosis = None if data["diagnosis"] is None else Diagnosis(**data["diagnosis"])
     return TrialResult(spec_from_dict(data["spec"]), data["state"], data["error"], history,
                        diagnosis, data["val_loss"], data["val_metric"], data["steps"],
-                       data["seconds"])
+                       data["seconds"], data.get("worker", ""))
 
 
 def trial_key(stage: str, spec: TrialSpec) -> str:
@@ -196,9 +196,13 @@ class Study:
 
     @_on_main
     def finished_trial(self, stage: str, spec: TrialSpec) -> TrialResult | None:
-        row = self.db.execute("SELECT result FROM trials WHERE key = ?",
+        """The journaled result of this trial; None if it never finished or its worker was
+        lost (then it runs again, and its new result replaces the old row)."""
+        row = self.db.execute("SELECT result, state FROM trials WHERE key = ?",
                               (trial_key(stage, spec),)).fetchone()
-        return None if row is None else result_from_dict(json.loads(row[0]))
+        if row is None or row[1] == "lost":
+            return None
+        return result_from_dict(json.loads(row[0]))
 
     @_main_only
     def record_trial(self, stage: str, result: TrialResult) -> None:

@@ -64,7 +64,9 @@ class TrialSpec:
 
 @dataclasses.dataclass(frozen=True)
 class TrialResult:
-    """A finished trial: `state` is "complete" or "failed" (then `error` says why)."""
+    """A finished trial: `state` is "complete", "failed" (then `error` says why) or "lost"
+    (its Ray worker died each time it was tried: infrastructure, not the trial's outcome);
+    `worker` names the Ray node that ran it ("" when it ran in this process)."""
 
     spec: TrialSpec
     state: str
@@ -75,6 +77,7 @@ class TrialResult:
     val_metric: float | None
     steps: int
     seconds: float
+    worker: str = ""
 
     @property
     def label(self) -> str:
