@@ -10,6 +10,7 @@ Outside torchrun every function here is the identity and costs nothing.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime
 import os
@@ -63,7 +64,19 @@ def init_from_env(device: str | None = None) -> World:
     seconds = float(os.environ.get("DISCIPLINED_DIST_TIMEOUT", DEFAULT_TIMEOUT))
     dist.init_process_group("nccl" if cuda else "gloo",
                             timeout=datetime.timedelta(seconds=seconds))
+    atexit.register(_leave)
     return world()
+
+
+def _leave() -> None:
+    """At exit: wait for the other ranks (rank 0 may still be writing), then tear the group
+    down; a process that exits with the group alive can abort in its communication threads."""
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def _device() -> torch.device:
