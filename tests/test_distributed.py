@@ -127,3 +127,14 @@ def test_outside_torchrun_the_world_is_one_process() -> None:
     assert distributed.mean([1.5, 2.0]) == [1.5, 2.0]
     assert distributed.any_rank(False) is False
     assert distributed.from_main({"a": 1}) == {"a": 1}
+
+
+def test_train_under_torchrun_reports_the_total_batch(tmp_path: Path) -> None:
+    done = torchrun("-m", "disciplined.cli", "train", "digits", "--max-lr", "0.2",
+                    "--epochs", "2", "--batch-size", "32", "--out", str(tmp_path), "--quiet")
+    assert done.stdout.count("final val accuracy") == 1
+    assert "total batch 64 (32 per process x 2 processes)" in done.stdout
+    history = json.loads((tmp_path / "history.json").read_text())
+    # 1438 training samples in global batches of 64: 23 steps an epoch (22 full, and 30 left)
+    assert len(history["step"]) == 46
+    assert history["val_metric"][-1] > 0.8
