@@ -138,3 +138,31 @@ def test_train_under_torchrun_reports_the_total_batch(tmp_path: Path) -> None:
     # 1438 training samples in global batches of 64: 23 steps an epoch (22 full, and 30 left)
     assert len(history["step"]) == 46
     assert history["val_metric"][-1] > 0.8
+
+
+def test_search_refuses_to_run_under_torchrun(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from disciplined.cli import app
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    result = CliRunner().invoke(app, ["search", "momentum", "digits", "--max-lr", "0.1",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not under torchrun" in result.output
+    assert not (tmp_path / "search.json").exists()
+
+
+def test_ray_and_torchrun_do_not_mix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from disciplined.cli import app
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    result = CliRunner().invoke(app, ["tune", "digits", "--executor", "ray",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "cannot run under torchrun" in result.output

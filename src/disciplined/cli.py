@@ -285,6 +285,17 @@ search_app = typer.Typer(help="Short comparison runs of the paper's checklist (S
                          no_args_is_help=True)
 app.add_typer(search_app, name="search")
 
+
+@search_app.callback()
+def _search_in_one_process() -> None:
+    """Short comparison runs of the paper's checklist (Section 5)."""
+    from .distributed import launched
+
+    if launched():  # each rank would run the whole search and write the same files
+        raise _fail(ValueError(
+            "disciplined search runs as one process, not under torchrun: spread its trials "
+            "with --executor ray, or run `disciplined tune` under torchrun"))
+
 MaxLr = Annotated[float | None, typer.Option(help="Peak LR; default: from a range test.")]
 ExecutorKind = Annotated[str, typer.Option(
     "--executor", help="Where short runs train: local (one after another) or ray.")]
