@@ -151,3 +151,13 @@ def test_bad_executor_arguments_are_clear_errors() -> None:
         make_executor("local", ray_address="auto")
     with pytest.raises(ValueError, match="cpus_per_trial"):
         RayExecutor(cpus_per_trial=0)
+
+
+def test_workers_get_absolute_data_folders(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    from disciplined.executors import _portable
+
+    monkeypatch.chdir(tmp_path)
+    spec = SPECS[0].with_(data_dir="data/fashion")
+    assert _portable(spec).data_dir == str(tmp_path / "data" / "fashion")
+    assert _portable(SPECS[0]) is SPECS[0]

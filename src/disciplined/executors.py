@@ -117,7 +117,7 @@ class RayExecutor:
         remote = ray.remote(_remote_trial).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries,
             retry_exceptions=False)
-        pending = {remote.remote(spec, _task_file(spec), self.cpus): i
+        pending = {remote.remote(_portable(spec), _task_file(spec), self.cpus): i
                    for i, spec in enumerate(specs)}
         results: list[TrialResult | None] = [None] * len(specs)
         while pending:
@@ -154,6 +154,13 @@ def import_ray() -> Any:
     except ImportError:
         raise DisciplinedError(RAY_MISSING) from None
     return ray
+
+
+def _portable(spec: TrialSpec) -> TrialSpec:
+    """The spec with its data folder made absolute: a worker does not run in our folder."""
+    if spec.data_dir is None:
+        return spec
+    return dataclasses.replace(spec, data_dir=str(Path(spec.data_dir).resolve()))
 
 
 def _task_file(spec: TrialSpec) -> tuple[str, str] | None:
