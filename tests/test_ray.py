@@ -161,3 +161,50 @@ def test_workers_get_absolute_data_folders(monkeypatch: pytest.MonkeyPatch,
     spec = SPECS[0].with_(data_dir="data/fashion")
     assert _portable(spec).data_dir == str(tmp_path / "data" / "fashion")
     assert _portable(SPECS[0]) is SPECS[0]
+
+
+def test_the_tune_adapter_trains_our_trial(ray_executor: RayExecutor, tmp_path: Path) -> None:
+    tune = pytest.importorskip("ray.tune", reason="Ray Tune is not installed")
+    from disciplined.ray_tune import trainable
+
+    base = SPECS[0]
+    tuner = tune.Tuner(
+        trainable(base),
+        param_space={"momentum": tune.grid_search([0.99, 0.9])},
+        tune_config=tune.TuneConfig(metric="val_loss", mode="min"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+    grid = tuner.fit()
+    assert not grid.errors
+    finals = {r.config["momentum"]: r.metrics for r in grid}
+    ours = {s.momentum[0]: r for s, r in zip(SPECS, LocalExecutor().map(SPECS), strict=True)}
+    for momentum, metrics in finals.items():
+        assert metrics["done"] and metrics["step"] == 40
+        assert metrics["val_loss"] == pytest.approx(ours[momentum].val_loss, rel=1e-4)
+        assert metrics["verdict"] == ours[momentum].diagnosis.verdict
+    # one report per evaluation, then the final one: a scheduler sees the curve
+    history = grid[0].metrics_dataframe
+    assert len(history) == ours[0.99].history.eval_step.__len__() + 1
+
+
+def test_tune_config_keys_are_checked() -> None:
+    from disciplined.ray_tune import spec_from_config
+
+    spec = spec_from_config(SPECS[0], {"momentum": 0.9, "weight_decay": 1e-4,
+                                       "budget": {"steps": 10}})
+    assert spec.momentum == (0.9, 0.85) and spec.weight_decay == 1e-4
+    assert spec.budget == Budget(steps=10)
+    with pytest.raises(ValueError, match="unknown: lr"):
+        spec_from_config(SPECS[0], {"lr": 0.1})
+
+
+def test_without_tune_the_adapter_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray")
+    import ray
+
+    from disciplined.ray_tune import trainable
+
+    monkeypatch.delattr(ray, "tune", raising=False)
+    monkeypatch.setitem(sys.modules, "ray.tune", None)
+    with pytest.raises(DisciplinedError, match=r"pip install 'disciplined\[tune\]'"):
+        trainable(SPECS[0])
