@@ -97,8 +97,12 @@ class _Cycle(Schedule):
                 pct = (step - begin) / (end - begin)
                 start, stop = self._points[i]
                 if self._cos:
-                    return stop + (start - stop) / 2.0 * (math.cos(math.pi * pct) + 1)
-                return (stop - start) * pct + start
+                    value = stop + (start - stop) / 2.0 * (math.cos(math.pi * pct) + 1)
+                else:
+                    value = (stop - start) * pct + start
+                # within the phase's ends: rounding can overshoot them by an ulp (hypothesis
+                # found max_lr + 1 ulp at a step just past a peak)
+                return min(max(value, min(start, stop)), max(start, stop))
             begin = end
         raise AssertionError("unreachable: the last phase always matches")
 
