@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,38 @@ def test_without_tune_the_adapter_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "ray.tune", None)
     with pytest.raises(DisciplinedError, match=r"pip install 'disciplined\[tune\]'"):
         trainable(SPECS[0])
+
+
+WAITING_TASK = '''
+import time
+from pathlib import Path
+from disciplined.tasks import digits_cnn, digits_datasets
+
+RELEASE, PASSED = Path({release!r}), Path({passed!r})
+
+def build_model():
+    while not RELEASE.exists():
+        time.sleep(0.05)
+    PASSED.write_text("went on")
+    return digits_cnn()
+
+def build_datasets():
+    return digits_datasets()
+'''
+
+
+def test_an_interrupted_stage_cancels_its_running_trials(ray_executor: RayExecutor,
+                                                         tmp_path: Path) -> None:
+    release, passed = tmp_path / "release", tmp_path / "passed"
+    task = tmp_path / "waiting_task.py"
+    task.write_text(WAITING_TASK.format(release=str(release), passed=str(passed)))
+    waiting = TrialSpec(str(task), max_lr=0.1, budget=Budget(steps=5), label="waits")
+
+    def interrupt(result: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ray_executor.map([SPECS[0], waiting], on_result=interrupt)
+    release.touch()  # a trial still running would now go on within 0.05 s
+    time.sleep(2)
+    assert not passed.exists()

@@ -28,6 +28,9 @@ OnResult = Callable[[TrialResult], None]
 # Ray retries a task whose worker process or node died this many times before the trial is
 # recorded as failed; an exception inside the trial is a result, never retried.
 MAX_RETRIES = 3
+# Ray's errors for a task whose process or node went away: infrastructure, so the trial is
+# "lost" and runs again when the study resumes. Any other Ray error fails the trial.
+LOST_ERRORS = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ObjectLostError")
 RAY_MISSING = ("--executor ray needs Ray, which is optional: pip install 'disciplined[ray]' "
                "(or pip install 'ray>=2.9') in this environment and on every node of the "
                "cluster")
@@ -120,25 +123,36 @@ class RayExecutor:
         pending = {remote.remote(_portable(spec), _task_file(spec), self.cpus): i
                    for i, spec in enumerate(specs)}
         results: list[TrialResult | None] = [None] * len(specs)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                i = pending.pop(ref)
-                try:
-                    result, node = ray.get(ref)
-                except ray.exceptions.RayError as err:  # worker or node lost for good
-                    result, node = TrialResult(
-                        specs[i], "lost", f"{type(err).__name__}: the trial's Ray worker "
-                        f"was lost {self.max_retries + 1} times: {err}",
-                        None, None, None, None, 0, 0.0), ""
-                result = dataclasses.replace(result, spec=specs[i],
-                                             worker=self._node_address(node))
-                for callback in (on_result, self.on_result):
-                    if callback is not None:
-                        callback(result)
-                results[i] = result
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    i = pending.pop(ref)
+                    result = self._collect(ref, specs[i])
+                    for callback in (on_result, self.on_result):
+                        if callback is not None:
+                            callback(result)
+                    results[i] = result
+        finally:  # interrupted (Ctrl-C, an error in a callback): stop what still runs
+            for ref in pending:
+                ray.cancel(ref, force=True)
         return [r for r in results if r is not None]
 
+    def _collect(self, ref: Any, spec: TrialSpec) -> TrialResult:
+        """A finished task's result, with the driver's spec and the node that ran it."""
+        ray = self.ray
+        lost = tuple(getattr(ray.exceptions, name) for name in LOST_ERRORS
+                     if hasattr(ray.exceptions, name))
+        try:
+            result, node = ray.get(ref)
+        except lost as err:  # the worker or its node died on every try
+            result, node = TrialResult(
+                spec, "lost", f"{type(err).__name__}: the trial's Ray worker was lost "
+                f"{self.max_retries + 1} times: {err}", None, None, None, None, 0, 0.0), ""
+        except ray.exceptions.RayError as err:  # Ray could not run it (runtime env, ...)
+            result, node = TrialResult(spec, "failed", f"{type(err).__name__}: {err}",
+                                       None, None, None, None, 0, 0.0), ""
+        return dataclasses.replace(result, spec=spec, worker=self._node_address(node))
 
     def _node_address(self, node_id: str) -> str:
         """A node's address (its IP) from its id, as `ray.nodes()` lists it."""
