@@ -11,7 +11,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray ray-cluster clean
+.PHONY: test demo lint typecheck bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray bench-data-parallel ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,9 @@ bench-search-cost: $(BENCH_STAMP) $(FASHION)
 
 bench-ray: $(BENCH_STAMP) $(FASHION)
 	$(BENCH_VENV)/bin/python benchmarks/ray_executor.py --write benchmarks/RESULTS.md
+
+bench-data-parallel: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/data_parallel.py --write benchmarks/RESULTS.md
 
 # A 2-node Ray cluster on loopback (head on 127.0.0.2, worker on 127.0.0.3) and a weight-decay
 # search on it; stops both nodes afterwards.
