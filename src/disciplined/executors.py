@@ -31,6 +31,7 @@ MAX_RETRIES = 3
 # Ray's errors for a task whose process or node went away: infrastructure, so the trial is
 # "lost" and runs again when the study resumes. Any other Ray error fails the trial.
 LOST_ERRORS = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ObjectLostError")
+CANCEL_WAIT = 30.0  # seconds to wait for cancelled trials to stop
 RAY_MISSING = ("--executor ray needs Ray, which is optional: pip install 'disciplined[ray]' "
                "(or pip install 'ray>=2.9') in this environment and on every node of the "
                "cluster")
@@ -136,6 +137,8 @@ class RayExecutor:
         finally:  # interrupted (Ctrl-C, an error in a callback): stop what still runs
             for ref in pending:
                 ray.cancel(ref, force=True)
+            if pending:  # cancelling is asynchronous: return once the trials are stopped
+                ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_WAIT)
         return [r for r in results if r is not None]
 
     def _collect(self, ref: Any, spec: TrialSpec) -> TrialResult:
