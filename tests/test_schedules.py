@@ -22,27 +22,26 @@ def within(value: float, low: float, high: float) -> bool:
 
 
 @st.composite
-def one_cycles(draw):
+def cycle_shapes(draw):
+    """What a 1cycle and its momentum share: length, warm-up fraction, anneal, phases."""
     three = draw(st.booleans())
     total = draw(lengths)
     pct = draw(st.floats(0.05, 0.5 if three else 0.95))
     assume(pct * total > 1)
-    return S.one_cycle(total, draw(positive), pct_start=pct,
-                       div_factor=draw(st.floats(1.0, 100.0)),
-                       final_div_factor=draw(st.floats(1.0, 1e4)),
-                       anneal=draw(st.sampled_from(["linear", "cos"])), three_phase=three)
+    return {"total_steps": total, "pct_start": pct, "three_phase": three,
+            "anneal": draw(st.sampled_from(["linear", "cos"]))}
+
+
+@st.composite
+def one_cycles(draw):
+    return S.one_cycle(max_lr=draw(positive), div_factor=draw(st.floats(1.0, 100.0)),
+                       final_div_factor=draw(st.floats(1.0, 1e4)), **draw(cycle_shapes()))
 
 
 @st.composite
 def one_cycle_momenta(draw):
-    three = draw(st.booleans())
-    total = draw(lengths)
-    pct = draw(st.floats(0.05, 0.5 if three else 0.95))
-    assume(pct * total > 1)
     low, high = sorted((draw(st.floats(0, 0.99)), draw(st.floats(0, 0.99))))
-    return S.one_cycle_momentum(total, max_momentum=high, base_momentum=low, pct_start=pct,
-                                anneal=draw(st.sampled_from(["linear", "cos"])),
-                                three_phase=three)
+    return S.one_cycle_momentum(max_momentum=high, base_momentum=low, **draw(cycle_shapes()))
 
 
 cyclics = st.builds(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from . import schedules
 from .errors import DisciplinedError
+
+if TYPE_CHECKING:
+    from .distributed import World
 
 app = typer.Typer(
     help="Set hyper-parameters the disciplined way (Smith 2018), then train with them.",
@@ -24,17 +27,18 @@ errors = Console(stderr=True, soft_wrap=True)
 OutDir = Annotated[Path, typer.Option("--out", help="Folder for the outputs.")]
 Seed = Annotated[int, typer.Option(help="Seed for weights and batch order.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar; plain log lines.")]
+BatchSize = Annotated[int | None, typer.Option(help="Per process; default: the task's.")]
 
 
-def _join_torchrun(quiet: bool) -> bool:
-    """Join torchrun's process group when launched by it; only rank 0 prints. Returns
-    whether to stay quiet."""
+def _join_torchrun() -> World:
+    """Join torchrun's process group when launched by it (a world of one otherwise); only
+    rank 0 prints."""
     from .distributed import init_from_env
 
     team = init_from_env()
     if not team.is_main:
         console.quiet = True
-    return quiet or not team.is_main
+    return team
 
 
 def _batch_line(per_process: int) -> str:
@@ -189,7 +193,7 @@ def find_lr(
     momentum: Annotated[str, typer.Option(help="Momentum swept from,to during the test.")
                         ] = "0.95,0.85",
     weight_decay: Annotated[float, typer.Option("--wd", help="Weight decay, held.")] = 5e-4,
-    batch_size: Annotated[int | None, typer.Option(help="Default: the task's.")] = None,
+    batch_size: BatchSize = None,
     seed: Seed = 0,
     data_dir: DataDir = None,
     quiet: Quiet = False,
@@ -202,14 +206,14 @@ def find_lr(
     from .tasks import load_task
 
     high, low = _floats(momentum, "--momentum", 2)
-    quiet = _join_torchrun(quiet)
+    team = _join_torchrun()
     try:
         spec = load_task(task, data_dir=data_dir)
         train_data, val_data = spec.datasets()
         model = spec.model(seed)
         optimizer = build_optimizer(spec.optimizer, model, momentum=high,
                                     weight_decay=weight_decay)
-        bar = _StepBar(steps, quiet, "range test")
+        bar = _StepBar(steps, quiet or not team.is_main, "range test")
         result = lr_range_test(
             model, optimizer, spec.loss_fn, train_data, val_data=val_data if val else None,
             start_lr=start_lr, end_lr=end_lr, num_steps=steps, mode=mode,
@@ -218,7 +222,7 @@ def find_lr(
         bar.close()
     except (ValueError, DisciplinedError) as err:
         raise _fail(err) from None
-    if console.quiet:  # not rank 0: rank 0 writes and prints
+    if not team.is_main:  # rank 0 writes and prints
         return
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_range.json").write_text(result.to_json())
@@ -251,7 +255,7 @@ def train(
     momentum: Annotated[str, typer.Option(help="max,min momentum (or beta1).")] = "0.95,0.85",
     weight_decay: Annotated[float, typer.Option("--wd", help="Weight decay.")] = 5e-4,
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = 5,
-    batch_size: Annotated[int | None, typer.Option(help="Default: the task's.")] = None,
+    batch_size: BatchSize = None,
     out: OutDir = Path("runs/train"),
     seed: Seed = 0,
     data_dir: DataDir = None,
@@ -262,11 +266,12 @@ def train(
     from .tasks import load_task
 
     high, low = _floats(momentum, "--momentum", 2)
-    quiet = _join_torchrun(quiet)
+    team = _join_torchrun()
     try:
-        result = train_task(load_task(task, data_dir=data_dir), policy=policy, max_lr=max_lr,
-                            momentum=(high, low), weight_decay=weight_decay, epochs=epochs,
-                            batch_size=batch_size, seed=seed, progress=not quiet, out=out)
+        spec = load_task(task, data_dir=data_dir)
+        result = train_task(spec, policy=policy, max_lr=max_lr, momentum=(high, low),
+                            weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
+                            seed=seed, progress=not quiet and team.is_main, out=out)
     except (ValueError, DisciplinedError) as err:
         raise _fail(err) from None
     h = result.history
@@ -275,7 +280,7 @@ def train(
         console.print(f"step {step:6d}  val loss {loss:.4f}{extra}", highlight=False)
     final = h.val_metric[-1] if h.val_metric else None
     console.print(f"{policy}: {h.epochs:.1f} epochs in {h.wall_seconds:.1f} s, "
-                  f"{_batch_line(batch_size or load_task(task, data_dir=data_dir).batch_size)} "
+                  f"{_batch_line(batch_size or spec.batch_size)} "
                   f"({h.samples_per_second:,.0f} samples/s)"
                   + ("" if final is None else f", final val accuracy {final:.2%}"))
     console.print(f"wrote {out / 'history.json'}, {out / 'curves.png'}, {out / 'model.pt'}")
@@ -297,6 +302,7 @@ def _search_in_one_process() -> None:
             "with --executor ray, or run `disciplined tune` under torchrun"))
 
 MaxLr = Annotated[float | None, typer.Option(help="Peak LR; default: from a range test.")]
+Epochs = Annotated[float, typer.Option(help="Epochs each short run trains.")]
 ExecutorKind = Annotated[str, typer.Option(
     "--executor", help="Where short runs train: local (one after another) or ray.")]
 RayAddress = Annotated[str | None, typer.Option(
@@ -308,7 +314,11 @@ GpusPerTrial = Annotated[float, typer.Option("--gpus-per-trial",
                                              help="GPUs Ray reserves for each trial.")]
 
 
+
+
 def _executor(kind: str, address: str | None, cpus: float, gpus: float) -> Any:
+    """The Ray executor the options ask for, or None for local: each command then uses its
+    own local default (tune's shows a live bar per trial)."""
     from .distributed import launched
     from .executors import make_executor
 
@@ -316,11 +326,11 @@ def _executor(kind: str, address: str | None, cpus: float, gpus: float) -> Any:
         if kind != "local" and launched():
             raise ValueError("--executor ray cannot run under torchrun: run the study with "
                              "Ray, or data-parallel under torchrun, not both")
-        return make_executor(kind, ray_address=address, cpus_per_trial=cpus,
-                             gpus_per_trial=gpus)
+        runner = make_executor(kind, ray_address=address, cpus_per_trial=cpus,
+                               gpus_per_trial=gpus)
     except (ValueError, DisciplinedError) as err:
         raise _fail(err) from None
-Epochs = Annotated[float, typer.Option(help="Epochs each short run trains.")]
+    return None if kind == "local" else runner
 
 
 def _finish_search(result: Any, out: Path) -> None:
@@ -550,7 +560,7 @@ def tune(
     from .recipe import tune as run_tune
 
     runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
-    quiet = _join_torchrun(quiet)  # after: Ray and torchrun do not mix
+    team = _join_torchrun()  # after: Ray and torchrun do not mix
     try:
         result = run_tune(task, out=out, budget_epochs=budget_epochs,
                           budget_minutes=budget_minutes,
@@ -558,8 +568,8 @@ def tune(
                                                               for s in stages.split(",")],
                           resume=resume, seed=seed,
                           data_dir=str(data_dir) if data_dir else None,
-                          progress=_TuneProgress(quiet),
-                          executor=None if executor == "local" else runner)
+                          progress=_TuneProgress(quiet or not team.is_main),
+                          executor=runner)
     except (ValueError, DisciplinedError) as err:
         raise _fail(err) from None
     s = result.summary

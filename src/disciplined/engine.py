@@ -162,7 +162,8 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
     rank returns the same numbers (pass the bare model, not its DDP wrapper)."""
     was_training = model.training
     model.eval()
-    rank, size = distributed.world().rank, distributed.world().size
+    team = distributed.world()
+    rank, size = team.rank, team.size
     total_loss, correct, seen = 0.0, 0, 0
     tensors = _tensors(data)
     if tensors is not None:

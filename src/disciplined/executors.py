@@ -7,14 +7,15 @@ so no worker ever touches it.
 
 Why Ray core tasks rather than Ray Tune: a stage's candidates are a short fixed list known in
 advance (momentum 0.99/0.97/0.95/0.9, a weight-decay grid), with no early stopping and no
-sampler, which is exactly a batch of remote function calls. Measured on a 2-core machine
-(Ray 2.60), 4 trials of ~7 s took 23.9 s as tasks and 32.4 s under Tune, whose trials each
-start a fresh actor process.
+sampler, which is exactly a batch of remote function calls. Measured when issue 7 was filed,
+on this project's 2-core machine (Ray 2.60): 4 trials of ~7 s took 23.9 s as tasks and
+32.4 s under Tune, whose trials each start a fresh actor process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -91,6 +92,8 @@ class RayExecutor:
         self.max_retries, self.ship_code, self.on_result = max_retries, ship_code, on_result
         self.init_kwargs = dict(init_kwargs or {})
         self._nodes: dict[str, str] = {}
+        self._lost = tuple(getattr(self.ray.exceptions, name) for name in LOST_ERRORS
+                           if hasattr(self.ray.exceptions, name))
 
     def start(self) -> None:
         """Connect to (or start) Ray now rather than at the first trial."""
@@ -144,11 +147,9 @@ class RayExecutor:
     def _collect(self, ref: Any, spec: TrialSpec) -> TrialResult:
         """A finished task's result, with the driver's spec and the node that ran it."""
         ray = self.ray
-        lost = tuple(getattr(ray.exceptions, name) for name in LOST_ERRORS
-                     if hasattr(ray.exceptions, name))
         try:
             result, node = ray.get(ref)
-        except lost as err:  # the worker or its node died on every try
+        except self._lost as err:  # the worker or its node died on every try
             result, node = TrialResult(
                 spec, "lost", f"{type(err).__name__}: the trial's Ray worker was lost "
                 f"{self.max_retries + 1} times: {err}", None, None, None, None, 0, 0.0), ""
@@ -200,10 +201,14 @@ def _remote_trial(spec: TrialSpec, task_file: tuple[str, str] | None,
     if task_file is None:
         return run_trial(spec), node
     name, text = task_file
-    folder = tempfile.mkdtemp(prefix="disciplined-task-")
-    path = os.path.join(folder, name)
-    Path(path).write_text(text)
-    return run_trial(dataclasses.replace(spec, task=path)), node
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"disciplined-task-{digest}" / name
+    if not path.exists():  # one copy per node and file version, whatever the trial count
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(path)  # atomic: a concurrent trial never reads half a file
+    return run_trial(dataclasses.replace(spec, task=str(path))), node
 
 
 def make_executor(kind: str, *, ray_address: str | None = None, cpus_per_trial: float = 1.0,
