@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from disciplined import __version__
+from disciplined.trials import Budget, TrialSpec, train
 
 
 def cpu_model() -> str:
@@ -37,6 +38,14 @@ def header(title: str, command: str, extra_versions: str = "") -> list[str]:
         f"- versions: {versions}",
         f"- command: `{command}`",
     ]
+
+
+def final_metric(task: str, max_lr: float, epochs: float, seed: int = 0,
+                 policy: str = "one-cycle") -> float | None:
+    """The validation metric after a full training of `task` (the whole validation set)."""
+    spec = TrialSpec(task, max_lr=max_lr, budget=Budget(epochs=epochs), policy=policy,
+                     seed=seed, eval_samples=None)
+    return train(spec)[0].val_metric
 
 
 def quartiles(xs: list[float]) -> tuple[float, float, float]:

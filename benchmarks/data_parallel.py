@@ -32,7 +32,7 @@ TOTAL_BATCH = 128
 def worker(out: Path, batch: int) -> None:
     """One rank (or the single process): measure and write rank{R}.json."""
     from disciplined import distributed
-    from disciplined.engine import Trainer, build_optimizer
+    from disciplined.engine import Trainer, build_optimizer, steps_per_epoch
     from disciplined.hyper import HyperScheduler
     from disciplined.policies import policy_schedules
     from disciplined.range_test import task_range_test
@@ -49,10 +49,10 @@ def worker(out: Path, batch: int) -> None:
     model = task.model(0)
     optimizer = build_optimizer(task.optimizer, model, lr=rt.max_lr or 0.01,
                                 momentum=0.95, weight_decay=5e-4)
-    trainer = Trainer(model, optimizer, task.loss_fn, train, val, batch_size=batch, seed=0)
-    steps = trainer.steps_per_epoch
+    steps = steps_per_epoch(train, batch)
     lr, mom = policy_schedules("one-cycle", steps, rt.max_lr or 0.01, momentum=(0.95, 0.85))
-    trainer.scheduler = HyperScheduler(optimizer, lr=lr, momentum=mom)
+    trainer = Trainer(model, optimizer, task.loss_fn, train, val, batch_size=batch, seed=0,
+                      scheduler=HyperScheduler(optimizer, lr=lr, momentum=mom))
     start = time.perf_counter()
     history = trainer.run(steps=steps)
     train_seconds = time.perf_counter() - start

@@ -66,7 +66,7 @@ def run(task: str) -> list[str]:
         result = search()
         search_seconds = time.perf_counter() - start
         search_steps = sum(r.steps for c in result.comparisons for r in c.results)
-        pick = chosen(result.decision)
+        pick = chosen(result.decision.to_dict())
         pick_acc = full_accuracy(task, full, max_lr, cache, **pick)[0]
         best_acc = finals[best_key][0]
         agrees = pick_acc >= best_acc - WITHIN

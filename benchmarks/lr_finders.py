@@ -19,18 +19,21 @@ import time
 from pathlib import Path
 
 import torch
-from _common import header, publish
+from _common import final_metric, header, publish
 from torch.utils.data import DataLoader
 
 from disciplined.engine import build_optimizer
-from disciplined.policies import train_task
 from disciplined.range_test import lr_range_test
-from disciplined.recipe import DEFAULT_EPOCHS
 from disciplined.tasks import load_task
 
 MARK = "lr-finders"
 START, END, STEPS, WD = 1e-7, 10.0, 100, 5e-4
 
+
+
+def _epochs(task: str) -> float:
+    """The task's own final length (what `tune` trains it for without a budget)."""
+    return load_task(task).epochs or 10
 
 def _fresh(task_name: str, seed: int = 0):
     task = load_task(task_name)
@@ -124,8 +127,7 @@ def main() -> None:
         for name in FINDERS:
             lr = suggestions[name]
             accs = [] if lr is None else [
-                train_task(load_task(task), max_lr=lr, epochs=DEFAULT_EPOCHS[task],
-                           seed=s).history.val_metric[-1] for s in args.seeds]
+                final_metric(task, lr, _epochs(task), s) for s in args.seeds]
             spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
             acc = "-" if not accs else \
                 f"{100 * statistics.mean(accs):.2f}% ± {100 * spread:.2f}"
@@ -139,7 +141,7 @@ def main() -> None:
         "task's batch size; ours also sweeps momentum 0.95 -> 0.85 (its default). Wall time: "
         "median of 3 interleaved runs (includes each tool's state restore). Accuracy: 1cycle "
         "(`disciplined train --policy one-cycle`) at the suggestion for the task's default "
-        f"length ({', '.join(f'{t} {DEFAULT_EPOCHS[t]} epochs' for t in args.tasks)}), seeds "
+        f"length ({', '.join(f'{t} {_epochs(t)} epochs' for t in args.tasks)}), seeds "
         f"{args.seeds}, mean ± std.",
         "",
         "| task | finder | test wall time | suggested max LR | 1cycle accuracy at it |",

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import header, publish
+from _common import final_metric, header, publish
 
-from disciplined.policies import train_task
 from disciplined.range_test import task_range_test
 from disciplined.tasks import load_task
 
@@ -35,9 +34,7 @@ CHANCE = 0.1  # accuracy when a suggestion is missing or training blows up
 
 
 def accuracy(task_name: str, max_lr: float, seed: int) -> float:
-    result = train_task(load_task(task_name), policy="one-cycle", max_lr=max_lr,
-                        epochs=EPOCHS[task_name], seed=seed)
-    metric = result.history.val_metric[-1] if result.history.val_metric else None
+    metric = final_metric(task_name, max_lr, EPOCHS[task_name], seed)
     return CHANCE if metric is None or not np.isfinite(metric) else float(metric)
 
 

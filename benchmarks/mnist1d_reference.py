@@ -37,8 +37,8 @@ def authors_recipe(task_name: str, seed: int) -> tuple[float, float]:
     model = task.model()
     opt = torch.optim.Adam(model.parameters(), lr=RECIPE["lr"])
     trainer = Trainer(model, opt, task.loss_fn, train, val, batch_size=RECIPE["batch_size"],
-                      seed=seed, device="cpu", eval_every=RECIPE["steps"])
-    trainer.scheduler = HyperScheduler(opt, lr=schedules.constant(RECIPE["lr"]))
+                      seed=seed, device="cpu", eval_every=RECIPE["steps"],
+                      scheduler=HyperScheduler(opt, lr=schedules.constant(RECIPE["lr"])))
     start = time.perf_counter()
     h = trainer.run(steps=RECIPE["steps"])
     return h.val_metric[-1], time.perf_counter() - start

@@ -21,7 +21,8 @@ from _common import header, publish
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from disciplined.recipe import DEFAULT_EPOCHS, tune
+from disciplined.recipe import tune
+from disciplined.tasks import load_task
 from disciplined.trials import Budget, TrialSpec, run_trial
 
 MARK = "search-cost"
@@ -48,7 +49,7 @@ def optuna_curve(task: str, sampler_name: str, seconds: float, seed: int,
     def objective(trial: optuna.Trial) -> float:
         spec = TrialSpec(
             task, max_lr=trial.suggest_float("max_lr", 1e-3, 1.0, log=True),
-            budget=Budget(epochs=DEFAULT_EPOCHS[task]),
+            budget=Budget(epochs=load_task(task).epochs),
             momentum=(trial.suggest_float("momentum", 0.85, 0.99), 0.85),
             weight_decay=trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
             batch_size=trial.suggest_categorical("batch_size", [batch // 2, batch, batch * 2]),
@@ -108,7 +109,7 @@ def main() -> None:
         ax.legend()
         args.plot_dir.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot_dir / f"search_cost_{task}.png", dpi=110)
-    lengths = ", ".join(f"{t} {DEFAULT_EPOCHS[t]} epochs" for t in args.tasks)
+    lengths = ", ".join(f"{t} {load_task(t).epochs} epochs" for t in args.tasks)
     lines = [
         *header("The cost of a search: tune against Optuna TPE and random",
                 "make bench-search-cost", f"optuna {version('optuna')}"),

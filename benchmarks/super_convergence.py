@@ -38,10 +38,9 @@ def baseline(epochs: int, seed: int) -> dict:
     model = task.model()
     opt = torch.optim.SGD(model.parameters(), lr=BASE["lr"], momentum=BASE["momentum"],
                           weight_decay=BASE["weight_decay"])
+    caffe_inv = schedules.inv(BASE["lr"], BASE["gamma"], BASE["power"])
     trainer = Trainer(model, opt, task.loss_fn, train, val, batch_size=BASE["batch_size"],
-                      seed=seed, device="cpu")
-    trainer.scheduler = HyperScheduler(opt, lr=schedules.inv(BASE["lr"], BASE["gamma"],
-                                                             BASE["power"]))
+                      seed=seed, device="cpu", scheduler=HyperScheduler(opt, lr=caffe_inv))
     start = time.perf_counter()
     accs, times = [], []
     for _ in range(epochs):

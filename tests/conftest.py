@@ -15,6 +15,32 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or default)
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+DIGITS_TASK_FILE = """
+import torch
+from sklearn.datasets import load_digits
+
+def build_model():
+    return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+def build_datasets():
+    d = load_digits()
+    x = torch.tensor(d.data, dtype=torch.float32) / 16
+    y = torch.tensor(d.target)
+    ds = torch.utils.data.TensorDataset
+    return ds(x[:1400], y[:1400]), ds(x[1400:], y[1400:])
+
+batch_size = 50
+"""
+
+
+@pytest.fixture
+def digits_task_file(tmp_path):
+    """A user's task file: an MLP on scikit-learn's digits, batch 50."""
+    path = tmp_path / "my_digits.py"
+    path.write_text(DIGITS_TASK_FILE)
+    return path
+
+
 @pytest.fixture(scope="session")
 def ray_executor():
     """One local Ray instance for every Ray test (started on first use, stopped at the end):

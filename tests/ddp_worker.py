@@ -78,7 +78,7 @@ def main() -> None:
         "train": {"train_loss": history.train_loss, "val_loss": history.val_loss,
                   "val_metric": history.val_metric, "weight_sum": float(weights.sum()),
                   "weight_norm": float(weights.norm())},
-        "search": {"decision": search.decision, "ranking": ranks},
+        "search": {"decision": search.decision.to_dict(), "ranking": ranks},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / f"rank{team.rank}.json").write_text(json.dumps(record))

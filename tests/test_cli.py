@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import pytest
@@ -35,27 +36,10 @@ def test_demo_trains_and_writes_the_schedule_plot(tmp_path):
     assert (tmp_path / "schedule.png").exists()
 
 
-TASK_FILE = """
-import torch
-from sklearn.datasets import load_digits
-
-def build_model():
-    return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-
-def build_datasets():
-    d = load_digits()
-    x = torch.tensor(d.data, dtype=torch.float32) / 16
-    y = torch.tensor(d.target)
-    ds = torch.utils.data.TensorDataset
-    return ds(x[:1400], y[:1400]), ds(x[1400:], y[1400:])
-
-batch_size = 50
-"""
 
 
-def test_a_user_task_file_runs_through_find_lr_and_train(tmp_path):
-    task = tmp_path / "my_task.py"
-    task.write_text(TASK_FILE)
+def test_a_user_task_file_runs_through_find_lr_and_train(tmp_path, digits_task_file):
+    task = digits_task_file
     out = tmp_path / "lr"
     result = runner.invoke(app, ["find-lr", str(task), "--out", str(out), "--val",
                                  "--start-lr", "1e-4", "--steps", "60", "--quiet"])
@@ -75,11 +59,30 @@ def test_a_user_task_file_runs_through_find_lr_and_train(tmp_path):
     assert (out / "curves.png").exists() and (out / "model.pt").exists()
 
 
-@pytest.mark.parametrize("policy", ["clr", "sgdr", "step", "inv", "constant"])
-def test_every_policy_trains(tmp_path, policy):
+def _rises(values):
+    return any(b > a for a, b in itertools.pairwise(values))
+
+
+LR_SHAPES = {  # what each policy's learning rate does over one epoch of 23 steps at max 0.1
+    "one-cycle-cos": lambda lr: lr[0] == pytest.approx(0.01) and 0.095 < max(lr) <= 0.1,
+    "clr": lambda lr: lr[0] == pytest.approx(0.025) and max(lr) == pytest.approx(0.1),
+    "sgdr": lambda lr: lr[0] == pytest.approx(0.1) and _rises(lr),
+    "step": lambda lr: sorted({round(v, 6) for v in lr}) == [0.001, 0.01, 0.1],
+    "inv": lambda lr: lr[0] == pytest.approx(0.1) and not _rises(lr) and lr[-1] < lr[0],
+    "constant": lambda lr: set(lr) == {0.1},
+}
+
+
+@pytest.mark.parametrize("policy", sorted(LR_SHAPES))
+def test_every_policy_trains_with_its_own_lr_shape(tmp_path, policy):
     result = runner.invoke(app, ["train", "digits", "--max-lr", "0.1", "--policy", policy,
                                  "--epochs", "1", "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 0, result.output
+    assert f"{policy}: 1.0 epochs" in result.output
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history["lr"]) == 23  # ceil(1438 / 64)
+    assert LR_SHAPES[policy](history["lr"]), history["lr"]
+    assert history["val_metric"][-1] > 0.1  # it trained: better than chance on ten digits
 
 
 def test_a_broken_task_file_is_one_clear_line(tmp_path):

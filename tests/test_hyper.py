@@ -5,8 +5,7 @@ import torch
 
 from disciplined import HyperScheduler
 from disciplined import schedules as S
-from disciplined.demo import load_digits_split
-from disciplined.tasks import digits_cnn
+from disciplined.tasks import digits_cnn, digits_datasets
 
 TOTAL = 40
 
@@ -77,9 +76,10 @@ def test_tensor_learning_rates_are_filled_in_place():
 
 
 def _train(model, opt, hs, data, steps, start):
+    x, y = data.tensors
     for k in range(start, start + steps):
-        idx = torch.arange(k * 32, k * 32 + 32) % len(data.y_train)
-        loss = torch.nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        idx = torch.arange(k * 32, k * 32 + 32) % len(y)
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -88,7 +88,7 @@ def _train(model, opt, hs, data, steps, start):
 
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
 def test_state_dict_round_trip_mid_training_continues_bit_for_bit(name, tmp_path):
-    data = load_digits_split()
+    data, _ = digits_datasets()
     total, cut = 60, 25
 
     def build():

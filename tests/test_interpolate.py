@@ -5,15 +5,17 @@ import torch
 
 from disciplined.engine import Trainer
 from disciplined.interpolate import interpolate
-from disciplined.policies import train_task
+from disciplined.plot import plot_interpolation
 from disciplined.tasks import digits_datasets, load_task
+from disciplined.trials import Budget, TrialSpec, train
 
 
 @pytest.fixture(scope="module")
 def two_solutions():
     task = load_task("digits")
-    a = train_task(task, max_lr=0.3, epochs=3, seed=0).model.state_dict()
-    b = train_task(task, max_lr=0.3, epochs=3, seed=1).model.state_dict()
+    spec = TrialSpec("digits", max_lr=0.3, budget=Budget(epochs=3))
+    a = train(spec, task=task)[1].state_dict()
+    b = train(spec.with_(seed=1), task=task)[1].state_dict()
     return task, a, b
 
 
@@ -33,7 +35,7 @@ def test_the_ends_are_the_solutions_and_the_middle_is_a_barrier(two_solutions, t
     # two independently trained nets: the straight line between them rises in the middle
     assert result.val_loss[2] > max(own.values())
     assert result.val_loss[0] > own[0.0] and result.val_loss[4] > own[1.0]
-    assert result.plot(tmp_path / "i.png").stat().st_size > 0
+    assert plot_interpolation(result, tmp_path / "i.png").stat().st_size > 0
 
 
 def bn_model():

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from disciplined.curves import smooth
 from disciplined.engine import build_optimizer
+from disciplined.plot import plot_range_test
 from disciplined.range_test import (
     RangeTestResult,
     lr_range_test,
@@ -14,7 +16,6 @@ from disciplined.range_test import (
     rule_smith,
     rule_steepest,
     rule_valley,
-    smooth,
 )
 from disciplined.tasks import digits_cnn, digits_datasets, load_task
 
@@ -141,7 +142,7 @@ def test_validation_mode_reads_the_validation_loss_on_mnist1d(tmp_path):
     assert result.max_lr is not None and 1e-4 < result.max_lr < 10
     again = RangeTestResult.from_json(result.to_json())
     assert again == result
-    assert result.plot(tmp_path / "lr.png").stat().st_size > 0
+    assert plot_range_test(result, tmp_path / "lr.png").stat().st_size > 0
     assert set(again.to_dict()) >= {"max_lr", "min_lr", "suggestions", "runs"}
 
 
@@ -183,3 +184,14 @@ def test_rules_give_nothing_when_the_loss_never_decreases():
 
 def test_smoothing_is_bias_corrected():
     assert smooth([2.0, 2.0, 2.0], 0.98).tolist() == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_the_sweep_records_exactly_the_smoothing_it_is_read_through():
+    model = digits_cnn()
+    opt = build_optimizer("sgd", model)
+    train, _ = digits_datasets()
+    result = lr_range_test(model, opt, torch.nn.CrossEntropyLoss(), train, num_steps=40,
+                           smoothing=0.9, diverge_factor=None, batch_size=64)
+    run = result.runs[0]
+    assert len(run.loss) == 40
+    assert run.smoothed == smooth(run.loss, 0.9).tolist()  # the same floats, not approximately

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from disciplined.compare import compare, rank
+from disciplined.plot import plot_search
 from disciplined.searches import (
     batch_size_search,
     initial_loss,
@@ -49,10 +50,11 @@ def test_momentum_search_tries_the_papers_values_and_decides(tmp_path):
     result = momentum_search("digits", max_lr=0.3, budget=BUDGET)
     labels = {r.label for r in result.comparisons[0].results}
     assert labels == {"momentum 0.99", "momentum 0.97", "momentum 0.95", "momentum 0.9"}
-    assert result.decision["momentum"][1] == 0.85
-    assert result.decision["momentum"][0] in (0.99, 0.97, 0.95, 0.9)
+    assert result.decision.momentum is not None and result.decision.momentum[1] == 0.85
+    assert result.decision.momentum[0] in (0.99, 0.97, 0.95, 0.9)
+    assert result.decision.to_dict().keys() == {"momentum"}
     assert "lowest early validation loss" in result.reason
-    assert result.plot(tmp_path / "m.png").stat().st_size > 0
+    assert plot_search(result, tmp_path / "m.png").stat().st_size > 0
     constant = momentum_search("digits", max_lr=0.05, budget=Budget(epochs=1),
                                policy="constant", values=(0.9, 0.95))
     assert all(r.spec.momentum[0] == r.spec.momentum[1] and not r.spec.cycle_momentum
@@ -96,7 +98,7 @@ def test_a_loss_far_from_order_one_scales_the_grid_and_says_so(tmp_path):
         "batch_size = 64\n")
     assert initial_loss(str(task)) == pytest.approx(2.3e-5, rel=0.05)
     result = weight_decay_search(str(task), max_lr=0.3, budget=Budget(epochs=1))
-    assert "scaled" in result.evidence
+    assert any("far from order 1: the grid is scaled" in note for note in result.notes)
     assert max(result.evidence["grid"]) == pytest.approx(2e-8)
 
 
@@ -105,7 +107,7 @@ def test_grid_mode_runs_the_grid_then_one_follow_up():
     tried = sorted(r.spec.weight_decay for r in result.comparisons[0].results)
     assert tried[:4] == [0.0, 1e-5, 1e-4, 1e-3] or len(tried) == 5
     assert result.evidence["follow_up"] in tried
-    assert result.decision["weight_decay"] in tried
+    assert result.decision.weight_decay in tried
 
 
 def test_snapshot_fork_runs_fewer_steps_than_independent_runs_and_says_so():
@@ -120,17 +122,17 @@ def test_snapshot_fork_runs_fewer_steps_than_independent_runs_and_says_so():
 
 
 def test_combined_mode_chooses_lr_and_weight_decay_together(tmp_path):
-    result = weight_decay_search("digits", max_lr=1.0, budget=BUDGET, mode="combined")
-    assert set(result.decision) == {"weight_decay", "max_lr"}
+    result = weight_decay_search("digits", budget=BUDGET, mode="combined")  # no max_lr needed
+    assert result.decision.to_dict().keys() == {"weight_decay", "max_lr"}
     assert len(result.range_tests) == 4
-    assert result.plot(tmp_path / "c.png").stat().st_size > 0
+    assert plot_search(result, tmp_path / "c.png").stat().st_size > 0
 
 
 def test_an_oversized_batch_is_skipped_with_a_note_not_a_crash():
     result = batch_size_search("digits", sizes=[64, 100_000], seconds=1.5)
-    assert "batch 100000" in result.evidence["notes"]
-    assert "exceeds" in result.evidence["notes"]["batch 100000"]
-    assert result.decision["batch_size"] == 64
+    assert [n for n in result.notes if n.startswith("batch 100000")] == [
+        "batch 100000: skipped, it exceeds the 1438 training samples"]
+    assert result.decision.batch_size == 64
     measured = result.evidence["measured"]["batch 64"]
     assert measured["samples_per_second"] > 0 and measured["max_lr"] > 0
 

@@ -1,19 +1,19 @@
-"""The `disciplined` command: parse, call the library, print. No logic of its own."""
+"""The `disciplined` command: parse, call one library function, print. No logic of its own:
+each command's work is a function in `disciplined.jobs` (or `disciplined.recipe.tune`)."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from . import schedules
 from .errors import DisciplinedError
-
-if TYPE_CHECKING:
-    from .distributed import World
 
 app = typer.Typer(
     help="Set hyper-parameters the disciplined way (Smith 2018), then train with them.",
@@ -23,22 +23,84 @@ app = typer.Typer(
 )
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
 
 OutDir = Annotated[Path, typer.Option("--out", help="Folder for the outputs.")]
 Seed = Annotated[int, typer.Option(help="Seed for weights and batch order.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar; plain log lines.")]
 BatchSize = Annotated[int | None, typer.Option(help="Per process; default: the task's.")]
+TaskArg = Annotated[str, typer.Argument(help="A built-in task (digits, mnist1d, mnist1d-mlp, "
+                                         "fashion-mnist, fashion-mnist-mlp) or a task file.")]
+DataDir = Annotated[Path | None, typer.Option(help="Folder with Fashion-MNIST's IDX files.")]
+Momentum = Annotated[str, typer.Option(help="max,min momentum (or beta1).")]
+WeightDecay = Annotated[float, typer.Option("--wd", help="Weight decay.")]
+MaxLr = Annotated[float | None, typer.Option(help="Peak LR; default: from a range test.")]
+Epochs = Annotated[float, typer.Option(help="Epochs each short run trains.")]
+ExecutorKind = Annotated[str, typer.Option(
+    "--executor", help="Where short runs train: local (one after another) or ray.")]
+RayAddress = Annotated[str | None, typer.Option(
+    "--ray-address", help="With --executor ray: auto (this machine's cluster) or HOST:PORT; "
+                          "default: start Ray on this machine.")]
+CpusPerTrial = Annotated[float, typer.Option("--cpus-per-trial",
+                                             help="CPUs Ray reserves for each trial.")]
+GpusPerTrial = Annotated[float, typer.Option("--gpus-per-trial",
+                                             help="GPUs Ray reserves for each trial.")]
 
 
-def _join_torchrun() -> World:
-    """Join torchrun's process group when launched by it (a world of one otherwise); only
-    rank 0 prints."""
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"disciplined {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """Set hyper-parameters the disciplined way (Smith 2018), then train with them."""
+
+
+def _fail(err: Exception) -> NoReturn:
+    """A library error as one line on stderr, exit code 2 (rich markup in it is escaped)."""
+    errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _call(job: Callable[[], T], also: tuple[type[Exception], ...] = ()) -> T:
+    """Run a library call; the errors a user can fix (ValueError, DisciplinedError and the
+    command's `also`) become one line, not a traceback."""
+    try:
+        return job()
+    except (ValueError, DisciplinedError) as err:
+        _fail(err)
+    except also as err:
+        _fail(err)
+
+
+def _is_main() -> bool:
+    """Join torchrun's process group when launched by it; whether this process prints."""
     from .distributed import init_from_env
 
-    team = init_from_env()
-    if not team.is_main:
-        console.quiet = True
-    return team
+    return init_from_env().is_main
+
+
+def _pair(text: str, name: str) -> tuple[float, float]:
+    try:
+        high, low = (float(v) for v in text.split(","))
+    except ValueError:
+        _fail(ValueError(f"{name} takes 2 comma-separated numbers, got {text!r}"))
+    return high, low
+
+
+def _dir(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _wrote(files: tuple[Path, ...]) -> None:
+    if files:
+        console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
 
 
 def _batch_line(per_process: int) -> str:
@@ -47,15 +109,23 @@ def _batch_line(per_process: int) -> str:
     size = world().size
     if size == 1:
         return f"batch {per_process}"
-    return (f"total batch {per_process * size} ({per_process} per process x {size} "
-            f"processes)")
+    return f"total batch {per_process * size} ({per_process} per process x {size} processes)"
 
 
-def _fail(err: Exception) -> typer.Exit:
-    from rich.markup import escape
+class _StepBar:
+    """A tqdm bar fed by a (step, total, loss) callback."""
 
-    errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
-    return typer.Exit(code=2)
+    def __init__(self, total: int, quiet: bool, label: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=label, unit="step", disable=quiet, leave=False)
+
+    def update(self, step: int, total: int, loss: float) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @app.command()
@@ -66,58 +136,25 @@ def demo(
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Train a small CNN on the bundled digits with 1cycle and cyclical momentum."""
-    from .demo import load_digits_split, steps_per_epoch, train_digits
-    from .plot import plot_schedule
+    """Train a small CNN on the bundled digits with 1cycle and cyclical momentum, then at a
+    constant LR, from the same weights."""
+    from .jobs import demo as run_demo
 
-    try:
-        data = load_digits_split(seed)
-        total = steps_per_epoch(data) * epochs
-        lr = schedules.one_cycle(total, max_lr)
-        momentum = schedules.one_cycle_momentum(total)
-    except (ValueError, DisciplinedError) as err:
-        raise _fail(err) from None
-    plot = plot_schedule(out / "schedule.png", lr=lr, momentum=momentum,
-                         title=f"1cycle, max_lr={max_lr}, {epochs} epochs on digits")
-    console.print(f"1cycle: lr {lr.initial_lr:g} -> {max_lr:g} -> {lr.min_lr:.2g}, "
-                  f"momentum 0.95 -> 0.85 -> 0.95, {total} steps")
-    one_cycle = _train_with_progress(train_digits, lr, momentum, epochs, seed, data, quiet,
-                                     "1cycle")
-    constant = _train_with_progress(train_digits, schedules.linear(max_lr, max_lr, total),
-                                    schedules.constant(0.9), epochs, seed, data, quiet,
-                                    f"constant lr {max_lr:g}")
+    def show(label: str, epoch: int, loss: float, accuracy: float | None) -> None:
+        console.print(f"  {label}: epoch {epoch:2d}/{epochs}  val loss {loss:.4f}  acc "
+                      f"{accuracy or 0.0:.2%}", highlight=False)
+
+    job = _call(lambda: run_demo(out=out, epochs=epochs, max_lr=max_lr, seed=seed,
+                                 progress=not quiet, on_eval=show))
+    d = job.result
+    console.print(f"1cycle: lr {d.lr(0):g} -> {max_lr:g} -> {d.lr.bounds()[0]:.2g}, momentum "
+                  f"{d.momentum(0):g} -> {d.momentum.bounds()[0]:g} -> {d.momentum(0):g}, "
+                  f"{len(d.one_cycle.step)} steps")
     console.print(
-        f"\nfinal validation accuracy: 1cycle [bold]{one_cycle.final_accuracy:.2%}[/] "
-        f"({one_cycle.seconds:.1f} s) vs constant LR {constant.final_accuracy:.2%} "
-        f"at the same max LR"
-    )
-    console.print(f"schedule plot: {plot}")
-
-
-def _train_with_progress(train: Any, lr: schedules.Schedule, momentum: schedules.Schedule,
-                         epochs: int, seed: int, data: Any, quiet: bool, label: str) -> Any:
-    from tqdm import tqdm
-
-    console.print(f"\n[bold]{label}[/]")
-    bar = tqdm(total=lr.total_steps, desc=label, unit="step", disable=quiet, leave=False)
-
-    def on_step(step: int, train_loss: float) -> None:
-        bar.update(1)
-        if step % 10 == 0:
-            bar.set_postfix(train_loss=f"{train_loss:.3f}")
-
-    def on_epoch(epoch: int, val_loss: float, val_acc: float) -> None:
-        message = f"  epoch {epoch + 1:2d}/{epochs}  val loss {val_loss:.4f}  acc {val_acc:.2%}"
-        if quiet:
-            console.print(message, highlight=False)
-        else:
-            bar.write(message)
-
-    try:
-        return train(lr, momentum, epochs=epochs, seed=seed, data=data, on_step=on_step,
-                     on_epoch=on_epoch)
-    finally:
-        bar.close()
+        f"final validation accuracy: 1cycle [bold]{d.one_cycle.val_metric[-1] or 0.0:.2%}[/] "
+        f"({d.one_cycle.wall_seconds:.1f} s) vs constant LR {d.constant.val_metric[-1] or 0:.2%} "
+        f"at the same max LR")
+    console.print(f"schedule plot: {job.files[0]}")
 
 
 def _parse_value(text: str) -> Any:
@@ -139,44 +176,19 @@ def schedule(
     log_y: Annotated[bool, typer.Option("--log-y", help="Log-scale the value axis.")] = False,
 ) -> None:
     """Build a schedule, print it as JSON, and optionally plot it."""
-    from .plot import plot_schedule
+    from .jobs import build_schedule
 
-    constructors = {n: getattr(schedules, n) for n in schedules.__all__
-                    if n.islower() and n not in ("from_dict", "kinds")}
-    if name not in constructors:
-        raise _fail(ValueError(f"unknown schedule {name!r}; choose from "
-                               f"{', '.join(sorted(constructors))}"))
     kwargs = {}
     for arg in args or []:
         key, sep, value = arg.partition("=")
         if not sep:
-            raise _fail(ValueError(f"arguments are key=value, got {arg!r}"))
+            _fail(ValueError(f"arguments are key=value, got {arg!r}"))
         kwargs[key] = _parse_value(value)
-    try:
-        sched = constructors[name](**kwargs)
-        console.print_json(json.dumps(sched.to_dict()))
-        if out is not None:
-            is_momentum = "momentum" in name
-            path = plot_schedule(out, num_steps=steps, log_y=log_y,
-                                 **{"momentum" if is_momentum else "lr": sched})
-            console.print(f"plot: {path}")
-    except (ValueError, TypeError) as err:
-        raise _fail(err) from None
-
-
-TaskArg = Annotated[str, typer.Argument(help="A built-in task (digits, mnist1d, mnist1d-mlp, "
-                                         "fashion-mnist, fashion-mnist-mlp) or a task file.")]
-DataDir = Annotated[Path | None, typer.Option(help="Folder with Fashion-MNIST's IDX files.")]
-
-
-def _floats(text: str, name: str, count: int) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != count:
-        raise _fail(ValueError(f"{name} takes {count} comma-separated numbers, got {text!r}"))
-    return values
+    job = _call(lambda: build_schedule(name, kwargs, out=out, steps=steps, log_y=log_y),
+                also=(TypeError,))  # a keyword the constructor does not take
+    console.print_json(json.dumps(job.result.to_dict()))
+    if job.files:
+        console.print(f"plot: {job.files[0]}")
 
 
 @app.command("find-lr")
@@ -201,33 +213,23 @@ def find_lr(
     """Run the LR range test; write lr_range.json and lr_range.png; print the suggestions."""
     from rich.table import Table
 
-    from .engine import build_optimizer
-    from .range_test import lr_range_test
-    from .tasks import load_task
+    from .jobs import find_lr as run_find_lr
 
-    high, low = _floats(momentum, "--momentum", 2)
-    team = _join_torchrun()
+    pair = _pair(momentum, "--momentum")
+    main = _is_main()
+    bar = _StepBar(steps * repeats, quiet or not main, "range test")
     try:
-        spec = load_task(task, data_dir=data_dir)
-        train_data, val_data = spec.datasets()
-        model = spec.model(seed)
-        optimizer = build_optimizer(spec.optimizer, model, momentum=high,
-                                    weight_decay=weight_decay)
-        bar = _StepBar(steps, quiet or not team.is_main, "range test")
-        result = lr_range_test(
-            model, optimizer, spec.loss_fn, train_data, val_data=val_data if val else None,
-            start_lr=start_lr, end_lr=end_lr, num_steps=steps, mode=mode,
-            momentum=(high, low), batch_size=batch_size or spec.batch_size,
-            metric=spec.metric, repeats=repeats, seed=seed, progress=bar.update)
+        job = _call(lambda: run_find_lr(
+            task, out=out, val=val, start_lr=start_lr, end_lr=end_lr, steps=steps,
+            mode=mode, repeats=repeats, momentum=pair,  # type: ignore[arg-type]
+            weight_decay=weight_decay, batch_size=batch_size, seed=seed,
+            data_dir=_dir(data_dir), progress=bar.update))
+    finally:
         bar.close()
-    except (ValueError, DisciplinedError) as err:
-        raise _fail(err) from None
-    if not team.is_main:  # rank 0 writes and prints
+    if not main:
         return
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lr_range.json").write_text(result.to_json())
-    plot = result.plot(out / "lr_range.png")
-    table = Table(title=f"LR range test on {spec.name} ({result.source} loss, "
+    result = job.result
+    table = Table(title=f"LR range test on {task} ({result.source} loss, "
                         f"{result.stop_reason}, {_batch_line(result.batch_size or 0)})")
     for column in ("rule", "max LR (median)", "spread over repeats"):
         table.add_column(column)
@@ -243,17 +245,17 @@ def find_lr(
                       f"(1cycle; {result.cyclic_min_lr:.3g} for cyclical LRs)")
     else:
         console.print("no clear decrease of the loss: widen the range (--start-lr, --end-lr)")
-    console.print(f"wrote {out / 'lr_range.json'} and {plot}")
+    _wrote(job.files)
 
 
 @app.command()
 def train(
     task: TaskArg,
     max_lr: Annotated[float, typer.Option(help="Peak (or constant) learning rate.")],
-    policy: Annotated[str, typer.Option(help="one-cycle, clr, sgdr, step, inv or constant.")
-                      ] = "one-cycle",
-    momentum: Annotated[str, typer.Option(help="max,min momentum (or beta1).")] = "0.95,0.85",
-    weight_decay: Annotated[float, typer.Option("--wd", help="Weight decay.")] = 5e-4,
+    policy: Annotated[str, typer.Option(help="one-cycle, one-cycle-cos, clr, sgdr, step, inv "
+                                             "or constant.")] = "one-cycle",
+    momentum: Momentum = "0.95,0.85",
+    weight_decay: WeightDecay = 5e-4,
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = 5,
     batch_size: BatchSize = None,
     out: OutDir = Path("runs/train"),
@@ -262,28 +264,28 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a task with a named policy; write history.json, curves.png and model.pt."""
-    from .policies import train_task
-    from .tasks import load_task
+    from .jobs import train as run_train
 
-    high, low = _floats(momentum, "--momentum", 2)
-    team = _join_torchrun()
-    try:
-        spec = load_task(task, data_dir=data_dir)
-        result = train_task(spec, policy=policy, max_lr=max_lr, momentum=(high, low),
-                            weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
-                            seed=seed, progress=not quiet and team.is_main, out=out)
-    except (ValueError, DisciplinedError) as err:
-        raise _fail(err) from None
-    h = result.history
+    pair = _pair(momentum, "--momentum")
+    main = _is_main()
+    job = _call(lambda: run_train(task, max_lr=max_lr, out=out, policy=policy, momentum=pair,
+                                  weight_decay=weight_decay, epochs=epochs,
+                                  batch_size=batch_size, seed=seed, data_dir=_dir(data_dir),
+                                  progress=not quiet and main))
+    if not main:
+        return
+    h = job.result.history
+    if h is None:
+        return
     for step, loss, metric in zip(h.eval_step, h.val_loss, h.val_metric, strict=True):
         extra = "" if metric is None else f"  val acc {metric:.2%}"
         console.print(f"step {step:6d}  val loss {loss:.4f}{extra}", highlight=False)
     final = h.val_metric[-1] if h.val_metric else None
     console.print(f"{policy}: {h.epochs:.1f} epochs in {h.wall_seconds:.1f} s, "
-                  f"{_batch_line(batch_size or spec.batch_size)} "
+                  f"{_batch_line(job.result.spec.batch_size or 0)} "
                   f"({h.samples_per_second:,.0f} samples/s)"
                   + ("" if final is None else f", final val accuracy {final:.2%}"))
-    console.print(f"wrote {out / 'history.json'}, {out / 'curves.png'}, {out / 'model.pt'}")
+    _wrote(job.files)
 
 
 search_app = typer.Typer(help="Short comparison runs of the paper's checklist (Section 5).",
@@ -291,54 +293,20 @@ search_app = typer.Typer(help="Short comparison runs of the paper's checklist (S
 app.add_typer(search_app, name="search")
 
 
-@search_app.callback()
-def _search_in_one_process() -> None:
-    """Short comparison runs of the paper's checklist (Section 5)."""
-    from .distributed import launched
-
-    if launched():  # each rank would run the whole search and write the same files
-        raise _fail(ValueError(
-            "disciplined search runs as one process, not under torchrun: spread its trials "
-            "with --executor ray, or run `disciplined tune` under torchrun"))
-
-MaxLr = Annotated[float | None, typer.Option(help="Peak LR; default: from a range test.")]
-Epochs = Annotated[float, typer.Option(help="Epochs each short run trains.")]
-ExecutorKind = Annotated[str, typer.Option(
-    "--executor", help="Where short runs train: local (one after another) or ray.")]
-RayAddress = Annotated[str | None, typer.Option(
-    "--ray-address", help="With --executor ray: auto (this machine's cluster) or HOST:PORT; "
-                          "default: start Ray on this machine.")]
-CpusPerTrial = Annotated[float, typer.Option("--cpus-per-trial",
-                                             help="CPUs Ray reserves for each trial.")]
-GpusPerTrial = Annotated[float, typer.Option("--gpus-per-trial",
-                                             help="GPUs Ray reserves for each trial.")]
-
-
-
-
 def _executor(kind: str, address: str | None, cpus: float, gpus: float) -> Any:
-    """The Ray executor the options ask for, or None for local: each command then uses its
-    own local default (tune's shows a live bar per trial)."""
-    from .distributed import launched
+    """The executor the options name; None for local, so each command uses its own local
+    default (tune's shows a live bar per trial)."""
     from .executors import make_executor
 
-    try:
-        if kind != "local" and launched():
-            raise ValueError("--executor ray cannot run under torchrun: run the study with "
-                             "Ray, or data-parallel under torchrun, not both")
-        runner = make_executor(kind, ray_address=address, cpus_per_trial=cpus,
-                               gpus_per_trial=gpus)
-    except (ValueError, DisciplinedError) as err:
-        raise _fail(err) from None
+    runner = _call(lambda: make_executor(kind, ray_address=address, cpus_per_trial=cpus,
+                                         gpus_per_trial=gpus))
     return None if kind == "local" else runner
 
 
-def _finish_search(result: Any, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "search.json").write_text(result.to_json())
-    plot = result.plot(out / "search.png")
+def _print_search(job: Any) -> None:
     from rich.table import Table
 
+    result = job.result
     for comparison in result.comparisons:
         table = Table(title=result.name)
         for column in ("rank", "candidate", "val loss", "val metric", "verdict"):
@@ -349,50 +317,28 @@ def _finish_search(result: Any, out: Path) -> None:
                           "-" if r.val_metric is None else f"{r.val_metric:.2%}",
                           r.verdict or f"failed: {r.error}")
         console.print(table)
-    for key, note in result.evidence.get("notes", {}).items():
-        console.print(f"{key}: {note}")
-    if "scaled" in result.evidence:
-        console.print(result.evidence["scaled"])
-    console.print(f"decision: {result.decision} — {result.reason}")
-    console.print(f"wrote {out / 'search.json'} and {plot}")
-
-
-def _max_lr(task: str, max_lr: float | None, seed: int, data_dir: Path | None) -> float:
-    from .searches import task_max_lr
-
-    if max_lr is not None:
-        return max_lr
-    found = task_max_lr(task, seed=seed, data_dir=str(data_dir) if data_dir else None)
-    console.print(f"max_lr {found:.3g} from a range test")
-    return found
-
-
-def _search(run: Any, out: Path) -> None:
-    try:
-        result = run()
-    except (ValueError, DisciplinedError) as err:
-        raise _fail(err) from None
-    _finish_search(result, out)
+    for note in result.notes:
+        console.print(note, highlight=False)
+    console.print(f"decision: {result.decision.describe()} — {result.reason}", highlight=False)
+    _wrote(job.files)
 
 
 @search_app.command("momentum")
 def search_momentum(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
                     policy: Annotated[str, typer.Option(help="one-cycle or constant.")
                                       ] = "one-cycle",
-                    weight_decay: Annotated[float, typer.Option("--wd")] = 5e-4,
+                    weight_decay: WeightDecay = 5e-4,
                     out: OutDir = Path("runs/search-momentum"), seed: Seed = 0,
                     data_dir: DataDir = None,
                     executor: ExecutorKind = "local", ray_address: RayAddress = None,
                     cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0) -> None:
     """Momentum 0.99 / 0.97 / 0.95 / 0.9 in short runs (cycling down to 0.85 under 1cycle)."""
-    from .searches import momentum_search
-    from .trials import Budget
+    from .jobs import search_momentum as run
 
-    _search(lambda: momentum_search(
-        task, max_lr=_max_lr(task, max_lr, seed, data_dir), budget=Budget(epochs=epochs),
-        policy=policy, weight_decay=weight_decay, seed=seed,
-        data_dir=str(data_dir) if data_dir else None,
-        executor=_executor(executor, ray_address, cpus_per_trial, gpus_per_trial)), out)
+    runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
+    _print_search(_call(lambda: run(task, out=out, epochs=epochs, max_lr=max_lr, policy=policy,
+                                    weight_decay=weight_decay, seed=seed,
+                                    data_dir=_dir(data_dir), executor=runner)))
 
 
 @search_app.command("wd")
@@ -405,14 +351,12 @@ def search_wd(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
               executor: ExecutorKind = "local", ray_address: RayAddress = None,
               cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0) -> None:
     """Weight decay: a grid, then one bisection of the exponent (or combined/fork modes)."""
-    from .searches import weight_decay_search
-    from .trials import Budget
+    from .jobs import search_weight_decay as run
 
-    _search(lambda: weight_decay_search(
-        task, max_lr=_max_lr(task, max_lr, seed, data_dir) if mode != "combined" else 1.0,
-        budget=Budget(epochs=epochs), guess=guess, mode=mode, seed=seed,
-        data_dir=str(data_dir) if data_dir else None,
-        executor=_executor(executor, ray_address, cpus_per_trial, gpus_per_trial)), out)
+    runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
+    _print_search(_call(lambda: run(task, out=out, epochs=epochs, max_lr=max_lr, guess=guess,
+                                    mode=mode,  # type: ignore[arg-type]
+                                    seed=seed, data_dir=_dir(data_dir), executor=runner)))
 
 
 @search_app.command("batch-size")
@@ -427,16 +371,15 @@ def search_batch_size(task: TaskArg,
                       cpus_per_trial: CpusPerTrial = 1.0,
                       gpus_per_trial: GpusPerTrial = 0.0) -> None:
     """Total batch sizes compared at equal wall-clock time, each with its own LR range."""
-    from .searches import batch_size_search
+    from .jobs import search_batch_size as run
 
     try:
         values = [int(v) for v in sizes.split(",")]
     except ValueError:
-        raise _fail(ValueError(f"--sizes takes comma-separated ints, got {sizes!r}")) from None
+        _fail(ValueError(f"--sizes takes comma-separated ints, got {sizes!r}"))
     runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
-    _search(lambda: batch_size_search(task, sizes=values, seconds=seconds, seed=seed,
-                                      data_dir=str(data_dir) if data_dir else None,
-                                      executor=runner), out)
+    _print_search(_call(lambda: run(task, out=out, sizes=values, seconds=seconds, seed=seed,
+                                    data_dir=_dir(data_dir), executor=runner)))
 
 
 @search_app.command("schedule")
@@ -447,13 +390,11 @@ def search_schedule(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
                     cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0) -> None:
     """Constant, step, CLR, SGDR and 1cycle (linear, cosine), each with constant or
     cyclical momentum, at an equal budget."""
-    from .searches import schedule_search
-    from .trials import Budget
+    from .jobs import search_schedule as run
 
-    _search(lambda: schedule_search(
-        task, max_lr=_max_lr(task, max_lr, seed, data_dir), budget=Budget(epochs=epochs),
-        seed=seed, data_dir=str(data_dir) if data_dir else None,
-        executor=_executor(executor, ray_address, cpus_per_trial, gpus_per_trial)), out)
+    runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
+    _print_search(_call(lambda: run(task, out=out, epochs=epochs, max_lr=max_lr, seed=seed,
+                                    data_dir=_dir(data_dir), executor=runner)))
 
 
 @app.command("interpolate")
@@ -469,54 +410,40 @@ def interpolate_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Training and validation loss along the line between two trained models."""
-    import numpy as np
-    import torch
+    from .jobs import interpolate_models
 
-    from .interpolate import interpolate
-    from .tasks import load_task
-
-    try:
-        spec = load_task(task, data_dir=data_dir)
-        a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in (state_a, state_b))
-        result = interpolate(a, b, spec.model, spec.datasets(), loss_fn=spec.loss_fn,
-                             metric=spec.metric, alphas=np.linspace(-0.5, 1.5, points).tolist(),
-                             recompute_bn=recompute_bn)
-    except (ValueError, OSError, RuntimeError, DisciplinedError) as err:
-        raise _fail(err) from None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "interpolation.json").write_text(result.to_json())
-    plot = result.plot(out / "interpolation.png")
-    for alpha, tl, vl in zip(result.alphas, result.train_loss, result.val_loss, strict=True):
+    job = _call(lambda: interpolate_models(state_a, state_b, task, out=out, points=points,
+                                           recompute_bn=recompute_bn, data_dir=_dir(data_dir)),
+                also=(OSError, RuntimeError))  # a missing file; states of another model
+    r = job.result
+    for alpha, tl, vl in zip(r.alphas, r.train_loss, r.val_loss, strict=True):
         console.print(f"alpha {alpha:+.2f}  train loss {tl:.4f}  val loss {vl:.4f}",
                       highlight=False)
-    console.print(f"wrote {out / 'interpolation.json'} and {plot}")
+    _wrote(job.files)
 
 
 class _TuneProgress:
     """Stage, trial, validation loss and an ETA, one line each (plain lines with --quiet)."""
 
     def __init__(self, quiet: bool) -> None:
-        import time
-
         self.quiet, self.start = quiet, time.perf_counter()
         self.live = not quiet
         self.eta: float | None = None
-        self.clock = time.perf_counter
 
-    def plan(self, plan: dict[str, Any]) -> None:
-        split = ", ".join(f"{k} ~{v:.0f} s" for k, v in plan["seconds_by_stage"].items())
-        console.print(f"{self._stamp()} budget: final {plan['final_epochs']:g} epochs, short "
-                      f"runs {plan['short_epochs']:g} epochs each; planned split: {split}",
+    def plan(self, plan: Any) -> None:
+        split = ", ".join(f"{k} ~{v:.0f} s" for k, v in plan.seconds_by_stage.items())
+        console.print(f"{self._stamp()} budget: final {plan.final_epochs:g} epochs, short "
+                      f"runs {plan.short_epochs:g} epochs each; planned split: {split}",
                       highlight=False)
 
     def _stamp(self) -> str:
-        elapsed = self.clock() - self.start
+        elapsed = time.perf_counter() - self.start
         eta = "" if self.eta is None else f", ETA ~{max(0.0, self.eta - elapsed):.0f} s"
         return f"[{elapsed:6.1f} s{eta}]"
 
     def stage(self, name: str, index: int, total: int, eta_seconds: float | None) -> None:
         if eta_seconds is not None and self.eta is None:
-            self.eta = (self.clock() - self.start) + eta_seconds
+            self.eta = (time.perf_counter() - self.start) + eta_seconds
         style = "" if self.quiet else "[bold cyan]"
         console.print(f"{self._stamp()} {style}stage {index}/{total}: {name}",
                       highlight=False)
@@ -531,10 +458,11 @@ class _TuneProgress:
         console.print(f"{self._stamp()}   {result.label}: {result.steps} steps, val loss "
                       f"{result.val_loss:.4f}{metric} ({verdict})", highlight=False)
 
-    def decided(self, name: str, decision: dict[str, Any], reason: str,
-                seconds: float) -> None:
-        console.print(f"{self._stamp()}   -> {name}: {decision or ''} {reason} "
-                      f"({seconds:.1f} s)", highlight=False)
+    def decided(self, record: Any) -> None:
+        decision = record.outcome.decision.describe()
+        console.print(f"{self._stamp()}   -> {record.name}: "
+                      f"{decision + '. ' if decision else ''}{record.outcome.reason} "
+                      f"({record.seconds:.1f} s)", highlight=False)
 
 
 @app.command()
@@ -560,18 +488,14 @@ def tune(
     from .recipe import tune as run_tune
 
     runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
-    team = _join_torchrun()  # after: Ray and torchrun do not mix
-    try:
-        result = run_tune(task, out=out, budget_epochs=budget_epochs,
-                          budget_minutes=budget_minutes,
-                          stages=None if stages is None else [s.strip()
-                                                              for s in stages.split(",")],
-                          resume=resume, seed=seed,
-                          data_dir=str(data_dir) if data_dir else None,
-                          progress=_TuneProgress(quiet or not team.is_main),
-                          executor=runner)
-    except (ValueError, DisciplinedError) as err:
-        raise _fail(err) from None
+    main = _is_main()  # after: Ray and torchrun do not mix
+    result = _call(lambda: run_tune(
+        task, out=out, budget_epochs=budget_epochs, budget_minutes=budget_minutes,
+        stages=None if stages is None else [s.strip() for s in stages.split(",")],
+        resume=resume, seed=seed, data_dir=_dir(data_dir),
+        progress=_TuneProgress(quiet or not main), executor=runner))
+    if not main:
+        return
     s = result.summary
     hp = s["hyperparameters"]
     console.print("\n[bold]chosen hyper-parameters[/]")
@@ -595,25 +519,7 @@ def report(directory: Annotated[Path, typer.Argument(help="A tune --out folder."
     """Regenerate report.html from a study's journal."""
     from .report import regenerate_report
 
-    try:
-        path = regenerate_report(directory)
-    except (ValueError, DisciplinedError) as err:
-        raise _fail(err) from None
-    console.print(f"wrote {path}")
-
-
-class _StepBar:
-    def __init__(self, total: int, quiet: bool, label: str) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=label, unit="step", disable=quiet, leave=False)
-
-    def update(self, step: int, total: int, loss: float) -> None:
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-
-    def close(self) -> None:
-        self.bar.close()
+    console.print(f"wrote {_call(lambda: regenerate_report(directory))}")
 
 
 def main() -> None:

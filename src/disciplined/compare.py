@@ -7,9 +7,9 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from .diagnose import Verdict
 from .executors import Executor, LocalExecutor
 from .trials import Budget, TrialResult, TrialSpec
 
@@ -25,15 +25,22 @@ class Ranked:
     label: str
     val_loss: float | None
     val_metric: float | None
-    verdict: str | None
+    verdict: Verdict | None
     tied_with: list[str]
     error: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
+    """Trials run side by side and their ranking (best first; failed trials last)."""
+
     results: list[TrialResult]
     ranking: list[Ranked]
+
+    @classmethod
+    def of(cls, results: Sequence[TrialResult]) -> Comparison:
+        """The comparison of these results, ranked."""
+        return cls(list(results), rank(results))
 
     @property
     def best(self) -> TrialResult:
@@ -48,13 +55,13 @@ class Comparison:
         return {"ranking": [dataclasses.asdict(r) for r in self.ranking],
                 "results": [r.to_dict() for r in self.results]}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        return cls([TrialResult.from_dict(r) for r in data["results"]],
+                   [Ranked(**r) for r in data["ranking"]])
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), default=str)
-
-    def plot(self, path: str | Path, title: str = "") -> Path:
-        from .plot import plot_comparison
-
-        return plot_comparison(self, path, title)
 
 
 def _noise(result: TrialResult) -> float:
@@ -126,5 +133,4 @@ def compare(
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"candidate labels must be unique, got {labels}")
-    results = (executor or LocalExecutor()).map(specs)
-    return Comparison(results, rank(results))
+    return Comparison.of((executor or LocalExecutor()).map(specs))

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from . import distributed
 from .hyper import HyperScheduler
 
 Data = Dataset | DataLoader
+StopReason = Literal["", "budget", "time", "diverged"]
 EVAL_BATCH = 1024
 
 
@@ -65,6 +66,22 @@ def num_samples(data: Data) -> int:
     return len(dataset)  # type: ignore[arg-type]
 
 
+def batches_per_epoch(data: Data, batch_size: int) -> int:
+    """Training batches in one epoch: a DataLoader's length, else every global batch of
+    `batch_size x world size` samples, the last one kept if it gives each rank a sample."""
+    if isinstance(data, DataLoader):
+        return len(data)
+    size = distributed.world().size
+    full, rest = divmod(num_samples(data), batch_size * size)
+    return full + (rest >= size)
+
+
+def steps_per_epoch(data: Data, batch_size: int, accumulate: int = 1) -> int:
+    """Optimizer steps in one epoch (each takes `accumulate` batches): the one formula the
+    trainer, the trial factory and the recipe's budget plan all use."""
+    return math.ceil(batches_per_epoch(data, batch_size) / accumulate)
+
+
 class BatchStream:
     """Endless training batches, epoch after epoch, in an order fixed by `seed`.
 
@@ -87,11 +104,7 @@ class BatchStream:
         if n == 0:
             raise ValueError("the training data is empty")
         self.global_batch = batch_size * self.world.size
-        if isinstance(data, DataLoader):
-            self.batches_per_epoch = len(data)
-        else:  # a last global batch too small to give every rank a sample is dropped
-            full, rest = divmod(n, self.global_batch)
-            self.batches_per_epoch = full + (rest >= self.world.size)
+        self.batches_per_epoch = batches_per_epoch(data, batch_size)
         if self.batches_per_epoch == 0:
             raise ValueError(f"the {n} training samples do not fill one batch of "
                              f"{batch_size} on each of {self.world.size} processes")
@@ -223,19 +236,21 @@ class History:
     wall_seconds: float = 0.0
     samples_per_second: float = 0.0
     epochs: float = 0.0
-    stop_reason: str = ""
+    stop_reason: StopReason = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls(**data)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> History:
-        return cls(**json.loads(text))
-
-    def plot(self, path: str | Path) -> Path:
-        from .plot import plot_history
-
-        return plot_history(self, path)
+        return cls.from_dict(json.loads(text))
 
 
 class Trainer:
@@ -275,6 +290,7 @@ class Trainer:
         progress: bool = False,
         on_eval: Callable[[int, float, float | None], None] | None = None,
         deterministic: bool = True,
+        label: str = "",
     ) -> None:
         if accumulate < 1:
             raise ValueError(f"accumulate must be an int >= 1, got {accumulate}")
@@ -296,14 +312,14 @@ class Trainer:
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
         self.batches = BatchStream(train_data, batch_size, seed=seed, device=self.device)
-        self.steps_per_epoch = math.ceil(self.batches.batches_per_epoch / accumulate)
+        self.steps_per_epoch = steps_per_epoch(train_data, batch_size, accumulate)
         self.eval_every = eval_every or self.steps_per_epoch
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         self.step = 0
         self.history = History()
         self._samples_per_step = batch_size * accumulate * self.world.size
         self._bar: Any = None
-        self.label = ""  # shown on the progress bar
+        self.label = label  # shown on the progress bar
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -326,7 +342,7 @@ class Trainer:
         self._bar = bar
         start = time.perf_counter()
         trained_seconds, first_step = 0.0, self.step
-        reason = "budget"
+        reason: StopReason = "budget"
         try:
             while self.step < limit:
                 if seconds is not None and distributed.any_rank(

@@ -20,10 +20,13 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from . import distributed
 from .errors import DisciplinedError
 from .trials import TrialResult, TrialSpec, run_trial
+
+ExecutorKind = Literal["local", "ray"]
 
 OnResult = Callable[[TrialResult], None]
 # Ray retries a task whose worker process or node died this many times before the trial is
@@ -102,11 +105,9 @@ class RayExecutor:
             return
         kwargs: dict[str, Any] = {"address": self.address, "log_to_driver": False,
                                   **self.init_kwargs}
-        if self.ship_code:
-            import disciplined
-
+        if self.ship_code:  # the package folder, this module's own
             env = dict(kwargs.pop("runtime_env", None) or {})
-            env.setdefault("py_modules", []).append(str(Path(disciplined.__file__).parent))
+            env.setdefault("py_modules", []).append(str(Path(__file__).parent))
             kwargs["runtime_env"] = env
         try:
             ray.init(**kwargs)
@@ -150,12 +151,11 @@ class RayExecutor:
         try:
             result, node = ray.get(ref)
         except self._lost as err:  # the worker or its node died on every try
-            result, node = TrialResult(
+            result, node = TrialResult.failed(
                 spec, "lost", f"{type(err).__name__}: the trial's Ray worker was lost "
-                f"{self.max_retries + 1} times: {err}", None, None, None, None, 0, 0.0), ""
+                f"{self.max_retries + 1} times: {err}"), ""
         except ray.exceptions.RayError as err:  # Ray could not run it (runtime env, ...)
-            result, node = TrialResult(spec, "failed", f"{type(err).__name__}: {err}",
-                                       None, None, None, None, 0, 0.0), ""
+            result, node = TrialResult.failed(spec, "failed", f"{type(err).__name__}: {err}"), ""
         return dataclasses.replace(result, spec=spec, worker=self._node_address(node))
 
     def _node_address(self, node_id: str) -> str:
@@ -214,7 +214,11 @@ def _remote_trial(spec: TrialSpec, task_file: tuple[str, str] | None,
 def make_executor(kind: str, *, ray_address: str | None = None, cpus_per_trial: float = 1.0,
                   gpus_per_trial: float = 0.0, device: str | None = None,
                   progress: bool = False) -> Executor:
-    """The executor a command line names: "local" or "ray"."""
+    """The executor a command line names: "local" or "ray". Ray and torchrun do not mix: a
+    study runs its trials on Ray, or data-parallel under torchrun, not both."""
+    if kind == "ray" and distributed.launched():
+        raise ValueError("--executor ray cannot run under torchrun: run the study with Ray, "
+                         "or data-parallel under torchrun, not both")
     if kind == "local":
         if ray_address is not None:
             raise ValueError("--ray-address needs --executor ray")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,18 @@ from torch import nn
 
 from .engine import Data, evaluate, pick_device
 
-ALPHAS = tuple(np.round(np.linspace(-0.5, 1.5, 21), 3).tolist())
+# From half a segment before b to half a segment past a: the line's ends show the barriers.
+ALPHA_RANGE = (-0.5, 1.5)
+
+
+def alpha_grid(points: int = 21) -> list[float]:
+    """`points` evenly spaced alphas over ALPHA_RANGE (21: steps of 0.1)."""
+    if points < 2:
+        raise ValueError(f"points must be an int >= 2, got {points}")
+    return np.round(np.linspace(*ALPHA_RANGE, points), 6).tolist()
+
+
+ALPHAS = tuple(alpha_grid())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,13 +39,15 @@ class Interpolation:
     val_metric: list[float | None]
     recompute_bn: bool
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Interpolation:
+        return cls(**data)
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    def plot(self, path: str | Path) -> Path:
-        from .plot import plot_interpolation
-
-        return plot_interpolation(self, path)
+        return json.dumps(self.to_dict())
 
 
 def _blend(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],

@@ -1,4 +1,7 @@
-"""Pictures of schedules, drawn with matplotlib's Agg canvas (no display, no pyplot state)."""
+"""Pictures of schedules and of results (histories, range tests, comparisons, searches,
+interpolations), drawn with matplotlib's Agg canvas (no display, no pyplot state).
+
+Results never draw themselves: each function here reads a result and writes a PNG or SVG."""
 
 from __future__ import annotations
 
@@ -6,18 +9,17 @@ import math
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .compare import Comparison
+from .engine import History
+from .interpolate import Interpolation
+from .range_test import RangeTestResult
 from .schedules import Schedule
-
-if TYPE_CHECKING:
-    from .compare import Comparison
-    from .engine import History
-    from .interpolate import Interpolation
-    from .range_test import RangeTestResult
+from .searches import SearchResult
 
 _FORMATS = (".png", ".svg")
 
@@ -209,3 +211,12 @@ def plot_range_tests(tests: Mapping[str, RangeTestResult], path: str | Path,
     if tests:
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_search(result: SearchResult, path: str | Path) -> Path:
+    """A search's trials together (or, for a search by range tests, their curves), titled
+    with its decision's reason."""
+    title = f"{result.name}: {result.reason}"
+    if not result.comparisons:
+        return plot_range_tests(result.range_tests, path, title)
+    return plot_comparison(result.merged(), path, title)

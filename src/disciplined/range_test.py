@@ -15,19 +15,31 @@ import os
 import statistics
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import distributed, schedules
-from .engine import BatchStream, Data, evaluate, pick_device, rng_state, set_rng_state
+from .curves import SMOOTHING, Ema
+from .defaults import CYCLIC_DIV, MOMENTUM, ONE_CYCLE_DIV, WEIGHT_DECAY
+from .engine import (
+    BatchStream,
+    Data,
+    build_optimizer,
+    evaluate,
+    pick_device,
+    rng_state,
+    set_rng_state,
+)
 from .hyper import HyperScheduler
+from .tasks import Task
 
-# EMA weight of the loss smoothing (bias-corrected); ~20 steps of memory.
-SMOOTHING = 0.95
+Source = Literal["train", "val"]
+Mode = Literal["exp", "linear"]
+# The default sweep: seven decades below 1 to ten, in 100 steps (Smith 2018, Section 4.1).
+START_LR, END_LR, NUM_STEPS = 1e-7, 10.0, 100
 # Stop when the smoothed loss exceeds this multiple of its best (fastai also uses 4).
 DIVERGE_FACTOR = 4.0
 # Smith's rule: "still clearly decreasing" = a slope at least this fraction of the steepest.
@@ -35,23 +47,10 @@ CLEAR_DECREASE = 0.3
 # ... and at least half a decade below the minimum, where the loss is already ragged: a range
 # test that keeps training reaches its minimum with the loss still falling steeply.
 MIN_BACKOFF = 10**0.5
-# min_lr for 1cycle is max/10 (Smith 2018, 4.1); cyclical LRs take max/4 (Smith 2017, 3.3).
-ONE_CYCLE_DIV = 10.0
-CYCLIC_DIV = 4.0
 RULES = ("smith", "steepest", "min/10", "valley")
 
 
 # --- suggestion rules: pure functions of the curve -------------------------------------------
-
-
-def smooth(losses: list[float] | np.ndarray, beta: float = SMOOTHING) -> np.ndarray:
-    """Exponential moving average with bias correction (the first values are not dragged
-    towards zero)."""
-    out, avg = np.empty(len(losses)), 0.0
-    for i, loss in enumerate(losses):
-        avg = beta * avg + (1 - beta) * loss
-        out[i] = avg / (1 - beta ** (i + 1))
-    return out
 
 
 def _slopes(lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
@@ -160,8 +159,8 @@ class RangeTestResult:
 
     runs: list[RangeCurve]
     suggestions: dict[str, Suggestion]
-    source: str
-    mode: str
+    source: Source
+    mode: Mode
     start_lr: float
     end_lr: float
     batch_size: int | None = None
@@ -199,12 +198,9 @@ class RangeTestResult:
             "runs": [dataclasses.asdict(r) for r in self.runs],
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
-
     @classmethod
-    def from_json(cls, text: str) -> RangeTestResult:
-        data = json.loads(text)
+    def from_dict(cls, data: dict[str, Any]) -> RangeTestResult:
+        """The result `to_dict` described (its derived values are recomputed)."""
         return cls(
             runs=[RangeCurve(**r) for r in data["runs"]],
             suggestions={k: Suggestion(**v) for k, v in data["suggestions"].items()},
@@ -212,10 +208,12 @@ class RangeTestResult:
             end_lr=data["end_lr"], batch_size=data.get("batch_size"),
             world_size=data.get("world_size", 1))
 
-    def plot(self, path: str | Path) -> Path:
-        from .plot import plot_range_test
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
 
-        return plot_range_test(self, path)
+    @classmethod
+    def from_json(cls, text: str) -> RangeTestResult:
+        return cls.from_dict(json.loads(text))
 
 
 # --- the test --------------------------------------------------------------------------------
@@ -228,10 +226,10 @@ def lr_range_test(
     train_data: Data,
     *,
     val_data: Data | None = None,
-    start_lr: float = 1e-7,
-    end_lr: float = 10.0,
-    num_steps: int = 100,
-    mode: str = "exp",
+    start_lr: float = START_LR,
+    end_lr: float = END_LR,
+    num_steps: int = NUM_STEPS,
+    mode: Mode = "exp",
     momentum: tuple[float, float] | None = None,
     batch_size: int = 128,
     val_every: int = 5,
@@ -264,8 +262,7 @@ def lr_range_test(
         raise ValueError(f"val_every must be an int >= 1, got {val_every}")
     if diverge_factor is not None and diverge_factor <= 1:
         raise ValueError(f"diverge_factor must be > 1 or None, got {diverge_factor}")
-    if not 0 <= smoothing < 1:
-        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    Ema(smoothing)  # checks it before any work
     mom_sched = None
     if momentum is not None:
         mom_sched = schedules.linear(momentum[0], momentum[1], num_steps)
@@ -285,7 +282,7 @@ def lr_range_test(
         _load_state(model, optimizer, saved)
         if saved.get("path"):
             os.unlink(saved["path"])
-    source = "val" if val_data is not None else "train"
+    source: Source = "val" if val_data is not None else "train"
     per_run = [suggest(run.val_lr, run.val_loss) if source == "val"
                else suggest(run.lr, run.smoothed) for run in runs]
     suggestions = {}
@@ -298,21 +295,25 @@ def lr_range_test(
                            batch_size, distributed.world().size)
 
 
-def task_range_test(task: Any, *, weight_decay: float, momentum: tuple[float, float],
-                    batch_size: int | None = None, seed: int = 0, val: bool = False,
-                    device: str | torch.device | None = None) -> RangeTestResult:
-    """The range test as `find-lr` and `tune` run it on a task: fresh weights drawn with
-    `seed`, the task's optimizer at `weight_decay`, momentum swept, default LR range."""
-    from .engine import build_optimizer
-
+def task_range_test(task: Task, *, weight_decay: float = WEIGHT_DECAY,
+                    momentum: tuple[float, float] = MOMENTUM, batch_size: int | None = None,
+                    val: bool = False, start_lr: float = START_LR, end_lr: float = END_LR,
+                    num_steps: int = NUM_STEPS, mode: Mode = "exp", repeats: int = 1,
+                    seed: int = 0, device: str | torch.device | None = None,
+                    progress: Callable[[int, int, float], None] | None = None
+                    ) -> RangeTestResult:
+    """The range test on a task, as `find-lr` and `tune` run it: fresh weights drawn with
+    `seed`, the task's optimizer at `weight_decay`, momentum swept over `momentum`, the
+    suggestion read from the validation loss with `val`, else from the training loss."""
     train, val_data = task.datasets()
     model = task.model(seed)
     optimizer = build_optimizer(task.optimizer, model, momentum=momentum[0],
                                 weight_decay=weight_decay)
     return lr_range_test(model, optimizer, task.loss_fn, train,
-                         val_data=val_data if val else None, momentum=momentum,
+                         val_data=val_data if val else None, start_lr=start_lr,
+                         end_lr=end_lr, num_steps=num_steps, mode=mode, momentum=momentum,
                          batch_size=batch_size or task.batch_size, metric=task.metric,
-                         seed=seed, device=device)
+                         repeats=repeats, seed=seed, device=device, progress=progress)
 
 
 def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[..., Any],
@@ -335,7 +336,8 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     val_lr: list[float] = []
     val_loss: list[float] = []
     val_metric: list[float | None] = []
-    avg, best, reason = 0.0, math.inf, "end_lr reached"
+    ema = Ema(smoothing)
+    best, reason = math.inf, "end_lr reached"
     total = sweep.total_steps or 0
     try:
         for step in range(total):
@@ -348,8 +350,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
             lrs.append(lr)
             moms.append(None if mom_sched is None else mom_sched(step))
             raw.append(value)
-            avg = smoothing * avg + (1 - smoothing) * value
-            smoothed.append(avg / (1 - smoothing ** (step + 1)))
+            smoothed.append(ema.update(value))
             if progress is not None:
                 progress(step, total, smoothed[-1])
             if not math.isfinite(smoothed[-1]):

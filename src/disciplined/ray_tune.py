@@ -62,9 +62,8 @@ def trainable(base: TrialSpec) -> Callable[[dict[str, Any]], None]:
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
         torch.set_num_threads(max(1, int(cpus)))
         spec = spec_from_config(base, config)
-        trainer, steps = build_trainer(spec)
-        trainer.on_eval = lambda step, loss, metric: tune.report(
-            {"val_loss": loss, "val_metric": metric, "step": step})
+        trainer, steps = build_trainer(spec, on_eval=lambda step, loss, metric: tune.report(
+            {"val_loss": loss, "val_metric": metric, "step": step}))
         history = trainer.run(steps=steps, seconds=spec.budget.seconds)
         result = result_from(spec, history, history.wall_seconds)
         tune.report({"val_loss": result.val_loss, "val_metric": result.val_metric,

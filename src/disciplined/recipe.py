@@ -1,32 +1,41 @@
-"""The checklist end to end (Smith 2018, Section 5): range test, batch size, momentum, weight
-decay, a confirming range test, then the final 1cycle training, journaled for resume."""
+"""The checklist end to end (Smith 2018, Section 5) as a table of stages: range test, batch
+size, momentum, weight decay, a confirming range test, then the final 1cycle training.
+
+Each stage is a small function from a `Context` (the settings, the task, the journal, the
+hyper-parameters decided so far, the budget plan) to an `Outcome` (a decision, its reason and
+its evidence). `tune` runs the table: resuming a journaled stage, journaling a new one,
+telling the progress object and applying the decision are written once, around it. A new
+stage is one function and one entry in `STAGE_FUNCTIONS`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 
 from . import distributed
+from .decisions import Decision, Hyper
+from .engine import steps_per_epoch
 from .errors import DisciplinedError
 from .executors import Executor
 from .range_test import task_range_test
-from .searches import SearchResult, batch_size_search, momentum_search, weight_decay_search
-from .study import JournalExecutor, Study
+from .report import write_report, write_train_script
+from .searches import batch_size_search, momentum_search, weight_decay_search
+from .study import FinalRun, JournalExecutor, Outcome, StageRecord, Study
 from .tasks import Task, load_task
-from .trials import Budget, TrialResult, TrialSpec, build_trainer, result_from
+from .trials import Budget, TrialResult, TrialSpec, train
 
-STAGES = ("range_test", "batch_size", "momentum", "weight_decay", "confirm", "final")
-DEFAULT_STAGES = ("range_test", "momentum", "weight_decay", "confirm", "final")
-# Final-training epochs when no budget is given: what each built-in task needs under 1cycle.
-DEFAULT_EPOCHS = {"digits": 10, "mnist1d": 30, "mnist1d-mlp": 30, "fashion-mnist": 4,
-                  "fashion-mnist-mlp": 4}
+StageName = Literal["range_test", "batch_size", "momentum", "weight_decay", "confirm", "final"]
+STAGES: tuple[StageName, ...] = get_args(StageName)
+DEFAULT_STAGES: tuple[StageName, ...] = ("range_test", "momentum", "weight_decay", "confirm",
+                                         "final")
+# Final-training epochs when neither the budget nor the task says.
 FALLBACK_EPOCHS = 10
 # Each short run trains this fraction of the final length (9 short runs ~ 1.5x the final)...
 SHORT_FRACTION = 1 / 6
@@ -36,9 +45,32 @@ SHORT_FRACTION = 1 / 6
 MIN_SHORT_STEPS = 60
 # Short runs in the stages, to split a budget given in minutes.
 SHORT_RUNS = {"batch_size": 3, "momentum": 4, "weight_decay": 5}
-START_WEIGHT_DECAY = 5e-4  # used by the first range test and the momentum runs
-MOMENTUM_RANGE = (0.95, 0.85)
-ONE_CYCLE_DIV = 10.0
+# The confirming range test's steps, in the planned split.
+RANGE_TEST_STEPS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How the budget is spent, fixed once from the first range test's measured speed (a
+    resumed study reads it back, so its trials are the same trials)."""
+
+    final_epochs: float
+    short_epochs: float
+    short_seconds: float
+    seconds_by_stage: dict[str, float]
+
+    @property
+    def eta(self) -> float:
+        """Planned seconds of every stage after the first range test."""
+        return sum(self.seconds_by_stage.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        return cls(data["final_epochs"], data["short_epochs"], data["short_seconds"],
+                   dict(data["seconds_by_stage"]))
 
 
 class Progress(Protocol):
@@ -47,20 +79,19 @@ class Progress(Protocol):
 
     live: bool
 
-    def plan(self, plan: dict[str, Any]) -> None: ...
+    def plan(self, plan: Plan) -> None: ...
 
     def stage(self, name: str, index: int, total: int, eta_seconds: float | None) -> None: ...
 
     def trial(self, stage: str, result: TrialResult) -> None: ...
 
-    def decided(self, name: str, decision: dict[str, Any], reason: str,
-                seconds: float) -> None: ...
+    def decided(self, record: StageRecord) -> None: ...
 
 
 class _Silent:
     live = False
 
-    def plan(self, plan: dict[str, Any]) -> None:
+    def plan(self, plan: Plan) -> None:
         pass
 
     def stage(self, name: str, index: int, total: int, eta_seconds: float | None) -> None:
@@ -69,9 +100,142 @@ class _Silent:
     def trial(self, stage: str, result: TrialResult) -> None:
         pass
 
-    def decided(self, name: str, decision: dict[str, Any], reason: str,
-                seconds: float) -> None:
+    def decided(self, record: StageRecord) -> None:
         pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the user asked for; a resumed study must ask for the same."""
+
+    task: str
+    out: Path
+    stages: tuple[StageName, ...]
+    budget_epochs: float | None = None
+    budget_minutes: float | None = None
+    seed: int = 0
+    data_dir: str | None = None
+    device: str | None = None
+
+    def journal_config(self, world_size: int) -> dict[str, Any]:
+        """The settings a resumed study must share (the output folder and device may move)."""
+        config: dict[str, Any] = {"task": self.task, "budget_epochs": self.budget_epochs,
+                                  "budget_minutes": self.budget_minutes,
+                                  "stages": list(self.stages), "seed": self.seed}
+        if world_size > 1:  # a study keeps the total batch it was tuned for
+            config["world_size"] = world_size
+        return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a stage sees: the settings, the loaded task, the journal, the hyper-parameters
+    decided so far and the budget plan (None until the first range test has run)."""
+
+    settings: Settings
+    task: Task
+    study: Study
+    hyper: Hyper
+    plan: Plan | None
+    progress: Progress
+    executor: Executor | None
+
+    def trials(self, stage: str) -> JournalExecutor:
+        """Runs a stage's trials through the executor, journaled one by one."""
+        return JournalExecutor(self.study, stage, runner=self.executor,
+                               device=self.settings.device, live=self.progress.live,
+                               on_result=lambda r: self.progress.trial(stage, r))
+
+    def planned(self) -> Plan:
+        if self.plan is None:
+            raise RuntimeError("the budget is planned after the first range test")
+        return self.plan
+
+    def max_lr(self) -> float:
+        if self.hyper.max_lr is None:
+            raise RuntimeError("max_lr is decided by the first range test")
+        return self.hyper.max_lr
+
+
+# --- the stages --------------------------------------------------------------------------------
+
+
+def _range_test(ctx: Context) -> Outcome:
+    """Max LR by Smith's rule at the hyper-parameters decided so far."""
+    h, s = ctx.hyper, ctx.settings
+    start = time.perf_counter()
+    rt = task_range_test(ctx.task, weight_decay=h.weight_decay, momentum=h.momentum,
+                         batch_size=h.batch_size, seed=s.seed, device=s.device)
+    if rt.max_lr is None:
+        raise DisciplinedError(f"the range test on {s.task} found no decreasing loss; check the "
+                               "task (loss, data), or train with an explicit --max-lr")
+    curve = rt.runs[0]
+    lowest = curve.lr[curve.smoothed.index(min(curve.smoothed))]
+    reason = (f"Smith's rule: the loss still falls clearly at {rt.max_lr:.3g}, before its "
+              f"minimum near {lowest:.3g}")
+    return Outcome(Decision(max_lr=rt.max_lr), reason, range_test=rt,
+                   seconds_per_step=(time.perf_counter() - start) / max(1, len(curve.lr)))
+
+
+def _batch_size(ctx: Context) -> Outcome:
+    """Half, the same and twice the task's batch, at equal wall time."""
+    s, base = ctx.settings, ctx.hyper.batch_size
+    result = batch_size_search(s.task, sizes=[base // 2, base, base * 2],
+                               seconds=ctx.planned().short_seconds, seed=s.seed,
+                               data_dir=s.data_dir, executor=ctx.trials("batch_size"))
+    return Outcome(result.decision, result.reason, search=result)
+
+
+def _momentum(ctx: Context) -> Outcome:
+    h, s = ctx.hyper, ctx.settings
+    result = momentum_search(s.task, max_lr=ctx.max_lr(),
+                             budget=Budget(epochs=ctx.planned().short_epochs),
+                             weight_decay=h.weight_decay, seed=s.seed, data_dir=s.data_dir,
+                             batch_size=h.batch_size, executor=ctx.trials("momentum"))
+    return Outcome(result.decision, result.reason, search=result)
+
+
+def _weight_decay(ctx: Context) -> Outcome:
+    h, s = ctx.hyper, ctx.settings
+    result = weight_decay_search(s.task, max_lr=ctx.max_lr(),
+                                 budget=Budget(epochs=ctx.planned().short_epochs),
+                                 momentum=h.momentum, seed=s.seed, data_dir=s.data_dir,
+                                 batch_size=h.batch_size, executor=ctx.trials("weight_decay"))
+    return Outcome(result.decision, result.reason, search=result)
+
+
+def _final(ctx: Context) -> Outcome:
+    """The final 1cycle training at everything decided, on the whole validation set."""
+    h, s = ctx.hyper, ctx.settings
+    epochs = ctx.planned().final_epochs
+    spec = TrialSpec(s.task, max_lr=ctx.max_lr(), budget=Budget(epochs=epochs),
+                     momentum=h.momentum, weight_decay=h.weight_decay,
+                     batch_size=h.batch_size, seed=s.seed, data_dir=s.data_dir,
+                     label="final", eval_samples=None)
+    result, model = train(spec, task=ctx.task, device=s.device)
+    if distributed.world().is_main:
+        torch.save(model.state_dict(), s.out / "model.pt")
+    ctx.study.record_trial("final", result)
+    ctx.progress.trial("final", result)
+    metric = "" if result.val_metric is None else f", metric {result.val_metric:.4g}"
+    verdict = result.diagnosis.verdict if result.diagnosis else "-"
+    reason = (f"1cycle for {epochs:g} epochs ({result.steps} steps): validation loss "
+              f"{result.val_loss:.4g}{metric} ({verdict})")
+    return Outcome(Decision(), reason, final=FinalRun(result.val_loss, result.val_metric,
+                                                      result.steps, epochs, result.seconds))
+
+
+STAGE_FUNCTIONS: dict[StageName, Callable[[Context], Outcome]] = {
+    "range_test": _range_test,
+    "batch_size": _batch_size,
+    "momentum": _momentum,
+    "weight_decay": _weight_decay,
+    "confirm": _range_test,  # the same test at the chosen momentum and weight decay
+    "final": _final,
+}
+
+
+# --- around the table ----------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,15 +250,19 @@ class StudyResult:
     def hyperparameters(self) -> dict[str, Any]:
         return dict(self.summary["hyperparameters"])
 
+    @property
+    def hyper(self) -> Hyper:
+        return Hyper.from_dict(self.summary["hyperparameters"])
 
-def _stage_list(stages: Sequence[str] | None) -> list[str]:
+
+def stage_list(stages: Sequence[str] | None) -> tuple[StageName, ...]:
     """The stages to run, in the checklist's order; the first range test always runs."""
     chosen = list(DEFAULT_STAGES if stages is None else stages)
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
     chosen.append("range_test")  # every later stage needs the max_lr it finds
-    return [s for s in STAGES if s in chosen]  # the checklist's order, whatever was given
+    return tuple(s for s in STAGES if s in chosen)  # the checklist's order, whatever was given
 
 
 def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float | None = None,
@@ -105,10 +273,12 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     """Choose LR, batch size, momentum and weight decay the disciplined way, then train.
 
     `budget_epochs` is the final training's length (short runs take 1/6 of it each);
-    `budget_minutes` instead sizes everything to a wall-clock budget from the measured speed.
-    With `resume`, finished stages and trials come from `out/study.db`. `executor` runs each
-    stage's short runs (default: one after another here; a `RayExecutor` runs them
-    concurrently on a cluster); their results go to the journal either way.
+    `budget_minutes` instead sizes everything to a wall-clock budget from the measured speed;
+    with neither, the task's own `epochs` (else FALLBACK_EPOCHS). With `resume`, finished
+    stages and trials come from `out/study.db`. `executor` runs each stage's short runs
+    (default: one after another here; a `RayExecutor` runs them concurrently on a cluster);
+    their results go to the journal either way. Writes summary.json, report.html, train.py
+    and model.pt into `out`.
     """
     if budget_epochs is not None and budget_epochs <= 0:
         raise ValueError(f"budget_epochs must be > 0, got {budget_epochs}")
@@ -116,203 +286,106 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         raise ValueError(f"budget_minutes must be > 0, got {budget_minutes}")
     if budget_epochs is not None and budget_minutes is not None:
         raise ValueError("give budget_epochs or budget_minutes, not both")
-    order = _stage_list(stages)
+    settings = Settings(task_name, Path(out), stage_list(stages), budget_epochs, budget_minutes,
+                        seed, data_dir, device)
     team = distributed.world()
     task = load_task(task_name, data_dir=data_dir)
     task.datasets()  # fail early, with the task's own message, if the data are missing
     progress = progress or _Silent()
     started = time.perf_counter()
-    out = Path(out)
-    with Study(out, resume=resume) as study:
-        config: dict[str, Any] = {"task": task_name, "budget_epochs": budget_epochs,
-                                  "budget_minutes": budget_minutes, "stages": order,
-                                  "seed": seed}
-        if team.size > 1:  # a study keeps the total batch it was tuned for
-            config["world_size"] = team.size
+    with Study(settings.out, resume=resume) as study:
+        config = settings.journal_config(team.size)
         previous = study.meta("config")
         if previous is not None and previous != config:
-            raise DisciplinedError(f"{out} holds a study with other settings ({previous}); "
-                                   "resume it with the same ones, or use another --out")
+            raise DisciplinedError(f"{settings.out} holds a study with other settings "
+                                   f"({previous}); resume it with the same ones, or use "
+                                   "another --out")
         study.set_meta("config", config)
-        hp: dict[str, Any] = {"batch_size": task.batch_size, "momentum": list(MOMENTUM_RANGE),
-                              "weight_decay": START_WEIGHT_DECAY, "max_lr": None,
-                              "min_lr": None, "epochs": budget_epochs}
-        stage_log: list[dict[str, Any]] = []
-        plan: dict[str, Any] = {}
-
-        def run_stage(name: str, index: int, body: Any) -> dict[str, Any]:
-            done = study.finished_stage(name)
-            if done is None:
-                eta = plan.get("eta")
-                progress.stage(name, index, len(order), eta)
-                t0 = time.perf_counter()
-                decision, reason, payload = body()
-                seconds = time.perf_counter() - t0
-                payload["reason"] = reason
-                study.record_stage(name, index, decision, payload, seconds)
-                # under torchrun, rank 0's record (its timings) is every rank's
-                done = distributed.from_main(
-                    {"decision": decision, "payload": payload, "seconds": seconds})
-            progress.decided(name, done["decision"], done["payload"]["reason"],
-                             done["seconds"])
-            hp.update(done["decision"])
-            if "max_lr" in done["decision"]:
-                hp["min_lr"] = hp["max_lr"] / ONE_CYCLE_DIV
-            stage_log.append({"name": name, "decision": done["decision"],
-                              "reason": done["payload"]["reason"],
-                              "trials": len(study.trials(name)),
-                              "wall_seconds": done["seconds"]})
-            return done
-
-        def journal(stage: str) -> JournalExecutor:
-            return JournalExecutor(study, stage, runner=executor, device=device,
-                                   live=progress.live,
-                                   on_result=lambda r: progress.trial(stage, r))
-
-        def short_budget() -> Budget:
-            return Budget(epochs=plan["short_epochs"])
-
-        def search_payload(result: SearchResult) -> tuple[dict[str, Any], str, dict[str, Any]]:
-            return result.decision, result.reason, {"search": result.to_dict()}
-
-        for index, name in enumerate(order, start=1):
-            if name in ("range_test", "confirm"):
-                def range_body() -> tuple[dict[str, Any], str, dict[str, Any]]:
-                    t0 = time.perf_counter()
-                    rt = task_range_test(task, weight_decay=hp["weight_decay"],
-                                     momentum=tuple(hp["momentum"]),
-                                     batch_size=hp["batch_size"], seed=seed, device=device)
-                    if rt.max_lr is None:
-                        raise DisciplinedError(
-                            f"the range test on {task_name} found no decreasing loss; check "
-                            "the task (loss, data), or train with an explicit --max-lr")
-                    decision = {"max_lr": rt.max_lr, "min_lr": rt.max_lr / ONE_CYCLE_DIV}
-                    curve = rt.runs[0]
-                    lowest = curve.lr[curve.smoothed.index(min(curve.smoothed))]
-                    reason = (f"Smith's rule: the loss still falls clearly at "
-                              f"{rt.max_lr:.3g}, before its minimum near {lowest:.3g}")
-                    return decision, reason, {"range_test": rt.to_dict(),
-                                              "seconds_per_step": (time.perf_counter() - t0)
-                                              / max(1, len(rt.runs[0].lr))}
-                done = run_stage(name, index, range_body)
-                if name == "range_test":
-                    _plan_budget(study, plan, hp, task, budget_epochs, budget_minutes, order,
-                                 done["payload"].get("seconds_per_step", 0.0), started)
-                    progress.plan(plan)
-            elif name == "batch_size":
-                def batch_body() -> tuple[dict[str, Any], str, dict[str, Any]]:
-                    base = hp["batch_size"]
-                    seconds = plan["short_seconds"]
-                    result = batch_size_search(task_name, sizes=[base // 2, base, base * 2],
-                                               seconds=seconds, seed=seed, data_dir=data_dir,
-                                               executor=journal("batch_size"))
-                    return search_payload(result)
-                run_stage(name, index, batch_body)
-            elif name == "momentum":
-                run_stage(name, index, lambda: search_payload(momentum_search(
-                    task_name, max_lr=hp["max_lr"], budget=short_budget(),
-                    weight_decay=hp["weight_decay"], seed=seed, data_dir=data_dir,
-                    batch_size=hp["batch_size"], executor=journal("momentum"))))
-            elif name == "weight_decay":
-                run_stage(name, index, lambda: search_payload(weight_decay_search(
-                    task_name, max_lr=hp["max_lr"], budget=short_budget(),
-                    momentum=tuple(hp["momentum"]), seed=seed, data_dir=data_dir,
-                    batch_size=hp["batch_size"], executor=journal("weight_decay"))))
-            elif name == "final":
-                run_stage(name, index, lambda: _final(study, task_name, hp, seed, data_dir,
-                                                      device, out, progress))
-        if "final" not in order and hp["epochs"] is None:
-            hp["epochs"] = plan.get("final_epochs")
-        summary = _summary(study, task_name, hp, stage_log, time.perf_counter() - started)
-        summary["data_parallel"] = {"world_size": team.size,
-                                    "batch_size_per_process": hp["batch_size"],
-                                    "total_batch_size": hp["batch_size"] * team.size}
+        ctx = Context(settings, task, study, Hyper(batch_size=task.batch_size), None, progress,
+                      executor)
+        records: list[StageRecord] = []
+        for index, name in enumerate(settings.stages, start=1):
+            record = _run_stage(ctx, name, index)
+            records.append(record)
+            ctx = dataclasses.replace(ctx, hyper=ctx.hyper.apply(record.outcome.decision))
+            if ctx.plan is None and record.outcome.seconds_per_step is not None:
+                plan = _plan(ctx, record.outcome.seconds_per_step, started)
+                ctx = dataclasses.replace(ctx, plan=plan, hyper=dataclasses.replace(
+                    ctx.hyper, epochs=plan.final_epochs))
+                progress.plan(plan)
+        summary = _summary(ctx, records, time.perf_counter() - started)
         if team.is_main:
-            (out / "summary.json").write_text(json.dumps(summary, indent=1))
-            from .report import write_report, write_train_script
-
-            write_train_script(out, summary)
+            (settings.out / "summary.json").write_text(json.dumps(summary, indent=1))
+            write_train_script(settings.out, summary)
             with study.main_alone():
-                write_report(out, study)
-        return StudyResult(out, summary, study.reused)
+                write_report(settings.out, study)
+        return StudyResult(settings.out, summary, study.reused)
 
 
-def _plan_budget(study: Study, plan: dict[str, Any], hp: dict[str, Any], task: Task,
-                 budget_epochs: float | None, budget_minutes: float | None,
-                 order: list[str], seconds_per_step: float, started: float) -> None:
-    """Fix the final length (epochs) and the short runs' length from the budget, once: a
-    resumed study reads the plan back, so its trials are the same trials."""
-    saved = study.meta("plan")
+def _run_stage(ctx: Context, name: StageName, index: int) -> StageRecord:
+    """A stage's record: from the journal if it finished before, else run and journaled."""
+    record = ctx.study.finished_stage(name)
+    if record is None:
+        ctx.progress.stage(name, index, len(ctx.settings.stages),
+                           None if ctx.plan is None else ctx.plan.eta)
+        start = time.perf_counter()
+        outcome = STAGE_FUNCTIONS[name](ctx)
+        record = StageRecord(name, index, outcome, time.perf_counter() - start)
+        ctx.study.record_stage(record)
+        record = distributed.from_main(record)  # under torchrun, rank 0's timings for all
+    ctx.progress.decided(record)
+    return record
+
+
+def _plan(ctx: Context, seconds_per_step: float, started: float) -> Plan:
+    """Fix the final length (epochs) and the short runs' length from the budget, once."""
+    saved = ctx.study.meta("plan")
     if saved is not None:
-        plan.update(saved)
-        hp["epochs"] = saved["final_epochs"]
-        return
-    train, _ = task.datasets()
-    total_batch = hp["batch_size"] * distributed.world().size
-    steps_per_epoch = math.ceil(len(train) / total_batch)  # type: ignore[arg-type]
-    epoch_seconds = max(seconds_per_step * steps_per_epoch, 1e-6)
-    if budget_minutes is not None:
+        return Plan.from_dict(saved)
+    s = ctx.settings
+    train_data, _ = ctx.task.datasets()
+    per_epoch = steps_per_epoch(train_data, ctx.hyper.batch_size)
+    epoch_seconds = max(seconds_per_step * per_epoch, 1e-6)
+    if s.budget_minutes is not None:
         spent = time.perf_counter() - started
-        left = budget_minutes * 60 - spent * (2 if "confirm" in order else 1)
-        shorts = sum(n for s, n in SHORT_RUNS.items() if s in order) * SHORT_FRACTION
-        epochs = max(left / (epoch_seconds * (1 + shorts)), 1.0)  # short runs' floor aside
-        hp["epochs"] = round(epochs, 1)
-    elif budget_epochs is None:
-        hp["epochs"] = DEFAULT_EPOCHS.get(task.name, FALLBACK_EPOCHS)
-    plan["final_epochs"] = hp["epochs"]
-    plan["short_epochs"] = round(max(hp["epochs"] * SHORT_FRACTION,
-                                     MIN_SHORT_STEPS / steps_per_epoch), 2)
-    plan["short_seconds"] = plan["short_epochs"] * epoch_seconds
-    split = {s: n * plan["short_seconds"] for s, n in SHORT_RUNS.items() if s in order}
-    if "confirm" in order:
-        split["confirm"] = seconds_per_step * 100
-    split["final"] = hp["epochs"] * epoch_seconds
-    plan["seconds_by_stage"] = {k: round(v, 1) for k, v in split.items()}
-    plan["eta"] = sum(split.values())
-    plan.update(distributed.from_main(dict(plan)))  # rank 0's measured speed sizes all
-    hp["epochs"] = plan["final_epochs"]
-    study.set_meta("plan", plan)
+        left = s.budget_minutes * 60 - spent * (2 if "confirm" in s.stages else 1)
+        shorts = sum(n for st, n in SHORT_RUNS.items() if st in s.stages) * SHORT_FRACTION
+        epochs = round(max(left / (epoch_seconds * (1 + shorts)), 1.0), 1)
+    elif s.budget_epochs is not None:
+        epochs = s.budget_epochs
+    else:
+        epochs = ctx.task.epochs or FALLBACK_EPOCHS
+    short_epochs = round(max(epochs * SHORT_FRACTION, MIN_SHORT_STEPS / per_epoch), 2)
+    short_seconds = short_epochs * epoch_seconds
+    split = {st: n * short_seconds for st, n in SHORT_RUNS.items() if st in s.stages}
+    if "confirm" in s.stages:
+        split["confirm"] = seconds_per_step * RANGE_TEST_STEPS
+    split["final"] = epochs * epoch_seconds
+    plan = Plan(epochs, short_epochs, short_seconds, {k: round(v, 1) for k, v in split.items()})
+    plan = distributed.from_main(plan)  # rank 0's measured speed sizes every rank's runs
+    ctx.study.set_meta("plan", plan.to_dict())
+    return plan
 
 
-def _final(study: Study, task_name: str, hp: dict[str, Any], seed: int, data_dir: str | None,
-           device: str | None, out: Path,
-           progress: Progress) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    spec = TrialSpec(task_name, max_lr=hp["max_lr"], budget=Budget(epochs=hp["epochs"]),
-                     momentum=tuple(hp["momentum"]), weight_decay=hp["weight_decay"],
-                     batch_size=hp["batch_size"], seed=seed, data_dir=data_dir, label="final",
-                     eval_samples=None)
-    trainer, steps = build_trainer(spec, device=device)
-    start = time.perf_counter()
-    history = trainer.run(steps=steps)
-    result = result_from(spec, history, time.perf_counter() - start)
-    if distributed.world().is_main:
-        torch.save(trainer.model.state_dict(), out / "model.pt")
-    study.record_trial("final", result)
-    progress.trial("final", result)
-    metric = "" if result.val_metric is None else f", metric {result.val_metric:.4g}"
-    verdict = result.diagnosis.verdict if result.diagnosis else "-"
-    reason = (f"1cycle for {hp['epochs']:g} epochs ({steps} steps): validation loss "
-              f"{result.val_loss:.4g}{metric} ({verdict})")
-    return {}, reason, {"val_loss": result.val_loss, "val_metric": result.val_metric,
-                        "steps": steps, "epochs": hp["epochs"],
-                        "train_seconds": result.seconds}
-
-
-def _summary(study: Study, task: str, hp: dict[str, Any], stages: list[dict[str, Any]],
-             wall: float) -> dict[str, Any]:
-    final = study.finished_stage("final")
-    payload = final["payload"] if final else {}
+def _summary(ctx: Context, records: list[StageRecord], wall: float) -> dict[str, Any]:
+    """summary.json: the hyper-parameters, each stage's decision, the final numbers."""
+    final = next((r for r in records if r.outcome.final is not None), None)
+    run = final.outcome.final if final is not None else None
+    world = distributed.world().size
     return {
-        "task": task,
-        "hyperparameters": {
-            "max_lr": hp["max_lr"], "min_lr": hp["min_lr"],
-            "momentum": list(hp["momentum"]), "weight_decay": hp["weight_decay"],
-            "batch_size": hp["batch_size"], "epochs": hp["epochs"],
-        },
-        "stages": stages,
+        "task": ctx.settings.task,
+        "seed": ctx.settings.seed,
+        "hyperparameters": ctx.hyper.to_dict(),
+        "stages": [{"name": r.name, "decision": r.outcome.decision.to_dict(),
+                    "reason": r.outcome.reason, "trials": len(ctx.study.trials(r.name)),
+                    "wall_seconds": r.seconds} for r in records],
         "final": {
-            "val_loss": payload.get("val_loss"), "val_metric": payload.get("val_metric"),
-            "epochs": payload.get("epochs"), "wall_seconds": final["seconds"] if final else None,
+            "val_loss": run.val_loss if run else None,
+            "val_metric": run.val_metric if run else None,
+            "epochs": run.epochs if run else None,
+            "wall_seconds": final.seconds if final else None,
         },
-        "wall_seconds_total": sum(s["wall_seconds"] for s in stages) if stages else wall,
+        "wall_seconds_total": sum(r.seconds for r in records) if records else wall,
+        "data_parallel": {"world_size": world, "batch_size_per_process": ctx.hyper.batch_size,
+                          "total_batch_size": ctx.hyper.batch_size * world},
     }

@@ -10,8 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .compare import Comparison, rank
-from .range_test import RangeCurve, RangeTestResult, Suggestion
+from .compare import Comparison
+from .defaults import MOMENTUM
+from .errors import DisciplinedError
+from .plot import plot_comparison, plot_history, plot_range_test, plot_schedule
+from .policies import policy_schedules
 from .study import Study
 
 STYLE = """
@@ -41,15 +44,6 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
     return f"<table><tr>{cells}</tr>{body}</table>"
 
 
-def _range_result(payload: dict[str, Any]) -> RangeTestResult:
-    data = payload["range_test"]
-    return RangeTestResult(
-        runs=[RangeCurve(**r) for r in data["runs"]],
-        suggestions={k: Suggestion(**v) for k, v in data["suggestions"].items()},
-        source=data["source"], mode=data["mode"], start_lr=data["start_lr"],
-        end_lr=data["end_lr"])
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -60,9 +54,6 @@ def _fmt(value: Any) -> str:
 
 def build_report(study: Study, summary: dict[str, Any]) -> str:
     """The report as one HTML string."""
-    from .plot import plot_history, plot_schedule
-    from .policies import policy_schedules
-
     hp = summary["hyperparameters"]
     parts = [f"<h1>disciplined tune: {html.escape(summary['task'])}</h1>",
              "<h2>Chosen hyper-parameters</h2>",
@@ -79,18 +70,18 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                      ["stage", "trials", "wall time", "decision"]),
               f"<p>Total: {summary['wall_seconds_total']:.1f} s.</p>"]
     for stage in study.stages():
-        name, payload = stage["name"], stage["payload"]
+        name, outcome = stage.name, stage.outcome
         parts.append(f"<h2>Stage: {html.escape(name)}</h2>")
-        parts.append(f'<p class="reason">{html.escape(payload.get("reason", ""))}</p>')
-        if "range_test" in payload:
-            result = _range_result(payload)
+        parts.append(f'<p class="reason">{html.escape(outcome.reason)}</p>')
+        if outcome.range_test is not None:
+            result = outcome.range_test
             parts.append(_table([[rule, _fmt(s.value)] for rule, s in
                                  result.suggestions.items()], ["rule", "suggested max LR"]))
-            parts.append(_png(result.plot))
-        if "search" in payload:
+            parts.append(_png(functools.partial(plot_range_test, result)))
+        if outcome.search is not None:
             results = study.trials(name)
             if results:
-                comparison = Comparison(results, rank(results))
+                comparison = Comparison.of(results)
                 nodes = {r.label: r.worker for r in results}
                 rows = [[r.rank if r.rank is not None else "failed", r.label,
                          _fmt(r.val_loss), _fmt(r.val_metric), r.verdict or r.error]
@@ -100,7 +91,8 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                     rows = [[*row, nodes[str(row[1])] or "driver"] for row in rows]
                     head.append("Ray node")
                 parts.append(_table(rows, head))
-                parts.append(_png(functools.partial(comparison.plot, title=name)))
+                parts.append(_png(functools.partial(plot_comparison, comparison,
+                                                    title=name)))
                 advice = {r.label: r.diagnosis.advice for r in results if r.diagnosis}
                 parts.append("<ul>" + "".join(
                     f"<li>{html.escape(label)}: {html.escape(text)}</li>"
@@ -110,8 +102,9 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
             if finals and finals[-1].history is not None:
                 h = finals[-1].history
                 steps = len(h.step)
+                high, low = hp.get("momentum") or MOMENTUM
                 lr, mom = policy_schedules("one-cycle", max(2, steps), hp["max_lr"],
-                                           momentum=tuple(hp["momentum"]))
+                                           momentum=(high, low))
                 parts.append("<h3>Final schedules (learning rate and momentum)</h3>")
                 parts.append(_png(functools.partial(plot_schedule, lr=lr, momentum=mom,
                                                     title="final schedules")))
@@ -136,8 +129,6 @@ def regenerate_report(directory: str | Path) -> Path:
     """`disciplined report DIR`: rebuild report.html from the journal and summary.json."""
     out = Path(directory)
     if not (out / "study.db").exists() or not (out / "summary.json").exists():
-        from .errors import DisciplinedError
-
         raise DisciplinedError(f"{out} holds no finished study (study.db and summary.json); "
                                f"run `disciplined tune TASK --out {out}` first")
     with Study(out, resume=True) as study:
@@ -206,9 +197,10 @@ torch.save(model.state_dict(), "model_reproduced.pt")
 '''
 
 
-def write_train_script(out: Path, summary: dict[str, Any], seed: int = 0) -> Path:
-    """train.py: the final training as a plain loop with `disciplined.schedules`."""
+def write_train_script(out: Path, summary: dict[str, Any]) -> Path:
+    """train.py: the final training as a plain loop with `disciplined.schedules`, with the
+    study's seed."""
     path = out / "train.py"
-    path.write_text(TRAIN_SCRIPT.format(task=summary["task"], seed=seed,
+    path.write_text(TRAIN_SCRIPT.format(task=summary["task"], seed=summary["seed"],
                                         hp=json.dumps(summary["hyperparameters"])))
     return path

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from . import distributed
-from .diagnose import Diagnosis
-from .engine import History
+from .decisions import Decision
 from .errors import DisciplinedError
 from .executors import Executor, LocalExecutor, OnResult
-from .trials import Budget, TrialResult, TrialSpec
+from .range_test import RangeTestResult
+from .searches import SearchResult
+from .trials import TrialResult, TrialSpec
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,28 +59,65 @@ class StudyBusyError(DisciplinedError):
     """Another process holds the study directory."""
 
 
-def spec_to_dict(spec: TrialSpec) -> dict[str, Any]:
-    return dataclasses.asdict(spec)
+@dataclasses.dataclass(frozen=True)
+class FinalRun:
+    """The final training's numbers, as the journal keeps them."""
+
+    val_loss: float | None
+    val_metric: float | None
+    steps: int
+    epochs: float
+    train_seconds: float
 
 
-def spec_from_dict(data: dict[str, Any]) -> TrialSpec:
-    fields = dict(data)
-    fields["budget"] = Budget(**fields["budget"])
-    fields["momentum"] = tuple(fields["momentum"])
-    return TrialSpec(**fields)
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a stage decided, the one-sentence reason, and its evidence: a range test, a
+    search, or the final training (with `seconds_per_step`, the range test's measured speed
+    that sizes the budget)."""
+
+    decision: Decision
+    reason: str
+    range_test: RangeTestResult | None = None
+    search: SearchResult | None = None
+    final: FinalRun | None = None
+    seconds_per_step: float | None = None
+
+    def evidence_dict(self) -> dict[str, Any]:
+        """Everything but the decision, for the journal's payload column."""
+        return {"reason": self.reason,
+                "range_test": None if self.range_test is None else self.range_test.to_dict(),
+                "search": None if self.search is None else self.search.to_dict(),
+                "final": None if self.final is None else dataclasses.asdict(self.final),
+                "seconds_per_step": self.seconds_per_step}
+
+    @classmethod
+    def from_columns(cls, decision: dict[str, Any], payload: dict[str, Any]) -> Outcome:
+        def some(key: str) -> Any:
+            return payload.get(key)
+
+        return cls(Decision.from_dict(decision), payload["reason"],
+                   None if some("range_test") is None else
+                   RangeTestResult.from_dict(payload["range_test"]),
+                   None if some("search") is None else SearchResult.from_dict(payload["search"]),
+                   None if some("final") is None else FinalRun(**payload["final"]),
+                   some("seconds_per_step"))
 
 
-def result_from_dict(data: dict[str, Any]) -> TrialResult:
-    history = None if data["history"] is None else History(**data["history"])
-    diagnosis = None if data["diagnosis"] is None else Diagnosis(**data["diagnosis"])
-    return TrialResult(spec_from_dict(data["spec"]), data["state"], data["error"], history,
-                       diagnosis, data["val_loss"], data["val_metric"], data["steps"],
-                       data["seconds"], data.get("worker", ""))
+@dataclasses.dataclass(frozen=True)
+class StageRecord:
+    """A finished stage as journaled: its name, its place in the checklist, its outcome and
+    the wall seconds it took."""
+
+    name: str
+    position: int
+    outcome: Outcome
+    seconds: float
 
 
 def trial_key(stage: str, spec: TrialSpec) -> str:
     """A trial's identity: its stage and its full specification."""
-    text = json.dumps({"stage": stage, "spec": spec_to_dict(spec)}, sort_keys=True)
+    text = json.dumps({"stage": stage, "spec": spec.to_dict()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -202,7 +240,7 @@ class Study:
                               (trial_key(stage, spec),)).fetchone()
         if row is None or row[1] == "lost":
             return None
-        return result_from_dict(json.loads(row[0]))
+        return TrialResult.from_dict(json.loads(row[0]))
 
     @_main_only
     def record_trial(self, stage: str, result: TrialResult) -> None:
@@ -212,7 +250,7 @@ class Study:
             self.db.execute(
                 "INSERT OR REPLACE INTO trials (stage, key, spec, state, result, seconds, "
                 "finished) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (stage, trial_key(stage, result.spec), json.dumps(spec_to_dict(result.spec)),
+                (stage, trial_key(stage, result.spec), json.dumps(result.spec.to_dict()),
                  result.state, payload, result.seconds, time.time()))
 
     @_on_main
@@ -220,37 +258,38 @@ class Study:
         query = "SELECT result FROM trials" + (" WHERE stage = ?" if stage else "") + \
             " ORDER BY id"
         rows = self.db.execute(query, (stage,) if stage else ()).fetchall()
-        return [result_from_dict(json.loads(r[0])) for r in rows]
-
-    @_on_main
-    def count_trials(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+        return [TrialResult.from_dict(json.loads(r[0])) for r in rows]
 
     # --- stages -------------------------------------------------------------------------
 
     @_on_main
-    def finished_stage(self, name: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT decision, payload, seconds FROM stages WHERE name = ?",
-                              (name,)).fetchone()
-        if row is None:
-            return None
-        return {"decision": json.loads(row[0]), "payload": json.loads(row[1]),
-                "seconds": row[2]}
+    def finished_stage(self, name: str) -> StageRecord | None:
+        """The journaled record of a stage; None if it never finished."""
+        found = self._stage_records(" WHERE name = ?", (name,))
+        return found[0] if found else None
 
     @_main_only
-    def record_stage(self, name: str, position: int, decision: dict[str, Any],
-                     payload: dict[str, Any], seconds: float) -> None:
+    def record_stage(self, record: StageRecord) -> None:
+        """One atomic transaction per finished stage."""
         with _transaction(self.db):
             self.db.execute("INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?, ?, ?)",
-                            (name, position, json.dumps(decision, default=_jsonable),
-                             json.dumps(payload, default=_jsonable), seconds, time.time()))
+                            (record.name, record.position,
+                             json.dumps(record.outcome.decision.to_dict()),
+                             json.dumps(record.outcome.evidence_dict(), default=_jsonable),
+                             record.seconds, time.time()))
 
     @_on_main
-    def stages(self) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT name, decision, payload, seconds FROM stages "
-                               "ORDER BY position").fetchall()
-        return [{"name": n, "decision": json.loads(d), "payload": json.loads(p), "seconds": s}
-                for n, d, p, s in rows]
+    def stages(self) -> list[StageRecord]:
+        """Every finished stage, in the checklist's order."""
+        return self._stage_records("", ())
+
+    def _stage_records(self, where: str, args: tuple[Any, ...]) -> list[StageRecord]:
+        # not shared across ranks itself: the public reads that call it are
+        rows = self.db.execute("SELECT name, position, decision, payload, seconds FROM stages"
+                               f"{where} ORDER BY position", args).fetchall()
+        return [StageRecord(name, position,
+                            Outcome.from_columns(json.loads(d), json.loads(p)), seconds)
+                for name, position, d, p, seconds in rows]
 
 
 class JournalExecutor:

@@ -1,7 +1,8 @@
 """What to train: the built-in tasks (all offline) and the task-file protocol.
 
 A task file is a Python file that defines `build_model()` and `build_datasets()` (returning
-`(train_dataset, val_dataset)`), and optionally `loss_fn`, `metric`, `optimizer`, `batch_size`.
+`(train_dataset, val_dataset)`), and optionally `loss_fn`, `metric`, `optimizer`, `batch_size`
+and `epochs` (the final training's length when the user gives no budget).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -25,7 +26,8 @@ from torch.utils.data import Dataset, TensorDataset
 from .errors import DisciplinedError
 
 DEFAULT_BATCH_SIZE = 128
-OPTIMIZERS = ("sgd", "adamw")
+OptimizerKind = Literal["sgd", "adamw"]
+OPTIMIZERS: tuple[OptimizerKind, ...] = get_args(OptimizerKind)
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 TASK_FILE_EXAMPLE = '''\
 import torch
@@ -40,6 +42,7 @@ def build_datasets():
 
 batch_size = 64            # optional, default 128
 optimizer = "sgd"          # optional: "sgd" (default) or "adamw"
+epochs = 10                # optional: the final training's length when no budget is given
 '''
 
 
@@ -56,9 +59,11 @@ class Task:
     build_datasets: Callable[[], tuple[Dataset, Dataset]]
     loss_fn: nn.Module = dataclasses.field(default_factory=nn.CrossEntropyLoss)
     metric: str | None = "accuracy"
-    optimizer: str = "sgd"
+    optimizer: OptimizerKind = "sgd"
     batch_size: int = DEFAULT_BATCH_SIZE
     source: str = "built-in"
+    # the final training's length (1cycle) when the user gives no budget; None: the recipe's
+    epochs: float | None = None
 
     def model(self, seed: int | None = None) -> nn.Module:
         """A fresh model; with `seed`, its initial weights are drawn from torch's RNG seeded
@@ -224,14 +229,18 @@ def fashion_mlp() -> nn.Module:
 
 
 def builtin_tasks(data_dir: str | Path | None = None) -> dict[str, Task]:
-    """Every built-in task by name; data are loaded only when a run asks for them."""
+    """Every built-in task by name; data are loaded only when a run asks for them. Each
+    one's `epochs` is what it needs under 1cycle."""
     fashion = lambda: fashion_mnist_datasets(data_dir)  # noqa: E731
     return {
-        "digits": Task("digits", digits_cnn, digits_datasets, batch_size=64),
-        "mnist1d": Task("mnist1d", mnist1d_cnn, mnist1d_datasets, batch_size=100),
-        "mnist1d-mlp": Task("mnist1d-mlp", mnist1d_mlp, mnist1d_datasets, batch_size=100),
-        "fashion-mnist": Task("fashion-mnist", caffe_lenet, fashion, batch_size=128),
-        "fashion-mnist-mlp": Task("fashion-mnist-mlp", fashion_mlp, fashion, batch_size=128),
+        "digits": Task("digits", digits_cnn, digits_datasets, batch_size=64, epochs=10),
+        "mnist1d": Task("mnist1d", mnist1d_cnn, mnist1d_datasets, batch_size=100, epochs=30),
+        "mnist1d-mlp": Task("mnist1d-mlp", mnist1d_mlp, mnist1d_datasets, batch_size=100,
+                            epochs=30),
+        "fashion-mnist": Task("fashion-mnist", caffe_lenet, fashion, batch_size=128,
+                              epochs=4),
+        "fashion-mnist-mlp": Task("fashion-mnist-mlp", fashion_mlp, fashion, batch_size=128,
+                                  epochs=4),
     }
 
 
@@ -284,5 +293,9 @@ def _task_from_file(path: Path) -> Task:
     batch_size = getattr(module, "batch_size", DEFAULT_BATCH_SIZE)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise TaskError(f"{path}: batch_size must be a positive int, got {batch_size!r}")
+    epochs = getattr(module, "epochs", None)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int | float)
+                               or not epochs > 0):
+        raise TaskError(f"{path}: epochs must be a positive number, got {epochs!r}")
     return Task(path.stem, module.build_model, module.build_datasets, loss_fn, metric,
-                optimizer, batch_size, source=str(path))
+                optimizer, batch_size, source=str(path), epochs=epochs)

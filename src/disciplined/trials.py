@@ -1,7 +1,10 @@
-"""Trials: a plain, picklable specification in, a frozen result out (Optuna's vocabulary).
+"""Trials: a plain, picklable specification in, a frozen result out (Optuna's vocabulary),
+and the one factory that turns a specification into a ready `Trainer`.
 
 A trial trains one complete configuration from the task's seeded initial weights, in the
 seeded data order, so trials that differ in one hyper-parameter differ in nothing else.
+Everything that trains a task (`train`, the short runs, the final training, Ray Tune) builds
+its trainer with `build_trainer`.
 """
 
 from __future__ import annotations
@@ -10,16 +13,19 @@ import dataclasses
 import math
 import time
 import traceback
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import torch
 
+from .defaults import MOMENTUM, WEIGHT_DECAY
 from .diagnose import Diagnosis, diagnose
-from .engine import History, Trainer, build_optimizer
+from .engine import History, Trainer, build_optimizer, steps_per_epoch
 from .hyper import HyperScheduler
-from .policies import policy_schedules
-from .tasks import load_task
+from .policies import Policy, check_policy, policy_schedules
+from .tasks import Task, load_task
 
+State = Literal["complete", "failed", "lost"]
 # Evaluations per trial when the spec does not say: enough for diagnose() to read a trend.
 EVALS_PER_TRIAL = 12
 # Short runs evaluate on a fixed subset of this many validation samples: twelve passes over
@@ -38,19 +44,39 @@ class Budget:
     def __post_init__(self) -> None:
         if self.epochs is None and self.steps is None and self.seconds is None:
             raise ValueError("a budget needs epochs, steps or seconds")
+        for name in ("epochs", "steps", "seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"a budget's {name} must be > 0, got {value}")
+
+    def total_steps(self, per_epoch: int) -> int:
+        """Optimizer steps the schedules span: the step or epoch budget, whichever is less
+        (a seconds-only budget must come with steps, which the batch-size search computes
+        from the measured throughput)."""
+        candidates = []
+        if self.steps is not None:
+            candidates.append(self.steps)
+        if self.epochs is not None:
+            candidates.append(math.ceil(self.epochs * per_epoch))
+        if not candidates:
+            raise ValueError("a trial's schedules need a step or epoch budget to span")
+        return max(2, min(candidates))
 
 
 @dataclasses.dataclass(frozen=True)
 class TrialSpec:
-    """Everything one trial needs; plain data, so any executor can ship it."""
+    """Everything one trial needs; plain data, so any executor can ship it.
+
+    `eval_every` is in optimizer steps (None: EVALS_PER_TRIAL evaluations over the run);
+    `eval_samples` caps the validation samples each evaluation reads (None: all of them)."""
 
     task: str
     max_lr: float
     budget: Budget
-    policy: str = "one-cycle"
-    momentum: tuple[float, float] = (0.95, 0.85)
+    policy: Policy = "one-cycle"
+    momentum: tuple[float, float] = MOMENTUM
     cycle_momentum: bool = True
-    weight_decay: float = 5e-4
+    weight_decay: float = WEIGHT_DECAY
     batch_size: int | None = None
     seed: int = 0
     eval_every: int | None = None
@@ -58,8 +84,21 @@ class TrialSpec:
     data_dir: str | None = None
     label: str = ""
 
+    def __post_init__(self) -> None:
+        check_policy(self.policy)
+
     def with_(self, **changes: Any) -> TrialSpec:
         return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialSpec:
+        fields = dict(data)
+        fields["budget"] = Budget(**fields["budget"])
+        fields["momentum"] = tuple(fields["momentum"])
+        return cls(**fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +108,7 @@ class TrialResult:
     `worker` names the Ray node that ran it ("" when it ran in this process)."""
 
     spec: TrialSpec
-    state: str
+    state: State
     error: str | None
     history: History | None
     diagnosis: Diagnosis | None
@@ -83,53 +122,73 @@ class TrialResult:
     def label(self) -> str:
         return self.spec.label
 
+    @classmethod
+    def failed(cls, spec: TrialSpec, state: State, error: str,
+               seconds: float = 0.0) -> TrialResult:
+        """A trial that produced no training (failed, or lost with its worker)."""
+        return cls(spec, state, error, None, None, None, None, 0, seconds)
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["diagnosis"] = None if self.diagnosis is None else self.diagnosis.to_dict()
         return out
 
-
-def total_steps(spec: TrialSpec, steps_per_epoch: int) -> int:
-    """Optimizer steps the schedules span: the step or epoch budget (a seconds-only budget
-    must come with steps, which the batch-size search computes from measured throughput)."""
-    candidates = []
-    if spec.budget.steps is not None:
-        candidates.append(spec.budget.steps)
-    if spec.budget.epochs is not None:
-        candidates.append(math.ceil(spec.budget.epochs * steps_per_epoch))
-    if not candidates:
-        raise ValueError("a trial's schedules need a step or epoch budget to span")
-    return max(2, min(candidates))
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialResult:
+        history = None if data["history"] is None else History.from_dict(data["history"])
+        diagnosis = None if data["diagnosis"] is None else \
+            Diagnosis.from_dict(data["diagnosis"])
+        return cls(TrialSpec.from_dict(data["spec"]), data["state"], data["error"], history,
+                   diagnosis, data["val_loss"], data["val_metric"], data["steps"],
+                   data["seconds"], data.get("worker", ""))
 
 
-def build_trainer(spec: TrialSpec, *, device: str | None = None,
-                  progress: bool = False) -> tuple[Trainer, int]:
-    """The trainer for a spec, schedules attached, and the steps they span."""
-    task = load_task(spec.task, data_dir=spec.data_dir)
+def build_trainer(spec: TrialSpec, *, task: Task | None = None, device: str | None = None,
+                  progress: bool = False, evaluate: bool = True,
+                  on_eval: Callable[[int, float, float | None], None] | None = None
+                  ) -> tuple[Trainer, int]:
+    """The ready trainer for a spec, its schedules passed in, and the steps they span.
+
+    `task` saves loading it again when the caller has it; `evaluate=False` trains without
+    validation (to measure speed); `on_eval(step, val_loss, val_metric)` sees each
+    evaluation."""
+    task = task or load_task(spec.task, data_dir=spec.data_dir)
     train, val = task.datasets()
+    batch_size = spec.batch_size or task.batch_size
+    per_epoch = steps_per_epoch(train, batch_size)
+    steps = spec.budget.total_steps(per_epoch)
     model = task.model(spec.seed)
-    high = spec.momentum[0]
-    optimizer = build_optimizer(task.optimizer, model, lr=spec.max_lr, momentum=high,
+    optimizer = build_optimizer(task.optimizer, model, lr=spec.max_lr, momentum=spec.momentum[0],
                                 weight_decay=spec.weight_decay)
-    trainer = Trainer(model, optimizer, task.loss_fn, train, val, metric=task.metric,
-                      batch_size=spec.batch_size or task.batch_size, seed=spec.seed,
-                      device=device, progress=progress, eval_samples=spec.eval_samples)
-    trainer.label = spec.label
-    steps = total_steps(spec, trainer.steps_per_epoch)
-    trainer.eval_every = spec.eval_every or max(1, steps // EVALS_PER_TRIAL)
-    lr, mom = policy_schedules(spec.policy, steps, spec.max_lr, momentum=spec.momentum,
-                               steps_per_epoch=trainer.steps_per_epoch,
-                               cycle_momentum=spec.cycle_momentum)
-    trainer.scheduler = HyperScheduler(optimizer, lr=lr, momentum=mom)
+    lr, momentum = policy_schedules(spec.policy, steps, spec.max_lr, momentum=spec.momentum,
+                                    steps_per_epoch=per_epoch,
+                                    cycle_momentum=spec.cycle_momentum)
+    trainer = Trainer(model, optimizer, task.loss_fn, train, val if evaluate else None,
+                      scheduler=HyperScheduler(optimizer, lr=lr, momentum=momentum),
+                      metric=task.metric, batch_size=batch_size,
+                      eval_every=spec.eval_every or max(1, steps // EVALS_PER_TRIAL),
+                      eval_samples=spec.eval_samples, seed=spec.seed, device=device,
+                      progress=progress, on_eval=on_eval, label=spec.label)
     return trainer, steps
 
 
 def result_from(spec: TrialSpec, history: History, seconds: float) -> TrialResult:
+    """The complete result of a training that recorded `history`."""
     return TrialResult(
         spec, "complete", None, history, diagnose(history),
         history.val_loss[-1] if history.val_loss else None,
         history.val_metric[-1] if history.val_metric else None,
         len(history.step), seconds)
+
+
+def train(spec: TrialSpec, *, task: Task | None = None, device: str | None = None,
+          progress: bool = False) -> tuple[TrialResult, torch.nn.Module]:
+    """Train one spec to the end of its budget: its result and the trained model. Errors
+    are raised (use `run_trial` to record them instead)."""
+    start = time.perf_counter()
+    trainer, steps = build_trainer(spec, task=task, device=device, progress=progress)
+    history = trainer.run(steps=steps, seconds=spec.budget.seconds)
+    return result_from(spec, history, time.perf_counter() - start), trainer.model
 
 
 def run_trial(spec: TrialSpec, *, device: str | None = None,
@@ -138,14 +197,11 @@ def run_trial(spec: TrialSpec, *, device: str | None = None,
     `progress` shows a live bar (step, training and validation loss)."""
     start = time.perf_counter()
     try:
-        trainer, steps = build_trainer(spec, device=device, progress=progress)
-        history = trainer.run(steps=steps, seconds=spec.budget.seconds)
-        return result_from(spec, history, time.perf_counter() - start)
+        return train(spec, device=device, progress=progress)[0]
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:  # a failed trial is data, not a crash
         message = f"{type(err).__name__}: {err}"
         if not isinstance(err, ValueError | MemoryError | torch.OutOfMemoryError):
             message += "\n" + traceback.format_exc(limit=3)
-        return TrialResult(spec, "failed", message, None, None, None, None, 0,
-                           time.perf_counter() - start)
+        return TrialResult.failed(spec, "failed", message, time.perf_counter() - start)

@@ -13,6 +13,9 @@ Conventions, for every schedule here:
   optimizer.
 """
 
+from collections.abc import Callable
+from typing import Literal
+
 from ._base import Schedule, from_dict, kinds
 from ._basic import (
     Constant,
@@ -44,7 +47,31 @@ from ._cyclic import (
 from ._join import Join, Mirror, join, mirror, warmup
 from ._one_cycle import OneCycle, OneCycleMomentum, one_cycle, one_cycle_momentum
 
+Quantity = Literal["lr", "momentum"]
+
+# The constructors built from plain numbers (what `disciplined schedule NAME key=value ...`
+# offers), each with the hyper-parameter its values are meant for. `join`, `warmup` and
+# `mirror` take schedules as arguments, so they are composed in Python instead.
+CONSTRUCTORS: dict[str, tuple[Callable[..., Schedule], Quantity]] = {
+    "constant": (constant, "lr"),
+    "linear": (linear, "lr"),
+    "cosine": (cosine, "lr"),
+    "exponential": (exponential, "lr"),
+    "lr_range": (lr_range, "lr"),
+    "step": (step, "lr"),
+    "multistep": (multistep, "lr"),
+    "inv": (inv, "lr"),
+    "one_cycle": (one_cycle, "lr"),
+    "one_cycle_momentum": (one_cycle_momentum, "momentum"),
+    "triangular": (triangular, "lr"),
+    "triangular2": (triangular2, "lr"),
+    "exp_range": (exp_range, "lr"),
+    "cyclic_momentum": (cyclic_momentum, "momentum"),
+    "cosine_restarts": (cosine_restarts, "lr"),
+}
+
 __all__ = [
+    "CONSTRUCTORS",
     "Constant",
     "Cosine",
     "CosineRestarts",
@@ -58,6 +85,7 @@ __all__ = [
     "MultiStep",
     "OneCycle",
     "OneCycleMomentum",
+    "Quantity",
     "Schedule",
     "Step",
     "constant",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from ..defaults import BASE_MOMENTUM, MAX_MOMENTUM
+from ..defaults import ONE_CYCLE_DIV as DIV_FACTOR
 from ._base import (
     Schedule,
     check_choice,
@@ -21,13 +23,8 @@ from ._base import (
 
 # Smith's defaults: the cycle's two halves take ~90% of training, the rest is annihilation.
 PCT_START = 0.45
-# The cycle starts one order of magnitude below the maximum (Section 4.1: "max/10").
-DIV_FACTOR = 10.0
 # "Several orders of magnitude" below the start for the annihilation phase (same as torch).
 FINAL_DIV_FACTOR = 1e4
-# Momentum falls while the LR rises: 0.95 -> 0.85 (Section 4.3).
-MAX_MOMENTUM = 0.95
-BASE_MOMENTUM = 0.85
 
 
 def _phase_ends(total_steps: int, pct_start: float, three_phase: bool) -> tuple[float, ...]:

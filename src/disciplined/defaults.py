@@ -1,0 +1,21 @@
+"""The paper's default values, each written once (Smith 2018); imports nothing.
+
+Every module that needs one of these imports it from here, so a default changes in one place
+and the CLI's help, the trial specification and the schedules always agree.
+"""
+
+from __future__ import annotations
+
+# Cyclical momentum falls from 0.95 to 0.85 while the LR rises (Section 4.3); Adam's beta1 too.
+MAX_MOMENTUM = 0.95
+BASE_MOMENTUM = 0.85
+MOMENTUM = (MAX_MOMENTUM, BASE_MOMENTUM)
+# Weight decay before it is searched: the value of the paper's Cifar-10 and LeNet examples
+# (Section 4.4), used by the first range test and the momentum runs.
+WEIGHT_DECAY = 5e-4
+# 1cycle starts one order of magnitude below its peak: min_lr = max_lr / 10 (Section 4.1).
+ONE_CYCLE_DIV = 10.0
+# Cyclical LRs take max_lr / 4 as their lower bound (Smith 2017, Section 3.3).
+CYCLIC_DIV = 4.0
+# The optimizer's LR before a schedule sets it (never used for a step).
+PLACEHOLDER_LR = 1e-3
