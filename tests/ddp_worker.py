@@ -56,10 +56,10 @@ def main() -> None:
     # a 1cycle training: per-step losses and the evaluations
     model = task.model(0)
     optimizer = build_optimizer("sgd", model, lr=0.1, momentum=0.95, weight_decay=5e-4)
-    trainer = Trainer(model, optimizer, task.loss_fn, train, val, batch_size=batch,
-                      eval_every=20, seed=0)
     lr, mom = policy_schedules("one-cycle", STEPS, 0.1, momentum=(0.95, 0.85))
-    trainer.scheduler = HyperScheduler(optimizer, lr=lr, momentum=mom)
+    trainer = Trainer(model, optimizer, task.loss_fn, train, val, batch_size=batch,
+                      eval_every=20, seed=0,
+                      scheduler=HyperScheduler(optimizer, lr=lr, momentum=mom))
     history = trainer.run(steps=STEPS)
     weights = torch.cat([p.detach().flatten() for p in model.parameters()])
 

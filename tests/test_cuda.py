@@ -6,7 +6,7 @@ import torch
 
 from disciplined import HyperScheduler, lr_range_test
 from disciplined import schedules as S
-from disciplined.engine import Trainer, build_optimizer
+from disciplined.engine import Trainer, build_optimizer, steps_per_epoch
 from disciplined.tasks import caffe_lenet, digits_cnn, digits_datasets
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -17,11 +17,11 @@ def trainer(amp, seed=0):
     torch.manual_seed(seed)
     model = digits_cnn()
     opt = build_optimizer("sgd", model, lr=0.1)
+    total = steps_per_epoch(DATA[0], 64) * 5
     t = Trainer(model, opt, torch.nn.CrossEntropyLoss(), DATA[0], DATA[1], batch_size=64,
-                amp=amp, device="cuda", seed=seed)
-    total = t.steps_per_epoch * 5
-    t.scheduler = HyperScheduler(opt, lr=S.one_cycle(total, 0.3),
-                                 momentum=S.one_cycle_momentum(total))
+                amp=amp, device="cuda", seed=seed,
+                scheduler=HyperScheduler(opt, lr=S.one_cycle(total, 0.3),
+                                         momentum=S.one_cycle_momentum(total)))
     return t, total
 
 

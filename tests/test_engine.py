@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from disciplined import HyperScheduler
 from disciplined import schedules as S
-from disciplined.engine import BatchStream, History, Trainer, build_optimizer
+from disciplined.engine import BatchStream, History, Trainer, build_optimizer, steps_per_epoch
 from disciplined.plot import plot_history
 from disciplined.tasks import digits_cnn, digits_datasets
 
@@ -17,19 +17,16 @@ def make_trainer(*, lr=None, seed=0, batch_size=64, train=None, **kwargs):
     torch.manual_seed(seed)
     model = digits_cnn()
     opt = build_optimizer("sgd", model, lr=0.1, weight_decay=5e-4)
-    trainer = Trainer(model, opt, torch.nn.CrossEntropyLoss(), train or DATA[0], DATA[1],
-                      batch_size=batch_size, seed=seed, **kwargs)
-    if lr is not None:
-        trainer.scheduler = HyperScheduler(opt, lr=lr, momentum=S.one_cycle_momentum(
-            lr.total_steps) if lr.total_steps else None)
-    return trainer
+    scheduler = None if lr is None else HyperScheduler(
+        opt, lr=lr, momentum=S.one_cycle_momentum(lr.total_steps) if lr.total_steps else None)
+    return Trainer(model, opt, torch.nn.CrossEntropyLoss(), train or DATA[0], DATA[1],
+                   batch_size=batch_size, seed=seed, scheduler=scheduler, **kwargs)
 
 
 def test_one_cycle_training_on_digits_records_a_full_history():
-    trainer = make_trainer()
-    total = trainer.steps_per_epoch * 4
-    trainer.scheduler = HyperScheduler(trainer.optimizer, lr=S.one_cycle(total, 0.3),
-                                       momentum=S.one_cycle_momentum(total))
+    total = steps_per_epoch(DATA[0], 64) * 4
+    trainer = make_trainer(lr=S.one_cycle(total, 0.3))
+    assert trainer.steps_per_epoch * 4 == total
     h = trainer.run(epochs=4)
     assert len(h.step) == len(h.lr) == len(h.momentum) == len(h.train_loss) == total
     assert h.eval_step == [trainer.steps_per_epoch * k for k in (1, 2, 3, 4)]
