@@ -23,9 +23,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from . import zoo
 from .errors import DisciplinedError
 
 DEFAULT_BATCH_SIZE = 128
+ZOO_PREFIX = "zoo/"  # `zoo/transformer_parity` names a task file of disciplined.zoo
 OptimizerKind = Literal["sgd", "adamw"]
 OPTIMIZERS: tuple[OptimizerKind, ...] = get_args(OptimizerKind)
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -248,15 +250,21 @@ def builtin_tasks(data_dir: str | Path | None = None) -> dict[str, Task]:
 
 
 def load_task(name_or_path: str | Path, *, data_dir: str | Path | None = None) -> Task:
-    """A built-in task by name, or a user's task file by path."""
+    """A built-in task by name, a zoo task as `zoo/NAME`, or a user's task file by path."""
     builtins = builtin_tasks(data_dir)
     if str(name_or_path) in builtins:
         return builtins[str(name_or_path)]
+    if str(name_or_path).startswith(ZOO_PREFIX):
+        try:
+            return _task_from_file(zoo.path(str(name_or_path).removeprefix(ZOO_PREFIX)))
+        except ValueError as err:
+            raise TaskError(str(err)) from err
     path = Path(name_or_path)
     if path.suffix != ".py" or not path.exists():
         raise TaskError(
             f"unknown task {str(name_or_path)!r}: use a built-in task "
-            f"({', '.join(builtins)}) or the path of a Python task file, for example:\n"
+            f"({', '.join(builtins)}), a zoo task ({ZOO_PREFIX}NAME, NAME one of "
+            f"{', '.join(zoo.names())}) or the path of a Python task file, for example:\n"
             f"{TASK_FILE_EXAMPLE}")
     return _task_from_file(path)
 
