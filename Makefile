@@ -11,7 +11,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint typecheck layers bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray bench-data-parallel ray-cluster clean
+.PHONY: test demo lint typecheck layers bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,8 @@ $(BENCH_STAMP): pyproject.toml
 	$(BENCH_VENV)/bin/pip install --quiet -e '.[ray]'
 	$(BENCH_VENV)/bin/pip install --quiet --no-deps torch-lr-finder==0.2.2 packaging \
 		pytorch-lightning==2.6.6 lightning-utilities torchmetrics fsspec pyyaml
-	$(BENCH_VENV)/bin/pip install --quiet optuna
+	$(BENCH_VENV)/bin/pip install --quiet optuna==5.0.0
+	$(BENCH_VENV)/bin/pip install --quiet --no-deps prodigyopt==1.1.2 schedulefree==1.4.1
 	$(BENCH_VENV)/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(BENCH_STAMP)
 
@@ -88,6 +89,16 @@ bench-ray: $(BENCH_STAMP) $(FASHION)
 
 bench-data-parallel: $(BENCH_STAMP) $(FASHION)
 	$(BENCH_VENV)/bin/python benchmarks/data_parallel.py --write benchmarks/RESULTS.md
+
+# The zoo's reference grids (benchmarks/zoo_reference/*.json), for the tasks without a file
+# yet: an hour or more, so run it as `nohup make zoo-reference ZOO_ARGS=--commit &`.
+zoo-reference: $(STAMP) $(FASHION)
+	$(PY) benchmarks/zoo_reference.py $(ZOO_ARGS)
+
+# Scores tune, Optuna, the range-test rules and LR-free optimizers against the stored grids
+# (benchmarks/decisions/*.json kept per task: --force in BENCH_ARGS remeasures).
+bench-decisions: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/bench_decisions.py --write benchmarks/RESULTS.md $(BENCH_ARGS)
 
 # A 2-node Ray cluster on loopback (head on 127.0.0.2, worker on 127.0.0.3) and a weight-decay
 # search on it; stops both nodes afterwards.

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from disciplined import zoo
+from disciplined import trials, zoo
 from disciplined.tasks import TaskError, load_task
 
 FASHION_FILE = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
@@ -59,22 +59,16 @@ def test_a_zoo_task_loads_fits_its_model_and_trains(name):
     else:
         assert out.shape == y.shape and y.dtype == torch.float32  # no silent broadcasting
 
-    # a few steps at a small LR: the loss is finite and moves
-    first = task.loss_fn(out, y).detach()
-    scale = max(1.0, float(first))  # the raw-scale regressions have losses ~1e5
-    if task.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3 / scale, momentum=0.9)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    for _ in range(5):
-        loss = task.loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        last = task.loss_fn(model(x), y)
-    assert torch.isfinite(first) and torch.isfinite(last)
-    assert float(last) != float(first)
+    # a few steps through the library's own trainer (as tune and train run it): finite
+    # losses, and the weights moved
+    spec = trials.TrialSpec(f"zoo/{name}", max_lr=1e-6, budget=trials.Budget(steps=3),
+                            eval_samples=64)
+    result, trained = trials.train(spec, task=task)
+    assert result.state == "complete" and result.history.stop_reason == "budget"
+    assert len(result.history.train_loss) == 3
+    assert all(np.isfinite(result.history.train_loss)) and np.isfinite(result.val_loss)
+    before = task.model(seed=0).state_dict()
+    assert any(not torch.equal(before[k], v) for k, v in trained.state_dict().items())
 
 
 def test_the_zoo_lists_every_task_file_once_with_a_docstring_saying_what_it_covers():
@@ -113,3 +107,10 @@ def test_missing_fashion_mnist_says_how_to_install_it(tmp_path):
     task.build_datasets.__wrapped__.__globals__["DATA_DIR"] = tmp_path  # a fresh module's
     with pytest.raises(TaskError, match="apt-get install dataset-fashion-mnist"):
         task.datasets()
+
+
+def test_zoo_tasks_are_named_zoo_slash_name_wherever_a_task_is_named():
+    task = load_task("zoo/transformer_majority")
+    assert task.name == "transformer_majority" and task.optimizer == "adamw"
+    with pytest.raises(TaskError, match="unknown zoo task 'imagenet'.*tabular_mlp"):
+        load_task("zoo/imagenet")

@@ -1,0 +1,347 @@
+"""How good are the hyper-parameters each procedure chooses, on the zoo, against its grid?
+
+For each zoo task, T is the measured time of one final training (the naive default, seed 0).
+The procedures, each given 3T (tight) and 10T (generous) of wall time:
+- `disciplined tune --budget-minutes` (the whole recipe, default stages, seed 0);
+- Optuna TPE (seeded) over the same space (max LR, maximum momentum, weight decay), each trial
+  a full-length 1cycle training scored on the validation set, until the time is up;
+and, costing about one training each:
+- each range-test rule alone (smith: ours; steepest; min/10; valley): `find-lr`'s default
+  sweep, then `train --max-lr` with the rule's value and the defaults (momentum 0.95 -> 0.85,
+  weight decay 5e-4);
+- the learning-rate-free optimizers, one training each at their authors' settings: Prodigy
+  (lr 1, cosine annealing over the run, as its README advises) and schedule-free AdamW (lr
+  2.5e-3) / SGD (lr 1), package defaults with a 5% warm-up, BatchNorm statistics recomputed at
+  the averaged weights before evaluation (as the schedulefree README prescribes).
+
+Every choice is trained again at the task's final length on the grid's seeds (0 and 1) and
+scored like the grid (benchmarks/zoo_reference/), which is read, never re-run: regret in
+accuracy points for classifiers, the loss ratio to the grid's best otherwise; "worse than
+naive" compares with the grid file's naive default. Each task's measurements go to
+benchmarks/decisions/NAME.json (kept: `--force` remeasures), so a stopped run resumes; the
+tables are built from whatever files exist, dev and test halves side by side.
+
+    make bench-decisions
+    python benchmarks/bench_decisions.py --tasks tabular_mlp --force
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import header, publish
+from _zoo import Run, each_task, finite, run_score, score_of, stamp, task_arguments, train_once
+
+from disciplined import zoo
+from disciplined.defaults import BASE_MOMENTUM, MOMENTUM, WEIGHT_DECAY
+from disciplined.engine import Trainer, evaluate, steps_per_epoch
+from disciplined.range_test import task_range_test
+from disciplined.recipe import tune
+from disciplined.searches import MOMENTA
+from disciplined.tasks import Task, load_task
+
+MARK = "bench-decisions"
+REFERENCE = Path(__file__).with_name("zoo_reference")
+OUT = Path(__file__).with_name("decisions")
+SEEDS = (0, 1)
+BUDGETS = {"3x": 3.0, "10x": 10.0}
+RULES = ("smith", "steepest", "min/10", "valley")
+NAIVE_LR = {"sgd": 1e-2, "adamw": 3e-4}
+# Optuna's space: what a user would give it. Weight decay on the optimizer's own scale
+# (SGD's is coupled to the gradient, AdamW's multiplied by the LR: ~100x larger).
+LR_RANGE = (1e-6, 1.0)
+WD_RANGE = {"sgd": (1e-6, 1e-1), "adamw": (1e-4, 10.0)}
+WARMUP = 0.05  # schedule-free's warm-up, as a fraction of the run
+
+
+class Retrainer:
+    """Full-length trainings of chosen hyper-parameters on the grid's seeds, each trained
+    once however many procedures choose it."""
+
+    def __init__(self, task: Task, name: str) -> None:
+        self.task, self.name = task, name
+        self.classification = task.metric == "accuracy"
+        self.cache: dict[tuple[Any, ...], Run] = {}
+
+    def runs(self, max_lr: float, weight_decay: float, momentum: tuple[float, float],
+             batch_size: int | None = None) -> list[Run]:
+        out = []
+        for seed in SEEDS:
+            key = (f"{max_lr:.6g}", weight_decay, tuple(momentum), batch_size, seed)
+            if key not in self.cache:
+                self.cache[key] = train_once(self.task, self.name, max_lr, weight_decay, seed,
+                                             momentum=momentum, batch_size=batch_size)
+            out.append(self.cache[key])
+        return out
+
+
+def choice_entry(runs: list[Run], classification: bool, **extra: Any) -> dict[str, Any]:
+    scores = [run_score(r, classification) for r in runs]
+    return {**extra, "runs": [vars(r) for r in runs],
+            "mean_score": statistics.fmean(scores) if all(map(math.isfinite, scores))
+            else None}
+
+
+def run_tune(name: str, seconds: float, retrain: Retrainer) -> dict[str, Any]:
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        result = tune(f"zoo/{name}", out=out, budget_minutes=seconds / 60)
+    wall = time.perf_counter() - start
+    hyper = result.summary["hyperparameters"]
+    momentum = tuple(hyper["momentum"])
+    runs = retrain.runs(hyper["max_lr"], hyper["weight_decay"], momentum,
+                        hyper["batch_size"])
+    final = result.summary["final"]
+    return choice_entry(runs, retrain.classification, budget_seconds=seconds,
+                        wall_seconds=round(wall, 1), choice=hyper,
+                        own_final={"epochs": final["epochs"], "val_loss": final["val_loss"],
+                                   "val_metric": final["val_metric"]})
+
+
+def run_optuna(name: str, seconds: float, retrain: Retrainer, task: Task) -> dict[str, Any]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    classification = retrain.classification
+    wd_low, wd_high = WD_RANGE[task.optimizer]
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("max_lr", *LR_RANGE, log=True)
+        momentum = trial.suggest_categorical("momentum", list(MOMENTA))
+        wd = trial.suggest_float("weight_decay", wd_low, wd_high, log=True)
+        run = train_once(task, name, lr, wd, 0, momentum=(momentum, BASE_MOMENTUM))
+        score = run_score(run, classification)
+        return score if math.isfinite(score) else (0.0 if classification else -1e30)
+
+    start = time.perf_counter()
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=0))
+    study.optimize(objective, timeout=seconds)
+    wall = time.perf_counter() - start
+    best = study.best_params
+    momentum = (best["momentum"], BASE_MOMENTUM)
+    runs = retrain.runs(best["max_lr"], best["weight_decay"], momentum)
+    return choice_entry(runs, classification, budget_seconds=seconds,
+                        wall_seconds=round(wall, 1), trials=len(study.trials),
+                        choice={"max_lr": best["max_lr"], "momentum": list(momentum),
+                                "weight_decay": best["weight_decay"]})
+
+
+def run_rules(retrain: Retrainer, task: Task) -> dict[str, dict[str, Any]]:
+    start = time.perf_counter()
+    result = task_range_test(task)
+    sweep = time.perf_counter() - start
+    out = {}
+    for rule in RULES:
+        lr = result.suggestions[rule].value
+        if lr is None:
+            out[f"rule {rule}"] = {"choice": None, "runs": [], "mean_score": None,
+                                   "wall_seconds": round(sweep, 1),
+                                   "note": "the rule gave no suggestion"}
+            continue
+        runs = retrain.runs(lr, WEIGHT_DECAY, MOMENTUM)
+        out[f"rule {rule}"] = choice_entry(
+            runs, retrain.classification, wall_seconds=round(sweep, 1),
+            choice={"max_lr": lr, "momentum": list(MOMENTUM), "weight_decay": WEIGHT_DECAY})
+    return out
+
+
+def _lr_free(task: Task, build: Callable[[torch.nn.Module, int], tuple[Any, Any]],
+             schedule_free: bool) -> dict[str, Any]:
+    """One training (seed 0) with an optimizer that needs no LR tuning."""
+    train_data, val_data = task.datasets()
+    steps = math.ceil((task.epochs or 1) * steps_per_epoch(train_data, task.batch_size))
+    start = time.perf_counter()
+    model = task.model(0)
+    optimizer, scheduler = build(model, steps)
+    if schedule_free:
+        optimizer.train()
+    trainer = Trainer(model, optimizer, task.loss_fn, train_data, None,
+                      scheduler=scheduler, metric=task.metric, batch_size=task.batch_size,
+                      seed=0)
+    history = trainer.run(steps=steps)
+    if schedule_free:
+        optimizer.eval()  # the averaged weights, which are the ones to evaluate
+        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            model.train()
+            with torch.no_grad():
+                for _ in range(min(50, steps)):
+                    model(trainer.batches.next()[0])
+    loss, metric = evaluate(model, val_data, task.loss_fn, task.metric, trainer.device)
+    diverged = history.stop_reason == "diverged" or finite(loss) is None
+    classification = task.metric == "accuracy"
+    score = score_of(None if diverged else finite(loss), metric, classification)
+    return {"wall_seconds": round(time.perf_counter() - start, 1),
+            "runs": [{"seed": 0, "val_loss": finite(loss),
+                      "val_metric": None if diverged else metric, "diverged": diverged}],
+            "mean_score": score if math.isfinite(score) else None}
+
+
+def run_prodigy(task: Task) -> dict[str, Any]:
+    from prodigyopt import Prodigy
+
+    def build(model: torch.nn.Module, steps: int) -> tuple[Any, Any]:
+        opt = Prodigy(model.parameters(), lr=1.0)
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+
+    return {**_lr_free(task, build, schedule_free=False),
+            "choice": {"optimizer": "Prodigy", "lr": 1.0, "schedule": "cosine"}}
+
+
+def run_schedule_free(task: Task) -> dict[str, Any]:
+    import schedulefree
+
+    def build(model: torch.nn.Module, steps: int) -> tuple[Any, None]:
+        warmup = int(WARMUP * steps)
+        if task.optimizer == "adamw":
+            return schedulefree.AdamWScheduleFree(model.parameters(),
+                                                  warmup_steps=warmup), None
+        return schedulefree.SGDScheduleFree(model.parameters(), warmup_steps=warmup), None
+
+    kind = "AdamWScheduleFree" if task.optimizer == "adamw" else "SGDScheduleFree"
+    return {**_lr_free(task, build, schedule_free=True),
+            "choice": {"optimizer": kind, "lr": "default", "warmup": WARMUP}}
+
+
+def attempt(procedure: Callable[[], dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A procedure's entry, or, when it raised, the error as its result (it counts as failed:
+    a user would have got nothing from it)."""
+    start = time.perf_counter()
+    try:
+        return procedure()
+    except Exception as err:  # a crash is a measurement here
+        print(f"  failed: {type(err).__name__}: {err}", flush=True)
+        return {**extra, "error": f"{type(err).__name__}: {err}", "runs": [],
+                "mean_score": None,
+                "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def measure(name: str) -> dict[str, Any]:
+    entry = next(t for t in zoo.ZOO if t.name == name)
+    task = load_task(f"zoo/{name}")
+    retrain = Retrainer(task, name)
+    started = time.perf_counter()
+    task.datasets()  # made once per process: not part of a training's time
+    # The first training in a process pays torch's warm-up (~2x on the fastest tasks): T is
+    # the faster of two.
+    seconds = min(train_once(task, name, NAIVE_LR[task.optimizer], 0.0, seed, policy="constant",
+                             momentum=(0.9, 0.9)).seconds for seed in SEEDS)
+    print(f"{name}: one final training takes {seconds:.1f} s", flush=True)
+    procedures: dict[str, dict[str, Any]] = {}
+    for label, factor in BUDGETS.items():
+        print(f"{name}: tune at {label}", flush=True)
+        procedures[f"tune {label}"] = attempt(
+            lambda f=factor: run_tune(name, f * seconds, retrain),
+            budget_seconds=factor * seconds)
+        print(f"{name}: optuna at {label}", flush=True)
+        procedures[f"optuna {label}"] = attempt(
+            lambda f=factor: run_optuna(name, f * seconds, retrain, task),
+            budget_seconds=factor * seconds)
+    print(f"{name}: range-test rules", flush=True)
+    rules = attempt(lambda: run_rules(retrain, task))
+    procedures.update({f"rule {r}": rules for r in RULES} if "error" in rules else rules)
+    print(f"{name}: learning-rate-free optimizers", flush=True)
+    procedures["prodigy"] = attempt(lambda: run_prodigy(task))
+    procedures["schedule-free"] = attempt(lambda: run_schedule_free(task))
+    return {
+        "task": name, "split": entry.split, "kind": entry.kind, "optimizer": task.optimizer,
+        "final_training_seconds": seconds, "procedures": procedures,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        **stamp(f"python benchmarks/bench_decisions.py --tasks {name} --force"),
+    }
+
+
+# --- the tables ------------------------------------------------------------------------------
+
+
+def gap(score: float | None, best: float, classification: bool) -> float | None:
+    """Regret in accuracy points (classifiers), else the loss ratio to the grid's best."""
+    if score is None:
+        return None
+    return 100 * (best - score) if classification else (-score) / (-best)
+
+
+def fmt_gap(value: float | None, classification: bool) -> str:
+    if value is None:
+        return "failed"
+    return f"{value:+.1f} pt" if classification else f"{value:.2f}x"
+
+
+def tables(split: str) -> list[str]:
+    rows, per_procedure = [], {}
+    names = [t.name for t in zoo.ZOO if t.split == split]
+    found = [n for n in names if (OUT / f"{n}.json").exists()
+             and (REFERENCE / f"{n}.json").exists()]
+    if not found:
+        return [f"No task of the {split} half has both a grid and a measurement yet."]
+    procedures: list[str] = []
+    for name in found:
+        data = json.loads((OUT / f"{name}.json").read_text())
+        grid = json.loads((REFERENCE / f"{name}.json").read_text())
+        classification = grid["score"] == "val_accuracy"
+        best = grid["best"]["mean_score"]
+        naive = grid["naive"]["mean_score"]
+        procedures = procedures or list(data["procedures"])
+        cells = []
+        for proc in procedures:
+            entry = data["procedures"][proc]
+            score = entry["mean_score"]
+            g = gap(score, best, classification)
+            worse = score is None or score < naive
+            per_procedure.setdefault(proc, []).append((g, classification, worse, entry))
+            cells.append(fmt_gap(g, classification) + (" *" if worse else ""))
+        rows.append(f"| {name} | {fmt_gap(gap(naive, best, classification), classification)} | "
+                    + " | ".join(cells) + " |")
+    lines = [f"Per task ({len(found)} of {len(names)} {split} tasks): regret against the grid's "
+             "best (accuracy points, or loss ratio); * = worse than the naive default.", "",
+             "| task | naive | " + " | ".join(procedures) + " |",
+             "|---" * (len(procedures) + 2) + "|", *rows, "",
+             "Summary: mean regret over classifiers (points), geometric-mean loss ratio over the "
+             "others, how many tasks end worse than the naive default, and wall time against "
+             "the budget (median).", "",
+             "| procedure | mean regret (pt) | loss ratio | worse than naive | wall / budget |",
+             "|---|---|---|---|---|"]
+    for proc in procedures:
+        entries = per_procedure[proc]
+        points = [g for g, c, _, _ in entries if c and g is not None]
+        ratios = [g for g, c, _, _ in entries if not c and g is not None]
+        failed = sum(g is None for g, *_ in entries)
+        worse = sum(w for _, _, w, _ in entries)
+        over = [e["wall_seconds"] / e["budget_seconds"] for *_, e in entries
+                if "budget_seconds" in e]
+        lines.append(
+            f"| {proc} | {statistics.fmean(points):.1f}" if points else f"| {proc} | -")
+        lines[-1] += (f" | {math.exp(statistics.fmean(map(math.log, ratios))):.2f}x"
+                      if ratios else " | -")
+        lines[-1] += f" | {worse}/{len(entries)}" + (f" ({failed} failed)" if failed else "")
+        lines[-1] += f" | {statistics.median(over):.2f}x |" if over else " | - |"
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    task_arguments(parser)
+    parser.add_argument("--write", type=Path, help="put the tables into this RESULTS.md")
+    args = parser.parse_args()
+    for _, data in each_task(args, OUT, measure):
+        print(f"{data['task']}: done in {data['wall_seconds']:.0f} s", flush=True)
+    lines = header("Decisions on the zoo against its reference grids (bench-decisions)",
+                   "make bench-decisions", "optuna 5.0.0, prodigyopt 1.1.2, schedulefree 1.4.1")
+    lines += ["", "Each task's measurement has its own date, machine and command in "
+              "benchmarks/decisions/NAME.json; the grids in benchmarks/zoo_reference/.", ""]
+    for split in ("dev", "test"):
+        lines += ["", f"### {split} half", "", *tables(split)]
+    publish(lines, args.write, MARK)
+
+
+if __name__ == "__main__":
+    main()
