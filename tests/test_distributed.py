@@ -91,6 +91,7 @@ def test_tune_under_torchrun_writes_once_from_rank_0(tmp_path: Path) -> None:
     done = torchrun("-m", "disciplined.cli", "tune", "digits", "--out", str(out),
                     "--budget-epochs", "2", "--quiet")
     assert done.stdout.count("chosen hyper-parameters") == 1  # rank 1 prints nothing
+    assert done.stdout.count("stage 1/") == 1  # nor its progress
     assert "total batch 128 (64 per process x 2 processes)" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data_parallel"] == {"world_size": 2, "batch_size_per_process": 64,

@@ -80,3 +80,12 @@ def test_an_empty_journal_left_by_a_crash_before_any_trial_starts_fresh(tmp_path
     Study(tmp_path).close()  # created the tables, recorded nothing
     with Study(tmp_path) as study:
         assert study.trials() == []
+
+
+def test_a_stage_journaled_before_min_lr_was_derived_still_reads():
+    # journals written before issue 11 stored min_lr beside max_lr, and a final stage
+    # without its run's numbers
+    outcome = Outcome.from_columns({"max_lr": 0.2, "min_lr": 0.02},
+                                   {"reason": "Smith's rule", "range_test": None})
+    assert outcome.decision == Decision(max_lr=0.2)
+    assert outcome.final is None and outcome.search is None

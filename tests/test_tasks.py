@@ -147,3 +147,16 @@ def test_unknown_task_lists_the_builtins_and_shows_an_example():
     with pytest.raises(TaskError, match="digits, mnist1d") as err:
         load_task("imagenet")
     assert "def build_model" in str(err.value)
+
+
+def test_train_builds_a_task_files_datasets_once(tmp_path):
+    from disciplined.jobs import train
+
+    calls = tmp_path / "calls"
+    path = tmp_path / "counted.py"
+    path.write_text(GOOD_TASK.replace(
+        "def build_datasets():\n",
+        f"def build_datasets():\n    open({str(calls)!r}, 'a').write('x')\n"))
+    job = train(str(path), max_lr=0.01, epochs=1, out=tmp_path / "out")
+    assert job.result.state == "complete" and len(job.result.history.eval_step) == 1
+    assert calls.read_text() == "x"  # counting the steps and training share one build

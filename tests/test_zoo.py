@@ -112,5 +112,17 @@ def test_missing_fashion_mnist_says_how_to_install_it(tmp_path):
 def test_zoo_tasks_are_named_zoo_slash_name_wherever_a_task_is_named():
     task = load_task("zoo/transformer_majority")
     assert task.name == "transformer_majority" and task.optimizer == "adamw"
-    with pytest.raises(TaskError, match="unknown zoo task 'imagenet'.*tabular_mlp"):
+    with pytest.raises(TaskError, match=r"unknown zoo task 'imagenet'.*tabular_mlp"):
         load_task("zoo/imagenet")
+
+
+def test_the_zoo_command_lists_every_task_by_the_name_tune_takes():
+    from typer.testing import CliRunner
+
+    from disciplined.cli import app
+
+    out = CliRunner().invoke(app, ["zoo"])
+    assert out.exit_code == 0
+    lines = out.output.splitlines()
+    assert [line.split()[0] for line in lines] == [f"zoo/{n}" for n in zoo.names()]
+    assert "transformer encoder" in out.output

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR, WEIGHT_DECAY
 from .errors import DisciplinedError
 
 app = typer.Typer(
@@ -24,13 +25,15 @@ app = typer.Typer(
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+MOMENTUM_TEXT = ",".join(f"{m:g}" for m in MOMENTUM)  # "0.95,0.85", as --momentum reads it
 
 OutDir = Annotated[Path, typer.Option("--out", help="Folder for the outputs.")]
 Seed = Annotated[int, typer.Option(help="Seed for weights and batch order.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar; plain log lines.")]
 BatchSize = Annotated[int | None, typer.Option(help="Per process; default: the task's.")]
 TaskArg = Annotated[str, typer.Argument(help="A built-in task (digits, mnist1d, mnist1d-mlp, "
-                                         "fashion-mnist, fashion-mnist-mlp) or a task file.")]
+                                         "fashion-mnist, fashion-mnist-mlp), a zoo task "
+                                         "(zoo/NAME: see `disciplined zoo`) or a task file.")]
 DataDir = Annotated[Path | None, typer.Option(help="Folder with Fashion-MNIST's IDX files.")]
 Momentum = Annotated[str, typer.Option(help="max,min momentum (or beta1).")]
 WeightDecay = Annotated[float, typer.Option("--wd", help="Weight decay.")]
@@ -157,6 +160,18 @@ def demo(
     console.print(f"schedule plot: {job.files[0]}")
 
 
+@app.command()
+def zoo() -> None:
+    """List the zoo: tasks of kinds beyond image classifiers, to run as `zoo/NAME` (for example
+    `disciplined tune zoo/transformer_parity`) and compare with benchmarks/zoo_reference."""
+    from . import zoo as the_zoo
+
+    width = max(len(t.name) for t in the_zoo.ZOO)
+    for task in the_zoo.ZOO:
+        console.print(f"zoo/{task.name:<{width}}  {task.split:<4}  {task.kind:<14}  "
+                      f"{task.optimizer:<5}  {task.covers}", highlight=False)
+
+
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -197,14 +212,14 @@ def find_lr(
     out: OutDir = Path("runs/find-lr"),
     val: Annotated[bool, typer.Option("--val", help="Read the validation loss "
                                                      "(Smith's choice).")] = False,
-    start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = 1e-7,
-    end_lr: Annotated[float, typer.Option(help="Last LR of the sweep.")] = 10.0,
-    steps: Annotated[int, typer.Option(help="Optimizer steps in the sweep.")] = 100,
+    start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = START_LR,
+    end_lr: Annotated[float, typer.Option(help="Last LR of the sweep.")] = END_LR,
+    steps: Annotated[int, typer.Option(help="Optimizer steps in the sweep.")] = NUM_STEPS,
     mode: Annotated[str, typer.Option(help="exp or linear spacing.")] = "exp",
     repeats: Annotated[int, typer.Option(help="Sweeps with different data orders.")] = 1,
     momentum: Annotated[str, typer.Option(help="Momentum swept from,to during the test.")
-                        ] = "0.95,0.85",
-    weight_decay: Annotated[float, typer.Option("--wd", help="Weight decay, held.")] = 5e-4,
+                        ] = MOMENTUM_TEXT,
+    weight_decay: Annotated[float, typer.Option("--wd", help="Weight decay, held.")] = WEIGHT_DECAY,
     batch_size: BatchSize = None,
     seed: Seed = 0,
     data_dir: DataDir = None,
@@ -254,8 +269,8 @@ def train(
     max_lr: Annotated[float, typer.Option(help="Peak (or constant) learning rate.")],
     policy: Annotated[str, typer.Option(help="one-cycle, one-cycle-cos, clr, sgdr, step, inv "
                                              "or constant.")] = "one-cycle",
-    momentum: Momentum = "0.95,0.85",
-    weight_decay: WeightDecay = 5e-4,
+    momentum: Momentum = MOMENTUM_TEXT,
+    weight_decay: WeightDecay = WEIGHT_DECAY,
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = 5,
     batch_size: BatchSize = None,
     out: OutDir = Path("runs/train"),
@@ -327,7 +342,7 @@ def _print_search(job: Any) -> None:
 def search_momentum(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
                     policy: Annotated[str, typer.Option(help="one-cycle or constant.")
                                       ] = "one-cycle",
-                    weight_decay: WeightDecay = 5e-4,
+                    weight_decay: WeightDecay = WEIGHT_DECAY,
                     out: OutDir = Path("runs/search-momentum"), seed: Seed = 0,
                     data_dir: DataDir = None,
                     executor: ExecutorKind = "local", ray_address: RayAddress = None,
@@ -423,18 +438,22 @@ def interpolate_cmd(
 
 
 class _TuneProgress:
-    """Stage, trial, validation loss and an ETA, one line each (plain lines with --quiet)."""
+    """Stage, trial, validation loss and an ETA, one line each (plain lines with --quiet);
+    `silent` (the other ranks under torchrun) prints nothing: rank 0 speaks for all."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet, self.start = quiet, time.perf_counter()
-        self.live = not quiet
+    def __init__(self, quiet: bool, silent: bool = False) -> None:
+        self.quiet, self.silent, self.start = quiet or silent, silent, time.perf_counter()
+        self.live = not self.quiet
         self.eta: float | None = None
+
+    def _say(self, line: str) -> None:
+        if not self.silent:
+            console.print(line, highlight=False)
 
     def plan(self, plan: Any) -> None:
         split = ", ".join(f"{k} ~{v:.0f} s" for k, v in plan.seconds_by_stage.items())
-        console.print(f"{self._stamp()} budget: final {plan.final_epochs:g} epochs, short "
-                      f"runs {plan.short_epochs:g} epochs each; planned split: {split}",
-                      highlight=False)
+        self._say(f"{self._stamp()} budget: final {plan.final_epochs:g} epochs, short "
+                  f"runs {plan.short_epochs:g} epochs each; planned split: {split}")
 
     def _stamp(self) -> str:
         elapsed = time.perf_counter() - self.start
@@ -445,24 +464,22 @@ class _TuneProgress:
         if eta_seconds is not None and self.eta is None:
             self.eta = (time.perf_counter() - self.start) + eta_seconds
         style = "" if self.quiet else "[bold cyan]"
-        console.print(f"{self._stamp()} {style}stage {index}/{total}: {name}",
-                      highlight=False)
+        self._say(f"{self._stamp()} {style}stage {index}/{total}: {name}")
 
     def trial(self, stage: str, result: Any) -> None:
         if result.state != "complete":
-            console.print(f"{self._stamp()}   {result.label}: {result.state}: {result.error}",
-                          highlight=False)
+            self._say(f"{self._stamp()}   {result.label}: {result.state}: {result.error}")
             return
         metric = "" if result.val_metric is None else f", val metric {result.val_metric:.4g}"
         verdict = result.diagnosis.verdict if result.diagnosis else "-"
-        console.print(f"{self._stamp()}   {result.label}: {result.steps} steps, val loss "
-                      f"{result.val_loss:.4f}{metric} ({verdict})", highlight=False)
+        self._say(f"{self._stamp()}   {result.label}: {result.steps} steps, val loss "
+                  f"{result.val_loss:.4f}{metric} ({verdict})")
 
     def decided(self, record: Any) -> None:
         decision = record.outcome.decision.describe()
-        console.print(f"{self._stamp()}   -> {record.name}: "
-                      f"{decision + '. ' if decision else ''}{record.outcome.reason} "
-                      f"({record.seconds:.1f} s)", highlight=False)
+        self._say(f"{self._stamp()}   -> {record.name}: "
+                  f"{decision + '. ' if decision else ''}{record.outcome.reason} "
+                  f"({record.seconds:.1f} s)")
 
 
 @app.command()
@@ -493,7 +510,7 @@ def tune(
         task, out=out, budget_epochs=budget_epochs, budget_minutes=budget_minutes,
         stages=None if stages is None else [s.strip() for s in stages.split(",")],
         resume=resume, seed=seed, data_dir=_dir(data_dir),
-        progress=_TuneProgress(quiet or not main), executor=runner))
+        progress=_TuneProgress(quiet, silent=not main), executor=runner))
     if not main:
         return
     s = result.summary

@@ -36,7 +36,9 @@ class Decision:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Decision:
-        fields = dict(data)
+        """Read `to_dict`'s output; also journals written before min_lr was derived from
+        max_lr (they stored it: dropped, as it follows from max_lr)."""
+        fields = {k: v for k, v in data.items() if k != "min_lr"}
         if fields.get("momentum") is not None:
             fields["momentum"] = _momentum(fields["momentum"])
         return cls(**fields)

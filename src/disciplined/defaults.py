@@ -17,5 +17,7 @@ WEIGHT_DECAY = 5e-4
 ONE_CYCLE_DIV = 10.0
 # Cyclical LRs take max_lr / 4 as their lower bound (Smith 2017, Section 3.3).
 CYCLIC_DIV = 4.0
-# The optimizer's LR before a schedule sets it (never used for a step).
-PLACEHOLDER_LR = 1e-3
+# The range test's default sweep: seven decades below 1 to ten, in 100 steps (Section 4.1).
+START_LR = 1e-7
+END_LR = 10.0
+NUM_STEPS = 100

@@ -79,7 +79,7 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
           data_dir: str | None = None, progress: bool = False) -> Job[TrialResult]:
     """Train a task from fresh weights with a named policy, evaluating the whole validation
     set once per epoch: history.json, curves.png and model.pt."""
-    loaded = load_task(task, data_dir=data_dir)
+    loaded = load_task(task, data_dir=data_dir).loaded()
     train_data, _ = loaded.datasets()
     batch_size = batch_size or loaded.batch_size
     per_epoch = steps_per_epoch(train_data, batch_size)

@@ -23,7 +23,15 @@ from torch import nn
 
 from . import distributed, schedules
 from .curves import SMOOTHING, Ema
-from .defaults import CYCLIC_DIV, MOMENTUM, ONE_CYCLE_DIV, WEIGHT_DECAY
+from .defaults import (
+    CYCLIC_DIV,
+    END_LR,
+    MOMENTUM,
+    NUM_STEPS,
+    ONE_CYCLE_DIV,
+    START_LR,
+    WEIGHT_DECAY,
+)
 from .engine import (
     BatchStream,
     Data,
@@ -38,8 +46,6 @@ from .tasks import Task
 
 Source = Literal["train", "val"]
 Mode = Literal["exp", "linear"]
-# The default sweep: seven decades below 1 to ten, in 100 steps (Smith 2018, Section 4.1).
-START_LR, END_LR, NUM_STEPS = 1e-7, 10.0, 100
 # Stop when the smoothed loss exceeds this multiple of its best (fastai also uses 4).
 DIVERGE_FACTOR = 4.0
 # Smith's rule: "still clearly decreasing" = a slope at least this fraction of the steepest.

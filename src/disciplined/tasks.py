@@ -84,6 +84,12 @@ class Task:
                             f"{type(model).__name__}")
         return model
 
+    def loaded(self) -> Task:
+        """This task with its datasets built once, now: a caller that needs the data before
+        training (to count steps) and the trainer after it then share one copy."""
+        data = self.datasets()
+        return dataclasses.replace(self, build_datasets=lambda: data)
+
     def datasets(self) -> tuple[Dataset, Dataset]:
         try:
             out = self.build_datasets()
