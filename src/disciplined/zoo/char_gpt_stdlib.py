@@ -9,8 +9,8 @@ is no per-sample class to score.
 
 Data: the first CHARS characters of the standard library's top-level `*.py` files (found via
 `sysconfig.get_paths()["stdlib"]`) concatenated in sorted file-name order: offline, always
-present. The exact text depends on the Python version; the task's size does not. Characters
-outside ASCII map to one shared token. The first 90% train, the last 10% validate.
+present. The exact text depends on the Python version; the task's size does not. The text is
+read as UTF-8 bytes; every byte outside ASCII maps to one shared token. The first 90% train, the last 10% validate.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ CONTEXT = 32  # characters per window: enough for identifiers and indentation to
 VOCAB = 128  # ASCII; everything else is token 127 (DEL never occurs in source)
 VAL_FRACTION = 0.1
 D_MODEL, N_HEADS, N_LAYERS = 64, 4, 2
-FF = 2  # feed-forward width in d_models: 2, not the usual 4, halves its cost
 
 optimizer = "adamw"
 batch_size = 64
