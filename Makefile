@@ -93,7 +93,7 @@ bench-data-parallel: $(BENCH_STAMP) $(FASHION)
 # The zoo's reference grids (benchmarks/zoo_reference/*.json), for the tasks without a file
 # yet: an hour or more, so run it as `nohup make zoo-reference ZOO_ARGS=--commit &`.
 zoo-reference: $(STAMP) $(FASHION)
-	$(PY) benchmarks/zoo_reference.py $(ZOO_ARGS)
+	$(PY) benchmarks/zoo_reference.py --write benchmarks/RESULTS.md $(ZOO_ARGS)
 
 # Scores tune, Optuna, the range-test rules and LR-free optimizers against the stored grids
 # (benchmarks/decisions/*.json kept per task: --force in BENCH_ARGS remeasures).

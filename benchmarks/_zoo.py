@@ -106,7 +106,7 @@ def each_task(args: argparse.Namespace, folder: Path,
     (every one with `--force`), yielding each file as it is written."""
     torch.set_num_threads(args.threads)
     folder.mkdir(exist_ok=True)
-    for name in args.tasks.split(","):
+    for name in filter(None, args.tasks.split(",")):
         path = folder / f"{name}.json"
         if path.exists() and not args.force:
             print(f"{name}: kept {path} (--force recomputes it)")

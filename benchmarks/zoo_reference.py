@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import statistics
 import subprocess
@@ -31,11 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import header, publish
 from _zoo import Run, each_task, run_score, stamp, task_arguments, train_once
 
 from disciplined import zoo
 from disciplined.tasks import Task, load_task
 
+MARK = "zoo-reference"
 OUT = Path(__file__).with_name("zoo_reference")
 SEEDS = (0, 1)
 # The whole-decade scan that places the grid (weight decay 0, seed 0), widened while its best
@@ -174,6 +177,40 @@ def reference(name: str) -> dict[str, Any]:
     }
 
 
+def shown(score: float, classification: bool) -> str:
+    """A mean score for people: accuracy in percent, else the loss."""
+    return f"{100 * score:.2f}%" if classification else f"{-score:.4g}"
+
+
+def summary(split: str) -> list[str]:
+    """One row per task of a half with a grid file: its best, the naive default, what weight
+    decay is worth there, and the grid's cost."""
+    rows = []
+    for entry in (t for t in zoo.ZOO if t.split == split):
+        path = OUT / f"{entry.name}.json"
+        if not path.exists():
+            rows.append(f"| {entry.name} | not computed yet | | | | | |")
+            continue
+        data = json.loads(path.read_text())
+        classification = data["score"] == "val_accuracy"
+        runs = [Run(**r) for r in data["runs"]]
+
+        best = data["best"]
+        at_zero = max(statistics.fmean(run_score(r, classification) for r in runs
+                                       if r.max_lr == x.max_lr and r.weight_decay == 0.0)
+                      for x in runs if x.weight_decay == 0.0)
+        worth = (f"{100 * (best['mean_score'] - at_zero):+.2f} pt" if classification
+                 else f"{at_zero / best['mean_score']:.3f}x loss without")
+        edge = " (on an edge)" if data["best_on_edge"] else ""
+        rows.append(
+            f"| {entry.name} | {data['optimizer']} | {best['max_lr']:.3g} / "
+            f"{best['weight_decay']:g}{edge} | {shown(best['mean_score'], classification)} | "
+            f"{shown(data['naive']['mean_score'], classification)} | {worth} | "
+            f"{len(data['runs'])} runs, {data['wall_seconds'] / 60:.1f} min |")
+    return ["| task | optimizer | best max LR / wd | best (mean of 2 seeds) | naive default | "
+            "weight decay's worth | grid |", "|---|---|---|---|---|---|---|", *rows]
+
+
 def commit(path: Path, message: str) -> None:
     """Commit one file, retrying while another git command holds the index."""
     for _ in range(30):
@@ -192,16 +229,27 @@ def main() -> None:
     task_arguments(parser)
     parser.add_argument("--commit", action="store_true",
                         help="git-commit each task's file as it finishes")
+    parser.add_argument("--write", type=Path,
+                        help="put the summary of every grid file into this RESULTS.md")
     args = parser.parse_args()
     for path, data in each_task(args, OUT, reference):
         name = data["task"]
         best = data["best"]
-        summary = (f"{name}: best max_lr {best['max_lr']:.3g} wd {best['weight_decay']:g} "
+        line = (f"{name}: best max_lr {best['max_lr']:.3g} wd {best['weight_decay']:g} "
                    f"score {best['mean_score']:.4g}, naive {data['naive']['mean_score']:.4g}, "
                    f"{data['wall_seconds']:.0f} s")
-        print(summary, flush=True)
+        print(line, flush=True)
         if args.commit:
-            commit(path, f"zoo reference grid: {summary}")
+            commit(path, f"zoo reference grid: {line}")
+    lines = header("The zoo's reference grids (zoo-reference)", "make zoo-reference")
+    lines += ["", "1cycle (Smith's defaults) at each task's final length over max LR x weight "
+              "decay, 2 seeds, widened while the best is on an edge (docs/zoo.md); accuracy for "
+              "classifiers, the validation loss otherwise, at the end of training. Weight "
+              "decay's worth: the best cell against the best at weight decay 0. Each file in "
+              "benchmarks/zoo_reference/ has its date, machine, versions, wall time and command."]
+    for split in ("dev", "test"):
+        lines += ["", f"### {split} half", "", *summary(split)]
+    publish(lines, args.write, MARK)
 
 
 if __name__ == "__main__":
