@@ -70,17 +70,23 @@ class Grid:
                   f"({run.seconds:.1f} s{', diverged' if run.diverged else ''})", flush=True)
         return self.runs[key]
 
-    def mean_score(self, max_lr: float, weight_decay: float, seeds: tuple[int, ...]) -> float:
-        scores = [run_score(self.run(max_lr, weight_decay, s), self.classification)
-                  for s in seeds]
-        return -math.inf if any(math.isinf(s) for s in scores) else statistics.fmean(scores)
+    def rank(self, max_lr: float, weight_decay: float,
+             seeds: tuple[int, ...]) -> tuple[float, float]:
+        """(mean score, minus the mean validation loss): accuracies tie often (several
+        cells at 100%), and then the lower loss is the better cell."""
+        runs = [self.run(max_lr, weight_decay, s) for s in seeds]
+        scores = [run_score(r, self.classification) for r in runs]
+        if any(math.isinf(s) for s in scores):
+            return -math.inf, -math.inf
+        return statistics.fmean(scores), -statistics.fmean(r.val_loss or 0.0 for r in runs)
 
 
 def best_of(grid: Grid, lrs: list[float], wds: list[float],
             seeds: tuple[int, ...]) -> tuple[float, float, float]:
-    """(max_lr, weight_decay, mean score) of the best cell; ties go to the lower LR."""
-    cells = [(grid.mean_score(lr, wd, seeds), -lr, lr, wd) for lr in lrs for wd in wds]
-    score, _, lr, wd = max(cells)
+    """(max_lr, weight_decay, mean score) of the best cell: the highest mean score, then the
+    lowest mean loss, then the lower LR."""
+    cells = [(grid.rank(lr, wd, seeds), -lr, lr, wd) for lr in lrs for wd in wds]
+    (score, _), _, lr, wd = max(cells)
     return lr, wd, score
 
 
