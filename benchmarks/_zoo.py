@@ -112,5 +112,5 @@ def each_task(args: argparse.Namespace, folder: Path,
             print(f"{name}: kept {path} (--force recomputes it)")
             continue
         data = compute(name)
-        path.write_text(json.dumps(data, indent=1) + "\n")
+        path.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
         yield path, data

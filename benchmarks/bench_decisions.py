@@ -19,7 +19,8 @@ scored like the grid (benchmarks/zoo_reference/), which is read, never re-run: r
 accuracy points for classifiers, the loss ratio to the grid's best otherwise; "worse than
 naive" compares with the grid file's naive default. Each task's measurements go to
 benchmarks/decisions/NAME.json (kept: `--force` remeasures), so a stopped run resumes; the
-tables are built from whatever files exist, dev and test halves side by side.
+tables are built from whatever files exist, the dev half's, then the test half's, in the same
+form.
 
     make bench-decisions
     python benchmarks/bench_decisions.py --tasks tabular_mlp --force
@@ -276,8 +277,19 @@ def fmt_gap(value: float | None, classification: bool) -> str:
     return f"{value:+.1f} pt" if classification else f"{value:.2f}x"
 
 
+def worst_cell(grid: dict[str, Any], classification: bool) -> float:
+    """The grid's worst finite cell (mean over seeds): what a failed or diverged choice is
+    counted as, so that failing never improves a procedure's mean."""
+    cells: dict[tuple[float, float], list[float]] = {}
+    for run in grid["runs"]:
+        score = score_of(None if run["diverged"] else run["val_loss"], run["val_metric"],
+                         classification)
+        cells.setdefault((run["max_lr"], run["weight_decay"]), []).append(score)
+    return min(statistics.fmean(v) for v in cells.values() if all(map(math.isfinite, v)))
+
+
 def tables(split: str) -> list[str]:
-    rows, per_procedure = [], {}
+    rows, own_rows, per_procedure = [], [], {}
     names = [t.name for t in zoo.ZOO if t.split == split]
     found = [n for n in names if (OUT / f"{n}.json").exists()
              and (REFERENCE / f"{n}.json").exists()]
@@ -289,41 +301,63 @@ def tables(split: str) -> list[str]:
         grid = json.loads((REFERENCE / f"{name}.json").read_text())
         classification = grid["score"] == "val_accuracy"
         best = grid["best"]["mean_score"]
-        naive = grid["naive"]["mean_score"]
+        naive = grid["naive"]["mean_score"]  # None (or -inf in early files): it diverged
+        naive = -math.inf if naive is None else naive
+        fallback = worst_cell(grid, classification)
         procedures = procedures or list(data["procedures"])
         cells = []
         for proc in procedures:
             entry = data["procedures"][proc]
-            score = entry["mean_score"]
+            failed = entry["mean_score"] is None
+            score = fallback if failed else entry["mean_score"]
             g = gap(score, best, classification)
-            worse = score is None or score < naive
-            per_procedure.setdefault(proc, []).append((g, classification, worse, entry))
-            cells.append(fmt_gap(g, classification) + (" *" if worse else ""))
-        rows.append(f"| {name} | {fmt_gap(gap(naive, best, classification), classification)} | "
-                    + " | ".join(cells) + " |")
+            worse = math.isfinite(naive) and score < naive
+            per_procedure.setdefault(proc, []).append((g, classification, worse, failed, entry))
+            cells.append(("failed" if failed else fmt_gap(g, classification))
+                         + (" *" if worse else ""))
+        shown_naive = fmt_gap(gap(naive, best, classification), classification) \
+            if math.isfinite(naive) else "diverged"
+        rows.append(f"| {name} | {shown_naive} | " + " | ".join(cells) + " |")
+        own = []
+        for label in BUDGETS:
+            final = data["procedures"][f"tune {label}"].get("own_final")
+            if final is None:
+                own.append("failed")
+                continue
+            score = score_of(final["val_loss"], final["val_metric"], classification)
+            own.append(f"{fmt_gap(gap(score, best, classification), classification)} "
+                       f"({final['epochs']:.3g} epochs)")
+        own_rows.append(f"| {name} | {grid['epochs']:g} | " + " | ".join(own) + " |")
     lines = [f"Per task ({len(found)} of {len(names)} {split} tasks): regret against the grid's "
-             "best (accuracy points, or loss ratio); * = worse than the naive default.", "",
-             "| task | naive | " + " | ".join(procedures) + " |",
+             "best (accuracy points, or loss ratio), each choice retrained at the task's length "
+             "on seeds 0 and 1; * = worse than the naive default; failed = the procedure "
+             "raised or its choice diverged (counted as the grid's worst cell in the means).",
+             "", "| task | naive | " + " | ".join(procedures) + " |",
              "|---" * (len(procedures) + 2) + "|", *rows, "",
+             "What `tune` itself delivered (its own final training, seed 0, at the length its "
+             "budget plan chose), against the same grid:", "",
+             "| task | task's epochs | " + " | ".join(f"tune {b} own final" for b in BUDGETS)
+             + " |", "|---|---|" + "---|" * len(BUDGETS), *own_rows, "",
              "Summary: mean regret over classifiers (points), geometric-mean loss ratio over the "
              "others, how many tasks end worse than the naive default, and wall time against "
-             "the budget (median).", "",
+             "the budget (median, max).", "",
              "| procedure | mean regret (pt) | loss ratio | worse than naive | wall / budget |",
              "|---|---|---|---|---|"]
     for proc in procedures:
         entries = per_procedure[proc]
-        points = [g for g, c, _, _ in entries if c and g is not None]
-        ratios = [g for g, c, _, _ in entries if not c and g is not None]
-        failed = sum(g is None for g, *_ in entries)
-        worse = sum(w for _, _, w, _ in entries)
+        points = [g for g, c, *_ in entries if c]
+        ratios = [g for g, c, *_ in entries if not c]
+        failed = sum(f for *_, f, _ in entries)
+        worse = sum(w for _, _, w, _, _ in entries)
         over = [e["wall_seconds"] / e["budget_seconds"] for *_, e in entries
                 if "budget_seconds" in e]
-        lines.append(
-            f"| {proc} | {statistics.fmean(points):.1f}" if points else f"| {proc} | -")
-        lines[-1] += (f" | {math.exp(statistics.fmean(map(math.log, ratios))):.2f}x"
-                      if ratios else " | -")
-        lines[-1] += f" | {worse}/{len(entries)}" + (f" ({failed} failed)" if failed else "")
-        lines[-1] += f" | {statistics.median(over):.2f}x |" if over else " | - |"
+        line = f"| {proc} | " + (f"{statistics.fmean(points):.1f}" if points else "-")
+        line += (f" | {math.exp(statistics.fmean(map(math.log, ratios))):.2f}x"
+                 if ratios else " | -")
+        line += f" | {worse}/{len(entries)}" + (f" ({failed} failed)" if failed else "")
+        line += (f" | {statistics.median(over):.2f}x, {max(over):.2f}x |" if over
+                 else " | - |")
+        lines.append(line)
     return lines
 
 

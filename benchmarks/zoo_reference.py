@@ -154,7 +154,7 @@ def reference(name: str) -> dict[str, Any]:
         "max_lrs": [float(f"{x:.6g}") for x in lrs],
         "weight_decays": wds,
         "best": {
-            "max_lr": lr, "weight_decay": wd,
+            "max_lr": float(f"{lr:.6g}"), "weight_decay": wd,
             "val_metric": statistics.fmean(r.val_metric for r in best_runs
                                            if r.val_metric is not None)
             if classification else None,
@@ -165,12 +165,11 @@ def reference(name: str) -> dict[str, Any]:
         "best_on_edge": on_edge,
         "naive": {"policy": "constant", "lr": naive_lr, "momentum": NAIVE_MOMENTUM,
                   "weight_decay": 0.0,
-                  "val_metric": statistics.fmean(r.val_metric or 0.0 for r in naive)
+                  # None where a seed diverged (JSON has no infinity)
+                  "val_metric": mean_or_none([r.val_metric for r in naive])
                   if classification else None,
-                  "val_loss": statistics.fmean(r.val_loss for r in naive
-                                               if r.val_loss is not None)
-                  if all(r.val_loss is not None for r in naive) else None,
-                  "mean_score": statistics.fmean(naive_scores),
+                  "val_loss": mean_or_none([r.val_loss for r in naive]),
+                  "mean_score": mean_or_none(naive_scores),
                   "runs": [dataclasses.asdict(r) for r in naive]},
         "train_seconds_median": statistics.median(r.seconds for r in grid_runs),
         "notes": notes,
@@ -183,8 +182,16 @@ def reference(name: str) -> dict[str, Any]:
     }
 
 
-def shown(score: float, classification: bool) -> str:
-    """A mean score for people: accuracy in percent, else the loss."""
+def mean_or_none(values: list[float | None] | list[float]) -> float | None:
+    """The mean, or None when any value is missing or not finite (a diverged run)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.fmean(finite) if len(finite) == len(values) else None
+
+
+def shown(score: float | None, classification: bool) -> str:
+    """A mean score for people: accuracy in percent, else the loss; None: diverged."""
+    if score is None or not math.isfinite(score):
+        return "diverged"
     return f"{100 * score:.2f}%" if classification else f"{-score:.4g}"
 
 
@@ -241,9 +248,9 @@ def main() -> None:
     for path, data in each_task(args, OUT, reference):
         name = data["task"]
         best = data["best"]
+        naive = shown(data["naive"]["mean_score"], data["score"] == "val_accuracy")
         line = (f"{name}: best max_lr {best['max_lr']:.3g} wd {best['weight_decay']:g} "
-                   f"score {best['mean_score']:.4g}, naive {data['naive']['mean_score']:.4g}, "
-                   f"{data['wall_seconds']:.0f} s")
+                f"score {best['mean_score']:.4g}, naive {naive}, {data['wall_seconds']:.0f} s")
         print(line, flush=True)
         if args.commit:
             commit(path, f"zoo reference grid: {line}")

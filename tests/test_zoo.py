@@ -87,7 +87,8 @@ def test_the_dev_and_test_halves_each_cover_classification_and_regression():
         assert {"classification", "regression"} <= {t.kind for t in half}
         assert {"sgd", "adamw"} <= {t.optimizer for t in half}
         assert sum(t.name.startswith("transformer_") for t in half) >= 2
-    assert {t.kind for t in zoo.ZOO} == {"classification", "regression", "language-model"}
+    assert {t.kind for t in zoo.ZOO} == {"classification", "multi-label", "regression",
+                                         "language-model"}
 
 
 def test_an_unknown_zoo_task_lists_the_names():
