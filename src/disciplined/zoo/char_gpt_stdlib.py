@@ -10,7 +10,8 @@ is no per-sample class to score.
 Data: the first CHARS characters of the standard library's top-level `*.py` files (found via
 `sysconfig.get_paths()["stdlib"]`) concatenated in sorted file-name order: offline, always
 present. The exact text depends on the Python version; the task's size does not. The text is
-read as UTF-8 bytes; every byte outside ASCII maps to one shared token. The first 90% train, the last 10% validate.
+read as UTF-8 bytes; every byte outside ASCII maps to one shared token. The first 90% train,
+the last 10% validate.
 """
 
 from __future__ import annotations
