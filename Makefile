@@ -11,7 +11,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint typecheck layers bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
+.PHONY: test demo lint typecheck layers horizon-bias bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +94,11 @@ bench-data-parallel: $(BENCH_STAMP) $(FASHION)
 # yet: an hour or more, so run it as `nohup make zoo-reference ZOO_ARGS=--commit &`.
 zoo-reference: $(STAMP) $(FASHION)
 	$(PY) benchmarks/zoo_reference.py --write benchmarks/RESULTS.md $(ZOO_ARGS)
+
+# How far short runs of 1/8, 1/4 and 1/2 of the final length misjudge the max LR, against
+# the reference grids (the dev half; ZOO_ARGS="--split test" for the other).
+horizon-bias: $(STAMP) $(FASHION)
+	$(PY) benchmarks/horizon_bias.py --write benchmarks/RESULTS.md $(ZOO_ARGS)
 
 # Scores tune, Optuna, the range-test rules and LR-free optimizers against the stored grids
 # (benchmarks/decisions/*.json kept per task: --force in BENCH_ARGS remeasures).

@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -261,6 +262,35 @@ def measure(name: str) -> dict[str, Any]:
     }
 
 
+def remeasure(name: str) -> dict[str, Any]:
+    """Measure `tune` again on a task already measured (after a change to the library), at
+    the same budgets (the stored T); the earlier entries stay, as "tune 3x (before)"..."""
+    path = OUT / f"{name}.json"
+    data = json.loads(path.read_text())
+    task = load_task(f"zoo/{name}")
+    retrain = Retrainer(task, name)
+    seconds = data["final_training_seconds"]
+    procedures = dict(data["procedures"])
+    for label, factor in BUDGETS.items():
+        key = f"tune {label}"
+        procedures.setdefault(f"{key} (before)", procedures[key])
+        print(f"{name}: tune at {label} ({factor * seconds:.0f} s)", flush=True)
+        procedures[key] = {**attempt(lambda f=factor: run_tune(name, f * seconds, retrain),
+                                     budget_seconds=factor * seconds),
+                           "library": library_commit()}
+    return {**data, "procedures": procedures}
+
+
+def library_commit() -> str:
+    """The commit the library was measured at, '+' when the working tree differed."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "../src")
+    return git("rev-parse", "--short", "HEAD") + ("+" if dirty else "")
+
+
 # --- the tables ------------------------------------------------------------------------------
 
 
@@ -296,6 +326,12 @@ def tables(split: str) -> list[str]:
     if not found:
         return [f"No task of the {split} half has both a grid and a measurement yet."]
     procedures: list[str] = []
+    for name in found:  # every procedure any task has, "(before)" ones beside their successor
+        for proc in json.loads((OUT / f"{name}.json").read_text())["procedures"]:
+            if proc not in procedures:
+                procedures.append(proc)
+    base = [k for k in procedures if not k.endswith(" (before)")]
+    procedures.sort(key=lambda p: base.index(p.removesuffix(" (before)")))
     for name in found:
         data = json.loads((OUT / f"{name}.json").read_text())
         grid = json.loads((REFERENCE / f"{name}.json").read_text())
@@ -304,10 +340,12 @@ def tables(split: str) -> list[str]:
         naive = grid["naive"]["mean_score"]  # None (or -inf in early files): it diverged
         naive = -math.inf if naive is None else naive
         fallback = worst_cell(grid, classification)
-        procedures = procedures or list(data["procedures"])
         cells = []
         for proc in procedures:
-            entry = data["procedures"][proc]
+            entry = data["procedures"].get(proc)
+            if entry is None:
+                cells.append("-")
+                continue
             failed = entry["mean_score"] is None
             score = fallback if failed else entry["mean_score"]
             g = gap(score, best, classification)
@@ -344,7 +382,9 @@ def tables(split: str) -> list[str]:
              "| procedure | mean regret (pt) | loss ratio | worse than naive | wall / budget |",
              "|---|---|---|---|---|"]
     for proc in procedures:
-        entries = per_procedure[proc]
+        entries = per_procedure.get(proc, [])
+        if not entries:
+            continue
         points = [g for g, c, *_ in entries if c]
         ratios = [g for g, c, *_ in entries if not c]
         failed = sum(f for *_, f, _ in entries)
@@ -365,8 +405,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     task_arguments(parser)
     parser.add_argument("--write", type=Path, help="put the tables into this RESULTS.md")
+    parser.add_argument("--remeasure-tune", action="store_true",
+                        help="measure only tune again on tasks already measured, keeping the "
+                             "earlier results as 'tune 3x (before)' and so on")
     args = parser.parse_args()
-    for _, data in each_task(args, OUT, measure):
+    if args.remeasure_tune:
+        args.force = True
+    for _, data in each_task(args, OUT, remeasure if args.remeasure_tune else measure):
         print(f"{data['task']}: done in {data['wall_seconds']:.0f} s", flush=True)
     lines = header("Decisions on the zoo against its reference grids (bench-decisions)",
                    "make bench-decisions", "optuna 5.0.0, prodigyopt 1.1.2, schedulefree 1.4.1")

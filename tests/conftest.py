@@ -41,6 +41,30 @@ def digits_task_file(tmp_path):
     return path
 
 
+NOTHING_TO_LEARN = """
+import torch
+
+def build_model():
+    return torch.nn.Linear(4, 10)
+
+def build_datasets():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (2000,), generator=g)  # labels independent of the inputs
+    x = torch.zeros(2000, 4)
+    ds = torch.utils.data.TensorDataset
+    return ds(x[:1600], y[:1600]), ds(x[1600:], y[1600:])
+"""
+
+
+@pytest.fixture
+def nothing_task_file(tmp_path):
+    """A task whose inputs say nothing about its labels: no LR makes it learn more than the
+    label frequencies, so a range test's curve is flat."""
+    path = tmp_path / "nothing.py"
+    path.write_text(NOTHING_TO_LEARN)
+    return path
+
+
 @pytest.fixture(scope="session")
 def ray_executor():
     """One local Ray instance for every Ray test (started on first use, stopped at the end):

@@ -120,3 +120,13 @@ def test_interpolate_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert "alpha +0.50" in result.output
     assert (tmp_path / "i" / "interpolation.json").exists()
+
+
+def test_find_lr_says_when_it_cannot_tell_instead_of_suggesting(tmp_path, nothing_task_file):
+    task = nothing_task_file
+    result = runner.invoke(app, ["find-lr", str(task), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "cannot tell" in result.output and "suggested:" not in result.output
+    assert "disciplined tune" in result.output
+    saved = json.loads((tmp_path / "out" / "lr_range.json").read_text())
+    assert saved["reading"]["conclusive"] is False

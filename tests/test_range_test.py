@@ -12,10 +12,12 @@ from disciplined.plot import plot_range_test
 from disciplined.range_test import (
     RangeTestResult,
     lr_range_test,
+    read_sweep,
     rule_min_div_10,
     rule_smith,
     rule_steepest,
     rule_valley,
+    skipped,
 )
 from disciplined.tasks import digits_cnn, digits_datasets, load_task
 
@@ -195,3 +197,43 @@ def test_the_sweep_records_exactly_the_smoothing_it_is_read_through():
     run = result.runs[0]
     assert len(run.loss) == 40
     assert run.smoothed == smooth(run.loss, 0.9).tolist()  # the same floats, not approximately
+
+
+# --- what a sweep shows: conclusive or not, and why ---------------------------------------------
+
+def noisy(curve, sigma, seed=0):
+    return curve + np.random.default_rng(seed).normal(0, sigma, len(curve))
+
+
+def test_a_clear_fall_is_conclusive_and_anchored_at_the_lowest_loss():
+    reading = read_sweep(LRS, CURVE, noise=0.01)
+    assert reading.conclusive
+    assert reading.anchor == pytest.approx(LRS[int(np.argmin(CURVE))])
+    assert "falls" in reading.why
+
+
+def test_a_curve_flat_within_noise_is_not_conclusive_and_says_why():
+    # a plateau: noise of 0.02 around 1.1 until lr 0.3, then it rises
+    plateau = np.where(LRS < 0.3, 1.1, 1.1 + 3 * np.log10(LRS / 0.3))
+    reading = read_sweep(LRS, noisy(plateau, 0.02), noise=0.02)
+    assert not reading.conclusive
+    assert "within its noise" in reading.why and "no rule" in reading.why
+    assert 0.3 <= reading.anchor <= 1.0  # where it starts to rise, not the sweep's end
+
+
+def test_a_fall_in_the_sweeps_first_steps_does_not_count():
+    # the first points fall steeply (start-up, not the LR), the rest is flat noise
+    start_up = 1.0 + np.where(np.arange(len(LRS)) < 6, 0.5, 0.0)
+    reading = read_sweep(LRS, noisy(start_up, 0.01), noise=0.01)
+    assert not reading.conclusive
+    assert rule_smith(LRS, noisy(start_up, 0.01)) is None or \
+        rule_smith(LRS, noisy(start_up, 0.01)) > LRS[skipped(len(LRS))]
+
+
+def test_a_real_sweep_on_digits_reads_as_conclusive_and_serialises_its_reading():
+    result = lr_range_test(*setup()[:2], LOSS, DIGITS[0], batch_size=64, num_steps=80)
+    reading = result.reading
+    assert reading.conclusive and reading.drop > 3 * reading.noise > 0
+    assert result.start_lr < reading.anchor < result.end_lr
+    assert RangeTestResult.from_json(result.to_json()).reading == reading
+    assert result.runs[0].step_seconds > 0

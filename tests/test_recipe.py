@@ -2,6 +2,7 @@
 
 import base64
 import io
+import itertools
 import json
 import os
 import re
@@ -18,9 +19,18 @@ import torch
 from typer.testing import CliRunner
 
 from disciplined.cli import app
+from disciplined.decisions import Hyper
 from disciplined.errors import DisciplinedError
-from disciplined.recipe import tune
+from disciplined.recipe import (
+    _corrections,
+    horizon_bias,
+    horizon_corrected,
+    lr_candidates,
+    nearest,
+    tune,
+)
 from disciplined.study import Study, StudyBusyError
+from disciplined.trials import Budget, TrialSpec
 
 runner = CliRunner()
 TINY = {"budget_epochs": 4}
@@ -54,13 +64,13 @@ def test_tune_writes_a_complete_summary(digits_study):
     assert set(hp) >= {"max_lr", "min_lr", "momentum", "weight_decay", "batch_size", "epochs"}
     assert hp["min_lr"] == pytest.approx(hp["max_lr"] / 10)
     assert hp["momentum"][0] in (0.99, 0.97, 0.95, 0.9) and hp["momentum"][1] == 0.85
-    assert [st["name"] for st in s["stages"]] == ["range_test", "momentum", "weight_decay",
-                                                  "confirm", "final"]
+    assert [st["name"] for st in s["stages"]] == ["range_test", "lr", "momentum",
+                                                  "weight_decay", "final", "refine"]
     for st in s["stages"]:
         assert set(st) >= {"name", "decision", "trials", "wall_seconds"}
-    assert s["stages"][1]["trials"] == 4 and s["stages"][2]["trials"] >= 4
+    assert s["stages"][1]["trials"] >= 2 and "max_lr" in s["stages"][1]["decision"]
     assert s["final"]["val_metric"] > 0.9 and s["final"]["epochs"] == 4
-    assert s["wall_seconds_total"] > 0
+    assert s["wall_seconds_total"] > 0 and s["budget_final_trainings"] >= 4
     state = torch.load(out / "model.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
@@ -76,8 +86,8 @@ def test_the_report_is_self_contained_and_its_images_decode(digits_study):
         png = base64.b64decode(src.split(",", 1)[1])
         assert matplotlib.image.imread(io.BytesIO(png), format="png").shape[0] > 100
     text = " ".join(parser.text)
-    for expected in ("Chosen hyper-parameters", "Budget spent per stage", "Stage: momentum",
-                     "Smith's rule", "lowest early validation loss", "Final schedules",
+    for expected in ("Chosen hyper-parameters", "Budget spent per stage", "Stage: lr",
+                     "Smith's rule", "the lowest validation loss among", "Final schedules",
                      "Training curves"):
         assert expected in text or expected in page
     assert not re.search(r"(src|href)=\"https?://", page)
@@ -202,3 +212,63 @@ def test_bad_arguments_are_one_line_errors_with_exit_code_2(tmp_path, args, mess
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+# --- the recipe's rules, one at a time --------------------------------------------------------
+
+def test_lr_candidates_are_half_a_decade_apart_around_the_anchor():
+    values = lr_candidates(0.1)
+    assert len(values) == 9 and values == sorted(values)
+    ratios = [b / a for a, b in itertools.pairwise(values)]
+    assert all(r == pytest.approx(10**0.5, rel=0.01) for r in ratios)
+    assert max(values) == pytest.approx(0.316, rel=0.01)  # half a decade above
+    assert min(values) == pytest.approx(3.16e-5, rel=0.01)  # 3.5 decades below
+
+
+def test_a_small_budget_runs_the_candidates_nearest_the_prior():
+    assert nearest([1e-4, 1e-3, 1e-2, 1e-1, 1.0], 0.02, 3) == [1e-3, 1e-2, 1e-1]
+    assert nearest([0.0, 1e-5, 1e-4, 1e-3], 5e-4, 2) == [1e-4, 1e-3]
+    assert nearest([(0.9, 0.85), (0.95, 0.85), (0.99, 0.85)], (0.95, 0.85), 1) == \
+        [(0.95, 0.85)]
+
+
+def test_the_closed_loop_asks_what_each_diagnosis_calls_for():
+    hyper = Hyper(batch_size=64, max_lr=0.1, weight_decay=1e-4)
+    spec = TrialSpec("digits", max_lr=0.1, budget=Budget(epochs=1), weight_decay=1e-4)
+    first = {verdict: _corrections(hyper, verdict, [spec], "sgd")[0][0]
+             for verdict in ("overfitting", "unstable", "diverged", "underfitting", "balanced")}
+    assert first["overfitting"].weight_decay == pytest.approx(3.2e-4)  # Smith 4.3: more WD
+    assert first["unstable"].max_lr == first["diverged"].max_lr == pytest.approx(0.0316)
+    assert first["underfitting"].max_lr == pytest.approx(0.316)
+    # what was already trained is not asked for again
+    tried = [spec, spec.with_(max_lr=0.0316)]
+    assert all(d.max_lr != 0.0316 for d, _ in _corrections(hyper, "balanced", tried, "sgd"))
+    # no weight decay yet: the optimizer's smallest non-zero value, not 0 x 3
+    assert _corrections(Hyper(batch_size=8, max_lr=1e-3, weight_decay=0.0), "overfitting",
+                        [], "adamw")[0][0].weight_decay == 1e-3
+
+
+def test_a_sweep_that_cannot_tell_escalates_and_short_runs_decide(tmp_path, nothing_task_file):
+    task = nothing_task_file
+    result = tune(str(task), out=tmp_path / "out", budget_epochs=2)
+    stages = {s["name"]: s for s in result.summary["stages"]}
+    reason = stages["range_test"]["reason"]
+    assert "100-step sweep could not tell" in reason and "400-step one could not" in reason
+    assert "cannot tell" in reason
+    assert stages["lr"]["trials"] >= 2  # the LR comes from runs, not from the sweep
+    assert "the lowest validation loss among" in stages["lr"]["reason"]
+    assert "every run underfits" in stages["lr"]["reason"]  # and it says what it saw
+    # the 50-step final is shorter than a short run may be, so every run was full-length:
+    # the weight-decay stage's winner is the final training, kept and not trained again
+    assert "kept, not repeated" in stages["final"]["reason"]
+    assert stages["final"]["trials"] == 1 and (tmp_path / "out" / "model.pt").exists()
+    assert stages["refine"]["trials"] >= 1  # the budget left went to the closed loop
+
+
+def test_short_runs_lr_is_corrected_by_the_measured_horizon_bias():
+    assert horizon_bias(1.0) == 0 and horizon_bias(2.0) == 0  # full length: no correction
+    assert horizon_bias(1 / 8) == pytest.approx(0.75)
+    assert horizon_corrected(0.1, 1 / 4) == pytest.approx(0.0316)
+    assert horizon_corrected(0.1, 1.0) == 0.1
+    shorter = [horizon_corrected(1.0, f) for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)]
+    assert shorter == sorted(shorter)  # the shorter the runs, the larger the correction

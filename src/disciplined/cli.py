@@ -255,11 +255,17 @@ def find_lr(
         table.add_row(names[rule], "-" if sugg.value is None else f"{sugg.value:.3g}",
                       "-" if spread is None else f"{spread[0]:.3g} .. {spread[1]:.3g}")
     console.print(table)
-    if result.max_lr is not None:
+    reading = result.reading
+    if reading.conclusive and result.max_lr is not None:
+        console.print(f"conclusive: {reading.why}")
         console.print(f"suggested: max_lr {result.max_lr:.3g}, min_lr {result.min_lr:.3g} "
                       f"(1cycle; {result.cyclic_min_lr:.3g} for cyclical LRs)")
     else:
-        console.print("no clear decrease of the loss: widen the range (--start-lr, --end-lr)")
+        console.print(f"cannot tell: {reading.why}.", highlight=False)
+        console.print(f"The rules' numbers above are not to be trusted. `disciplined tune {task}`"
+                      f" tries max LRs below {reading.anchor:.3g} by short runs that grow until "
+                      "they can tell; or widen the sweep (--start-lr, --end-lr, --steps).",
+                      highlight=False)
     _wrote(job.files)
 
 
@@ -451,9 +457,11 @@ class _TuneProgress:
             console.print(line, highlight=False)
 
     def plan(self, plan: Any) -> None:
-        split = ", ".join(f"{k} ~{v:.0f} s" for k, v in plan.seconds_by_stage.items())
-        self._say(f"{self._stamp()} budget: final {plan.final_epochs:g} epochs, short "
-                  f"runs {plan.short_epochs:g} epochs each; planned split: {split}")
+        budget = f"{plan.budget_seconds:.0f} s in all" if plan.budget_seconds is not None \
+            else f"{plan.budget_units:.3g} final trainings' worth of runs"
+        self._say(f"{self._stamp()} budget: {budget}; the final training "
+                  f"{plan.final_epochs:g} epochs ({plan.final_steps} steps at "
+                  f"~{plan.step_seconds * 1000:.3g} ms); short runs grow until they can tell")
 
     def _stamp(self) -> str:
         elapsed = time.perf_counter() - self.start

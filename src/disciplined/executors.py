@@ -18,12 +18,13 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from . import distributed
 from .errors import DisciplinedError
+from .tasks import Task
 from .trials import TrialResult, TrialSpec, run_trial
 
 ExecutorKind = Literal["local", "ray"]
@@ -49,17 +50,21 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """One trial after another in this process; `on_result` sees each as it finishes."""
+    """One trial after another in this process; `on_result` sees each as it finishes.
+    `tasks` maps a task name to its already loaded `Task`, so trials of it do not load the
+    task file and build its datasets again."""
 
     def __init__(self, *, device: str | None = None, on_result: OnResult | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, tasks: Mapping[str, Task] | None = None) -> None:
         self.device, self.on_result, self.progress = device, on_result, progress
+        self.tasks = dict(tasks or {})
 
     def map(self, specs: Sequence[TrialSpec], *,
             on_result: OnResult | None = None) -> list[TrialResult]:
         results = []
         for spec in specs:
-            result = run_trial(spec, device=self.device, progress=self.progress)
+            result = run_trial(spec, device=self.device, progress=self.progress,
+                               task=self.tasks.get(spec.task))
             for callback in (on_result, self.on_result):
                 if callback is not None:
                     callback(result)

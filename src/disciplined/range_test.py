@@ -14,6 +14,7 @@ import math
 import os
 import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from . import distributed, schedules
-from .curves import SMOOTHING, Ema
+from .curves import SMOOTHING, Ema, noise_level
 from .defaults import (
     CYCLIC_DIV,
     END_LR,
@@ -54,6 +55,22 @@ CLEAR_DECREASE = 0.3
 # test that keeps training reaches its minimum with the loss still falling steeply.
 MIN_BACKOFF = 10**0.5
 RULES = ("smith", "steepest", "min/10", "valley")
+# The sweep's first tenth (at least 10 steps) is not read: there the LR is tiny, the smoothing
+# has seen few values and a model's first steps move its loss for reasons the LR does not
+# (a regression MLP's first steps' noise read as a clear decrease chose 5.3e-7).
+SKIP_FRACTION = 0.1
+SKIP_MIN = 10
+# A fall of the smoothed loss counts only beyond this many noise levels of the curve itself...
+CLEAR_SIGMAS = 3.0
+# ... and when it is at least this fraction of the loss: less is what any model gets from
+# learning its outputs' mean or the label frequencies (a linear model on inputs that say
+# nothing about the labels falls 0.7% that way), not a sign that it learns the task.
+MIN_RELATIVE_DROP = 0.02
+
+
+def skipped(n: int) -> int:
+    """How many of a sweep's first `n` points are not read."""
+    return min(max(SKIP_MIN, math.ceil(SKIP_FRACTION * n)), n // 2)
 
 
 # --- suggestion rules: pure functions of the curve -------------------------------------------
@@ -65,7 +82,12 @@ def _slopes(lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
 
 
 def rule_smith(lrs: np.ndarray, losses: np.ndarray) -> float | None:
-    """The largest LR before the loss minimum where the loss still clearly decreases."""
+    """The largest LR before the loss minimum where the loss still clearly decreases (the
+    sweep's first points, see `skipped`, are not read)."""
+    start = skipped(len(lrs))
+    lrs, losses = lrs[start:], losses[start:]
+    if len(lrs) == 0:
+        return None
     i_min = int(np.argmin(losses))
     slopes = _slopes(lrs, losses)[: i_min + 1]
     if len(slopes) < 2 or slopes.min() >= 0:
@@ -106,6 +128,63 @@ def rule_valley(lrs: np.ndarray, losses: np.ndarray) -> float | None:
     return float(lrs[best_start + int(third) + int(third / 2)])
 
 
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """What a sweep shows, beyond any rule's number: whether the loss clearly fell (beyond the
+    curve's own noise, the first points not read), why we say so, and `anchor`, the highest LR
+    worth training at: where the loss is lowest when it fell, else where it starts to rise
+    (or the sweep's end)."""
+
+    conclusive: bool
+    why: str
+    anchor: float
+    drop: float
+    noise: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def read_sweep(lrs: list[float] | np.ndarray, curve: list[float] | np.ndarray,
+               noise: float) -> Reading:
+    """Read one curve (smoothed training loss, or validation loss) whose points carry noise of
+    standard deviation `noise`: a fall counts when the lowest point lies more than
+    CLEAR_SIGMAS noise levels of a difference below where the read part starts."""
+    x = np.asarray(lrs, dtype=float)
+    y = np.asarray(curve, dtype=float)
+    keep = np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(y) < 3:
+        return Reading(False, f"the sweep recorded only {len(y)} finite losses",
+                       float(x[-1]) if len(x) else math.nan, 0.0, noise)
+    start = skipped(len(y))
+    head = max(3, (len(y) - start) // 10)
+    level = float(np.median(y[start:start + head]))
+    margin = CLEAR_SIGMAS * noise * math.sqrt(2)
+    i_min = start + int(np.argmin(y[start:]))
+    drop = level - float(y[i_min])
+    span = f"from lr {x[start]:.2g} to {x[-1]:.2g}"
+    small = drop <= MIN_RELATIVE_DROP * abs(level)
+    if drop > margin and not small:
+        times = f"{drop / noise:.0f}x its noise" if noise > 0 else "noise-free"
+        return Reading(True, f"the loss falls by {drop:.3g} ({times}) to its lowest at lr "
+                             f"{x[i_min]:.3g}", float(x[i_min]), drop, noise)
+    rising = np.nonzero(y[start:] > level + margin)[0]
+    anchor = float(x[start + rising[0]]) if len(rising) else float(x[-1])
+    end = f", and rises from lr {anchor:.2g}" if len(rising) else ""
+    flat = f"falls only {100 * drop / abs(level):.1f}% {span}" if drop > margin else \
+        f"stays within its noise ({noise:.2g}) {span}"
+    return Reading(False, f"the loss {flat}{end}: the model did not visibly learn during "
+                          "the sweep, so no rule can read a learning rate from it", anchor,
+                   drop, noise)
+
+
+def smoothed_noise(raw: list[float] | np.ndarray, smoothing: float = SMOOTHING) -> float:
+    """The noise of the EMA-smoothed curve, from the raw losses' noise: an EMA of weight b
+    over white noise of std s has std s * sqrt((1 - b) / (1 + b))."""
+    return noise_level(raw) * math.sqrt((1 - smoothing) / (1 + smoothing))
+
+
 _RULE_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float | None]] = {
     "smith": rule_smith, "steepest": rule_steepest, "min/10": rule_min_div_10,
     "valley": rule_valley,
@@ -137,6 +216,9 @@ class RangeCurve:
     val_metric: list[float | None]
     stop_reason: str
     seed: int
+    # the median wall seconds of one training step (forward, backward, update; no
+    # validation): what a training of the same model and batch costs per step
+    step_seconds: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +276,17 @@ class RangeTestResult:
     def stop_reason(self) -> str:
         return self.runs[0].stop_reason
 
+    @property
+    def reading(self) -> Reading:
+        """What the first sweep shows, read from the same curve as the suggestions."""
+        run = self.runs[0]
+        if self.source == "val":
+            return read_sweep(run.val_lr, run.val_loss, noise_level(run.val_loss))
+        finite = [v for v in run.loss if math.isfinite(v)]
+        lowest = int(np.nanargmin(np.where(np.isfinite(run.smoothed), run.smoothed, np.nan)))
+        before = finite[:lowest + 1] if lowest >= 10 else finite  # not the divergence's spikes
+        return read_sweep(run.lr, run.smoothed, smoothed_noise(before))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_lr": self.max_lr, "min_lr": self.min_lr, "cyclic_min_lr": self.cyclic_min_lr,
@@ -201,6 +294,7 @@ class RangeTestResult:
             "end_lr": self.end_lr, "batch_size": self.batch_size,
             "world_size": self.world_size, "total_batch_size": self.total_batch_size,
             "suggestions": {k: dataclasses.asdict(v) for k, v in self.suggestions.items()},
+            "reading": self.reading.to_dict(),
             "runs": [dataclasses.asdict(r) for r in self.runs],
         }
 
@@ -345,8 +439,10 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     ema = Ema(smoothing)
     best, reason = math.inf, "end_lr reached"
     total = sweep.total_steps or 0
+    took: list[float] = []
     try:
         for step in range(total):
+            began = time.perf_counter()
             x, y = batches.next()
             loss = loss_fn(net(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -369,6 +465,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
             loss.backward()
             optimizer.step()
             hs.step()
+            took.append(time.perf_counter() - began)
             if val_data is not None and (step + 1) % val_every == 0:
                 v_loss, v_metric = evaluate(model, val_data, loss_fn, metric, device,
                                             max_samples=val_samples)
@@ -379,7 +476,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     finally:
         model.train(was_training)
     return RangeCurve(lrs, moms, raw, smoothed, val_step, val_lr, val_loss, val_metric,
-                      reason, seed)
+                      reason, seed, statistics.median(took) if took else None)
 
 
 def _device_of(model: nn.Module) -> torch.device:

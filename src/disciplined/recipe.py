@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import shutil
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,57 +23,109 @@ from typing import Any, Literal, Protocol, get_args
 import torch
 
 from . import distributed
+from .compare import Comparison
 from .decisions import Decision, Hyper
-from .engine import steps_per_epoch
+from .defaults import BASE_MOMENTUM, MAX_MOMENTUM, MOMENTUM, NUM_STEPS
+from .engine import evaluate, num_samples, steps_per_epoch
 from .errors import DisciplinedError
 from .executors import Executor
-from .range_test import task_range_test
+from .halving import plan_rungs, successive_halving
+from .range_test import RangeTestResult, task_range_test
 from .report import write_report, write_train_script
-from .searches import batch_size_search, momentum_search, weight_decay_search
+from .searches import MOMENTA, SearchResult, batch_size_search
 from .study import FinalRun, JournalExecutor, Outcome, StageRecord, Study
 from .tasks import Task, load_task
-from .trials import Budget, TrialResult, TrialSpec, train
+from .trials import (
+    EVAL_SAMPLES,
+    EVALS_PER_TRIAL,
+    Budget,
+    TrialResult,
+    TrialSpec,
+    build_trainer,
+    train,
+)
 
-StageName = Literal["range_test", "batch_size", "momentum", "weight_decay", "confirm", "final"]
+StageName = Literal["range_test", "batch_size", "lr", "momentum", "weight_decay", "confirm",
+                    "final", "refine"]
 STAGES: tuple[StageName, ...] = get_args(StageName)
-DEFAULT_STAGES: tuple[StageName, ...] = ("range_test", "momentum", "weight_decay", "confirm",
-                                         "final")
+DEFAULT_STAGES: tuple[StageName, ...] = ("range_test", "lr", "momentum", "weight_decay",
+                                         "final", "refine")
 # Final-training epochs when neither the budget nor the task says.
 FALLBACK_EPOCHS = 10
-# Each short run trains this fraction of the final length (9 short runs ~ 1.5x the final)...
-SHORT_FRACTION = 1 / 6
-# ... but at least this many steps: fewer leave a 1cycle no room to rise and anneal, and the
-# runs end before their losses part (measured on digits: 12-step runs all ended near the
-# initial loss and tied).
+# A short run trains at least this many steps: fewer leave a 1cycle no room to rise and
+# anneal, and the runs end before their losses part (measured on digits: 12-step runs all
+# ended near the initial loss and tied).
 MIN_SHORT_STEPS = 60
-# Short runs in the stages, to split a budget given in minutes.
-SHORT_RUNS = {"batch_size": 3, "momentum": 4, "weight_decay": 5}
-# The confirming range test's steps, in the planned split.
-RANGE_TEST_STEPS = 100
+# Without --budget-minutes, tune spends about this many final trainings in all (tuning and
+# the final training together); with it, the minutes.
+TUNE_FINALS = 4.0
+# ... but at least this many of the shortest runs a 1cycle allows (MIN_SHORT_STEPS): a
+# final training of a few dozen steps leaves no room for a comparison otherwise.
+MIN_SHORT_RUNS = 12
+# How the tuning budget is shared among the search stages (the LR matters most: Smith 2018,
+# Section 4.1; and it is where the range test alone is least trustworthy).
+STAGE_WEIGHTS = {"batch_size": 1.0, "lr": 3.0, "momentum": 1.0, "weight_decay": 2.0}
+# The LR candidates: half a decade apart, from half a decade above the range test's anchor
+# (where its loss is lowest, or where a flat curve starts to rise) to 3.5 decades below it.
+LR_STEPS = range(1, -8, -1)
+# Short runs favour a higher max LR than the full length rewards. Measured on the zoo's dev
+# half only (make horizon-bias: every grid LR trained 1/8, 1/4 and 1/2 of the final length,
+# weight decay 0), the median bias was +0.75, +0.5 and +0.25 decades: a quarter of a decade
+# per halving of the length. The LR stage corrects its choice by it when its longest runs
+# were shorter than the final training.
+HORIZON_BIAS_PER_HALVING = 0.25
+# Weight decays tried (Smith 2018, Section 4.4 for SGD, up to 1e-2 for small data; AdamW's
+# decoupled decay is multiplied by the LR, so its useful values are ~100x larger).
+WEIGHT_DECAYS = {"sgd": (0.0, 1e-5, 1e-4, 1e-3, 1e-2), "adamw": (0.0, 1e-3, 1e-2, 1e-1, 1.0)}
+# Under --budget-minutes the final training keeps the task's length unless it would take
+# more than this share of the budget (then it is shortened to that share).
+FINAL_SHARE = 0.5
+# A stage may overrun its share by this factor before it stops growing its runs (the stages
+# after it are re-planned from what is left).
+ROOM_SLACK = 1.15
+# When a sweep cannot tell, the next one is this many times longer (more steps at each LR).
+LONGER_SWEEP = 4
+# Training steps timed to plan the budget (after two untimed ones).
+MEASURE_STEPS = 20
+# The refine stage trains another full-length candidate only while this much of one final
+# training's time is left.
+REFINE_MIN = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """How the budget is spent, fixed once from the first range test's measured speed (a
-    resumed study reads it back, so its trials are the same trials)."""
+    """The final training's length and the wall budget, fixed once after the first range test
+    (a resumed study reads it back, so its trials are the same trials). Each stage's share
+    is re-planned when it starts, from what the stages before it really cost."""
 
     final_epochs: float
-    short_epochs: float
-    short_seconds: float
-    seconds_by_stage: dict[str, float]
+    final_steps: int
+    # the budget: wall seconds under --budget-minutes, else final trainings ("units")
+    budget_seconds: float | None
+    budget_units: float | None
+    eval_samples: int
+    # measured on the engine itself: a training step, one validation sample, a trial's set-up
+    step_seconds: float
+    sample_seconds: float
+    setup_seconds: float
+    # the seconds loading the task and the first range test took
+    spent_before: float
 
     @property
-    def eta(self) -> float:
-        """Planned seconds of every stage after the first range test."""
-        return sum(self.seconds_by_stage.values())
+    def shortest(self) -> float:
+        """The shortest run a stage may train, as a fraction of the final length."""
+        return min(1.0, MIN_SHORT_STEPS / max(1, self.final_steps))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
-        return cls(data["final_epochs"], data["short_epochs"], data["short_seconds"],
-                   dict(data["seconds_by_stage"]))
+        try:
+            return cls(**data)
+        except TypeError:
+            raise DisciplinedError("this study was planned by an older version of disciplined; "
+                                   "start it again in another --out") from None
 
 
 class Progress(Protocol):
@@ -127,10 +182,49 @@ class Settings:
         return config
 
 
+class Ledger:
+    """The budget as it is spent, counted from the journal only (the seconds before the plan,
+    each finished stage's seconds and trainings, each trial's as recorded), never from a
+    live clock: a study resumed after a kill re-reads the same numbers and takes the same
+    decisions. Trainings are counted in final trainings ("units": a trial's steps over the
+    final's). It also keeps the running ratio of measured to predicted trial seconds, which
+    corrects the speed estimate as trials finish."""
+
+    def __init__(self) -> None:
+        self.before = 0.0  # seconds until the plan: the plan's own record of it
+        self.seconds = 0.0
+        self.units = 0.0
+        self.current_seconds = 0.0
+        self.current_units = 0.0
+        self.correction = 1.0
+        self._ratios: list[float] = []
+
+    def spent(self) -> float:
+        """Seconds spent so far."""
+        return self.before + self.seconds + self.current_seconds
+
+    def spent_units(self) -> float:
+        """Final trainings' worth of training done since the plan."""
+        return self.units + self.current_units
+
+    def trial(self, seconds: float, units: float, predicted: float) -> None:
+        self.current_seconds += seconds
+        self.current_units += units
+        if predicted > 0 and seconds > 0:
+            self._ratios.append(seconds / predicted)
+            self.correction = float(statistics.median(self._ratios))
+
+    def stage_done(self, seconds: float, units: float) -> None:
+        self.seconds += seconds
+        self.units += units
+        self.current_seconds = self.current_units = 0.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Context:
     """What a stage sees: the settings, the loaded task, the journal, the hyper-parameters
-    decided so far and the budget plan (None until the first range test has run)."""
+    decided so far, the plan (None until the first range test has run), the range test's
+    anchor (the highest LR worth training at), the ledger and the stages still to run."""
 
     settings: Settings
     task: Task
@@ -139,12 +233,23 @@ class Context:
     plan: Plan | None
     progress: Progress
     executor: Executor | None
+    ledger: Ledger
+    anchor: float | None = None
+    later: tuple[StageName, ...] = ()
 
     def trials(self, stage: str) -> JournalExecutor:
         """Runs a stage's trials through the executor, journaled one by one."""
         return JournalExecutor(self.study, stage, runner=self.executor,
                                device=self.settings.device, live=self.progress.live,
-                               on_result=lambda r: self.progress.trial(stage, r))
+                               on_result=lambda r: self._seen(stage, r),
+                               tasks={self.settings.task: self.task})
+
+    def _seen(self, stage: str, result: TrialResult) -> None:
+        if result.state == "complete" and self.plan is not None:
+            fraction = result.steps / max(1, self.plan.final_steps)
+            self.ledger.trial(result.seconds, fraction,
+                              self.predicted(fraction, result.spec.eval_samples))
+        self.progress.trial(stage, result)
 
     def planned(self) -> Plan:
         if self.plan is None:
@@ -156,82 +261,403 @@ class Context:
             raise RuntimeError("max_lr is decided by the first range test")
         return self.hyper.max_lr
 
+    def predicted(self, fraction: float, eval_samples: int | None) -> float:
+        """Uncorrected seconds of a trial at `fraction` of the final length: its set-up, its
+        training steps and its evaluations, at the speeds measured when planning."""
+        plan = self.planned()
+        steps = max(2, math.ceil(fraction * plan.final_steps))
+        samples = plan.eval_samples if eval_samples is None else \
+            min(eval_samples, plan.eval_samples)
+        evals = min(steps, EVALS_PER_TRIAL) + 1
+        return (plan.setup_seconds + steps * plan.step_seconds
+                + evals * samples * plan.sample_seconds)
+
+    def cost(self, fraction: float, full_validation: bool = False) -> float:
+        """Expected wall seconds of a trial at `fraction` of the final length, corrected by
+        what the trials so far really cost."""
+        return self.ledger.correction * self.predicted(
+            fraction, None if full_validation else EVAL_SAMPLES)
+
+    def final_cost(self) -> float:
+        return self.cost(1.0, full_validation=True)
+
+    def left(self) -> float:
+        """The budget not yet spent, in final trainings: from the seconds left under
+        --budget-minutes, else from the trainings left (which no clock changes)."""
+        plan = self.planned()
+        if plan.budget_seconds is not None:
+            return (plan.budget_seconds - self.ledger.spent()) / self.final_cost()
+        return (plan.budget_units or 0.0) - self.ledger.spent_units()
+
+    def spent(self) -> float:
+        """What this budget has spent so far, in its own measure (seconds or trainings)."""
+        if self.planned().budget_seconds is not None:
+            return self.ledger.spent() / self.final_cost()
+        return self.ledger.spent_units()
+
+    def share(self, stage: StageName) -> float:
+        """This search stage's share, in final trainings: the budget left after keeping one
+        final training, shared among it and the search stages after it by STAGE_WEIGHTS."""
+        searches = [st for st in (stage, *self.later) if st in STAGE_WEIGHTS]
+        weight = STAGE_WEIGHTS[stage] / sum(STAGE_WEIGHTS[st] for st in searches)
+        reserve = 1.0 if "final" in self.later else 0.0
+        return max(0.0, (self.left() - reserve) * weight)
+
+    def weights_file(self, stage: str, label: str) -> str:
+        """Where a full-length candidate's weights go, so it can become the final model."""
+        folder = self.settings.out / "weights"
+        folder.mkdir(exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in label)
+        return str(folder / f"{stage}-{safe}.pt")
+
 
 # --- the stages --------------------------------------------------------------------------------
 
 
 def _range_test(ctx: Context) -> Outcome:
-    """Max LR by Smith's rule at the hyper-parameters decided so far."""
+    """The LR range test at the hyper-parameters decided so far: what it shows (conclusive or
+    not, and why), Smith's rule as the provisional max LR, and the anchor the LR stage's
+    candidates hang from."""
     h, s = ctx.hyper, ctx.settings
-    start = time.perf_counter()
-    rt = task_range_test(ctx.task, weight_decay=h.weight_decay, momentum=h.momentum,
-                         batch_size=h.batch_size, seed=s.seed, device=s.device)
-    if rt.max_lr is None:
-        raise DisciplinedError(f"the range test on {s.task} found no decreasing loss; check the "
-                               "task (loss, data), or train with an explicit --max-lr")
-    curve = rt.runs[0]
-    lowest = curve.lr[curve.smoothed.index(min(curve.smoothed))]
-    reason = (f"Smith's rule: the loss still falls clearly at {rt.max_lr:.3g}, before its "
-              f"minimum near {lowest:.3g}")
-    return Outcome(Decision(max_lr=rt.max_lr), reason, range_test=rt,
-                   seconds_per_step=(time.perf_counter() - start) / max(1, len(curve.lr)))
+
+    def sweep(steps: int) -> RangeTestResult:
+        return task_range_test(ctx.task, weight_decay=h.weight_decay, momentum=h.momentum,
+                               batch_size=h.batch_size, seed=s.seed, device=s.device,
+                               num_steps=steps)
+
+    rt = sweep(NUM_STEPS)
+    reading = rt.reading
+    escalated = ""
+    if not reading.conclusive:  # the first escalation: a longer sweep, more steps per LR
+        longer = sweep(NUM_STEPS * LONGER_SWEEP)
+        escalated = (f"a {NUM_STEPS}-step sweep could not tell ({reading.why}); "
+                     f"a {NUM_STEPS * LONGER_SWEEP}-step one ")
+        rt, reading = longer, longer.reading
+        escalated += "could: " if reading.conclusive else "could not either: "
+    provisional = rt.max_lr if rt.max_lr is not None and reading.conclusive else \
+        reading.anchor / 10
+    if reading.conclusive:
+        reason = (f"{escalated}{reading.why}; Smith's rule (the loss still falls clearly) reads "
+                  f"max LR {provisional:.3g}")
+    else:
+        reason = (f"{escalated}cannot tell: {reading.why}. Max LR {provisional:.3g} (a decade "
+                  f"below {reading.anchor:.3g}) only until short runs decide")
+    if "lr" in ctx.later:
+        reason += "; short runs at candidate LRs decide it next"
+    units = 0.0 if ctx.plan is None else len(rt.runs[0].lr) / ctx.plan.final_steps
+    return Outcome(Decision(max_lr=provisional), reason, range_test=rt,
+                   seconds_per_step=rt.runs[0].step_seconds, units=units)
 
 
 def _batch_size(ctx: Context) -> Outcome:
     """Half, the same and twice the task's batch, at equal wall time."""
     s, base = ctx.settings, ctx.hyper.batch_size
-    result = batch_size_search(s.task, sizes=[base // 2, base, base * 2],
-                               seconds=ctx.planned().short_seconds, seed=s.seed,
-                               data_dir=s.data_dir, executor=ctx.trials("batch_size"))
+    seconds = max(ctx.share("batch_size") / 3, ctx.cost(ctx.planned().shortest))
+    result = batch_size_search(s.task, sizes=[base // 2, base, base * 2], seconds=seconds,
+                               seed=s.seed, data_dir=s.data_dir,
+                               executor=ctx.trials("batch_size"))
     return Outcome(result.decision, result.reason, search=result)
+
+
+def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
+                   field: str, describe: Callable[[Any], str],
+                   prefer: Callable[[Sequence[Any]], Any], why_prefer: str,
+                   likely: Any) -> Outcome:
+    """A search stage as growing short runs over `values` of one TrialSpec `field`, from
+    this stage's share of the budget; the winner's full-length run, if there is one, has
+    its weights kept. When the budget cannot run them all, the values nearest `likely`
+    (the prior: the paper's default, the range test's reading) are run."""
+    h, s, plan = ctx.hyper, ctx.settings, ctx.planned()
+    share = ctx.share(stage)
+    keys = list(values)
+    rungs = plan_rungs(len(keys), share, plan.shortest)
+    notes: list[str] = []
+    if rungs is None:  # not even one shortest run each: fewer candidates, still the range
+        fit = int(share / plan.shortest)
+        if fit < 2:
+            current = getattr(h, field)
+            reason = (f"kept {describe(current)}: the budget left {share:.2g} final "
+                      f"trainings' time for this stage, less than two short runs")
+            return Outcome(Decision(), reason)
+        keys = nearest(keys, likely, fit)
+        notes.append(f"the budget allowed {fit} of the {len(values)} candidates: those "
+                     f"nearest {describe(likely)}")
+        rungs = plan_rungs(len(keys), share, plan.shortest)
+        assert rungs is not None
+
+    def spec_for(value: Any, fraction: float) -> TrialSpec:
+        full = fraction >= 1
+        label = f"{describe(value)} @ {_fraction(fraction)}"
+        base = TrialSpec(s.task, max_lr=h.max_lr or 0.0, budget=Budget(
+            epochs=plan.final_epochs * fraction), momentum=h.momentum,
+            weight_decay=h.weight_decay, batch_size=h.batch_size, seed=s.seed,
+            data_dir=s.data_dir, label=label, eval_samples=None if full else EVAL_SAMPLES,
+            save_model=ctx.weights_file(stage, label) if full else None)
+        return base.with_(**{field: value})
+
+    began = ctx.spent()
+    found = successive_halving(
+        keys, spec_for, rungs, prefer=prefer, executor=ctx.trials(stage),
+        room=lambda: ROOM_SLACK * share - (ctx.spent() - began))
+    winner = found.winner
+    last = found.last.comparison
+    verdicts = [r.diagnosis.verdict for r in last.results if r.diagnosis is not None]
+    reason = (f"{describe(winner)}: the lowest validation loss among "
+              f"{', '.join(describe(k) for k in keys)}; {found.length_note}")
+    if found.tied:
+        reason += f"; of the tied ones, {why_prefer}"
+    if verdicts and all(v == "underfitting" for v in verdicts):
+        notes.append("every run of the longest rung was still underfitting")
+    decision = Decision(**{field: winner})
+    search = SearchResult(stage, decision, reason, [r.comparison for r in found.rungs],
+                          {"values": list(keys), "fractions": [r.fraction for r in found.rungs],
+                           "tied": found.tied, "share_finals": share,
+                           "planned_finals": rungs.cost}, tuple(notes))
+    return Outcome(decision, reason, search=search)
+
+
+def nearest(values: Sequence[Any], likely: Any, k: int) -> list[Any]:
+    """The `k` of `values` (in order) whose places are nearest the place of `likely` (or of
+    the value closest to it), kept in order."""
+    def place(v: Any) -> float:
+        return math.log10(v) if isinstance(v, float) and v > 0 else \
+            (v[0] if isinstance(v, tuple) else float(v))
+
+    centre = min(range(len(values)), key=lambda i: abs(place(values[i]) - place(likely)))
+    chosen = sorted(range(len(values)), key=lambda i: (abs(i - centre), i))[:k]
+    return [values[i] for i in sorted(chosen)]
+
+
+def _fraction(f: float) -> str:
+    return "full" if f >= 1 else f"{f:.0%}"
+
+
+def lr_candidates(anchor: float) -> list[float]:
+    """Max LRs half a decade apart hanging from the range test's anchor, ascending."""
+    return sorted(float(f"{anchor * 10 ** (k / 2):.3g}") for k in LR_STEPS)
+
+
+def horizon_bias(fraction: float) -> float:
+    """Decades by which runs of `fraction` of the final length overrate the max LR."""
+    return HORIZON_BIAS_PER_HALVING * max(0.0, math.log2(1 / fraction))
+
+
+def horizon_corrected(max_lr: float, fraction: float) -> float:
+    """The max LR the full length would reward, from the one runs of `fraction` of it chose
+    (3 significant figures)."""
+    return float(f"{max_lr * 10 ** -horizon_bias(fraction):.3g}")
+
+
+def _lr(ctx: Context) -> Outcome:
+    """Max LR by growing short runs over candidates below the range test's anchor: the range
+    test says where training stops working, the runs say which LR below it trains best."""
+    if ctx.anchor is None:
+        raise RuntimeError("the LR stage needs the first range test's anchor")
+    outcome = _halving_stage(
+        ctx, "lr", lr_candidates(ctx.anchor), "max_lr", lambda v: f"max LR {v:.3g}",
+        prefer=min, why_prefer="the lowest LR, as short runs favour high ones",
+        likely=ctx.max_lr())
+    search = outcome.search
+    if search is not None and search.evidence["fractions"][-1] < 1:
+        length = search.evidence["fractions"][-1]
+        chosen = outcome.decision.max_lr or 0.0
+        corrected = horizon_corrected(chosen, length)
+        if corrected != chosen:
+            decision = Decision(max_lr=corrected)
+            reason = outcome.reason + (
+                f"; runs of {length:.0%} of the final length favour a max LR about "
+                f"{horizon_bias(length):.2g} decades above what the full length rewards "
+                f"(the median over the zoo's dev half, make horizon-bias): corrected from "
+                f"{chosen:.3g} to {corrected:.3g}")
+            outcome = dataclasses.replace(outcome, decision=decision, reason=reason,
+                                          search=dataclasses.replace(
+                                              search, decision=decision, reason=reason))
+    if outcome.search is not None and ctx.anchor is not None:
+        runs = outcome.search.merged().results
+        if all(r.diagnosis is not None and r.diagnosis.verdict == "underfitting"
+               for r in runs if r.state == "complete"):
+            outcome = dataclasses.replace(outcome, reason=outcome.reason + (
+                "; every run underfits, up to where the range test's loss stops falling: "
+                "the LR is not what holds this model back (its capacity or the data may be)"))
+    return outcome
 
 
 def _momentum(ctx: Context) -> Outcome:
-    h, s = ctx.hyper, ctx.settings
-    result = momentum_search(s.task, max_lr=ctx.max_lr(),
-                             budget=Budget(epochs=ctx.planned().short_epochs),
-                             weight_decay=h.weight_decay, seed=s.seed, data_dir=s.data_dir,
-                             batch_size=h.batch_size, executor=ctx.trials("momentum"))
-    return Outcome(result.decision, result.reason, search=result)
+    return _halving_stage(
+        ctx, "momentum", [(m, BASE_MOMENTUM) for m in sorted(MOMENTA)], "momentum",
+        lambda v: f"momentum {v[0]:g}->{v[1]:g}",
+        prefer=lambda tied: next((t for t in tied if t[0] == MAX_MOMENTUM), min(tied)),
+        why_prefer="the paper's 0.95 -> 0.85 (else the lowest: short runs favour high "
+                   "momentum)", likely=MOMENTUM)
 
 
 def _weight_decay(ctx: Context) -> Outcome:
-    h, s = ctx.hyper, ctx.settings
-    result = weight_decay_search(s.task, max_lr=ctx.max_lr(),
-                                 budget=Budget(epochs=ctx.planned().short_epochs),
-                                 momentum=h.momentum, seed=s.seed, data_dir=s.data_dir,
-                                 batch_size=h.batch_size, executor=ctx.trials("weight_decay"))
-    return Outcome(result.decision, result.reason, search=result)
+    return _halving_stage(
+        ctx, "weight_decay", WEIGHT_DECAYS[ctx.task.optimizer], "weight_decay",
+        lambda v: f"weight decay {v:g}", prefer=max,
+        why_prefer="the largest, as short runs undervalue regularization",
+        likely=ctx.hyper.weight_decay)
+
+
+def _confirm(ctx: Context) -> Outcome:
+    """The range test again at the chosen momentum and weight decay. After an LR stage it
+    only checks (short runs outrank a sweep); without one, Smith's rule sets the max LR."""
+    outcome = _range_test(dataclasses.replace(ctx, later=()))
+    if ctx.study.finished_stage("lr") is None:
+        return outcome
+    reading = outcome.range_test.reading if outcome.range_test else None
+    chosen = ctx.max_lr()
+    where = "" if reading is None else (
+        f"; at these values the sweep's loss is lowest near {reading.anchor:.3g}, "
+        f"{'above' if reading.anchor >= chosen else 'BELOW'} the chosen max LR {chosen:.3g}")
+    return Outcome(Decision(), "kept the LR stage's choice" + where,
+                   range_test=outcome.range_test, units=outcome.units)
+
+
+def _reusable(ctx: Context, spec: TrialSpec) -> tuple[TrialResult, Path] | None:
+    """A journaled full-length trial that trained exactly `spec`, with its weights on disk."""
+    for result in ctx.study.trials():
+        if result.state == "complete" and result.spec.save_model and \
+                result.spec.trains_like(spec):
+            path = ctx.settings.out / "weights" / Path(result.spec.save_model).name
+            if path.exists():
+                return result, path
+    return None
+
+
+def _final_spec(ctx: Context, hyper: Hyper) -> TrialSpec:
+    s = ctx.settings
+    return TrialSpec(s.task, max_lr=hyper.max_lr or 0.0,
+                     budget=Budget(epochs=ctx.planned().final_epochs),
+                     momentum=hyper.momentum, weight_decay=hyper.weight_decay,
+                     batch_size=hyper.batch_size, seed=s.seed, data_dir=s.data_dir,
+                     label="final", eval_samples=None)
 
 
 def _final(ctx: Context) -> Outcome:
-    """The final 1cycle training at everything decided, on the whole validation set."""
-    h, s = ctx.hyper, ctx.settings
+    """The final 1cycle training at everything decided, on the whole validation set; a
+    stage's full-length run at exactly these values is that training already."""
     epochs = ctx.planned().final_epochs
-    spec = TrialSpec(s.task, max_lr=ctx.max_lr(), budget=Budget(epochs=epochs),
-                     momentum=h.momentum, weight_decay=h.weight_decay,
-                     batch_size=h.batch_size, seed=s.seed, data_dir=s.data_dir,
-                     label="final", eval_samples=None)
-    result, model = train(spec, task=ctx.task, device=s.device)
-    if distributed.world().is_main:
-        torch.save(model.state_dict(), s.out / "model.pt")
-    ctx.study.record_trial("final", result)
-    ctx.progress.trial("final", result)
+    spec = _final_spec(ctx, ctx.hyper)
+    found = _reusable(ctx, spec)
+    if found is not None:
+        result, path = found
+        if distributed.world().is_main:
+            shutil.copyfile(path, ctx.settings.out / "model.pt")
+        how = f"the full-length run '{result.label}' trained exactly this; kept, not repeated"
+        ctx.study.record_trial("final", dataclasses.replace(result, spec=spec))
+    else:
+        result, model = train(spec, task=ctx.task, device=ctx.settings.device)
+        if distributed.world().is_main:
+            torch.save(model.state_dict(), ctx.settings.out / "model.pt")
+        ctx.study.record_trial("final", result)
+        ctx.progress.trial("final", result)
+        how = f"{result.steps} steps"
+    return Outcome(Decision(), _final_reason(result, epochs, how), final=_final_run(result),
+                   units=0.0 if found is not None else 1.0)
+
+
+def _final_run(result: TrialResult) -> FinalRun:
+    return FinalRun(result.val_loss, result.val_metric, result.steps,
+                    result.spec.budget.epochs or 0.0, result.seconds)
+
+
+def _final_reason(result: TrialResult, epochs: float, how: str) -> str:
     metric = "" if result.val_metric is None else f", metric {result.val_metric:.4g}"
     verdict = result.diagnosis.verdict if result.diagnosis else "-"
-    reason = (f"1cycle for {epochs:g} epochs ({result.steps} steps): validation loss "
-              f"{result.val_loss:.4g}{metric} ({verdict})")
-    return Outcome(Decision(), reason, final=FinalRun(result.val_loss, result.val_metric,
-                                                      result.steps, epochs, result.seconds))
+    return (f"1cycle for {epochs:g} epochs ({how}): validation loss {result.val_loss:.4g}"
+            f"{metric} ({verdict})")
+
+
+def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec],
+                 optimizer: str) -> list[tuple[Decision, str]]:
+    """What the final run's diagnosis asks for, most likely first (Smith 2018: overfitting
+    wants more regularization, Section 4.3; instability a lower LR, Section 4.1)."""
+    lr, wd = hyper.max_lr or 0.0, hyper.weight_decay
+    step = 10**0.5
+    more_wd = wd * step if wd > 0 else WEIGHT_DECAYS[optimizer][1]
+    up = Decision(max_lr=float(f"{lr * step:.3g}"))
+    down = Decision(max_lr=float(f"{lr / step:.3g}"))
+    heavier = Decision(weight_decay=float(f"{more_wd:.2g}"))
+    lighter = Decision(weight_decay=float(f"{wd / step:.2g}") if wd > 0 else 0.0)
+    if verdict == "overfitting":
+        order = [(heavier, "it overfits: more weight decay"),
+                 (down, "it overfits: a lower LR")]
+    elif verdict in ("unstable", "diverged"):
+        order = [(down, f"it is {verdict}: a lower LR")]
+    elif verdict == "underfitting":
+        order = [(up, "it underfits: a higher LR"), (lighter, "it underfits: less weight decay")]
+    else:
+        order = [(down, "a half-decade lower LR, at full length"),
+                 (up, "a half-decade higher LR, at full length"),
+                 (heavier, "more weight decay, at full length")]
+    seen = {(t.max_lr, t.weight_decay) for t in tried}
+    out = []
+    for decision, why in order:
+        h = hyper.apply(decision)
+        if (h.max_lr, h.weight_decay) not in seen and decision != Decision(weight_decay=wd):
+            out.append((decision, why))
+    return out
+
+
+def _refine(ctx: Context) -> Outcome:
+    """The closed loop: while a full-length training still fits in the budget, train the
+    correction the current final run's diagnosis asks for; keep it if its validation loss is
+    clearly lower (beyond both runs' noise). Each correction's evidence is journaled."""
+    current = ctx.study.trials("final")
+    kept = _final_spec(ctx, ctx.hyper)
+    found = _reusable(ctx, kept)
+    best = found[0] if found is not None else (current[-1] if current else None)
+    if best is None or best.state != "complete":
+        return Outcome(Decision(), "nothing to refine: the final training did not complete")
+    hyper, tried, steps = ctx.hyper, [best.spec], list[str]()
+    while ctx.left() >= REFINE_MIN:
+        verdict = best.diagnosis.verdict if best.diagnosis else "balanced"
+        options = _corrections(hyper, verdict, tried, ctx.task.optimizer)
+        if not options:
+            break
+        decision, why = options[0]
+        candidate = hyper.apply(decision)
+        label = f"refine {len(steps) + 1}: {decision.describe()}"
+        spec = _final_spec(ctx, candidate).with_(
+            label=label, save_model=ctx.weights_file("refine", label))
+        result = ctx.trials("refine").map([spec])[0]
+        tried.append(spec)
+        if result.state != "complete":
+            steps.append(f"{why} ({decision.describe()}) failed: {result.error}")
+            continue
+        better = Comparison.of([best, result]).best is result and \
+            Comparison.of([best, result]).ranking[0].tied_with == []
+        steps.append(f"{why} ({decision.describe()}): validation loss {result.val_loss:.4g} "
+                     f"against {best.val_loss:.4g}, {'kept' if better else 'not better'}")
+        if better:
+            best, hyper = result, candidate
+            ctx.study.record_trial("final", dataclasses.replace(
+                result, spec=result.spec.with_(label=f"final ({label})")))
+    if not steps:
+        return Outcome(Decision(), "no time left for a full-length correction")
+    changed = Decision(max_lr=hyper.max_lr if hyper.max_lr != ctx.hyper.max_lr else None,
+                       weight_decay=hyper.weight_decay
+                       if hyper.weight_decay != ctx.hyper.weight_decay else None)
+    if changed != Decision() and distributed.world().is_main and best.spec.save_model:
+        shutil.copyfile(ctx.settings.out / "weights" / Path(best.spec.save_model).name,
+                        ctx.settings.out / "model.pt")
+    reason = "; ".join(steps)
+    final = _final_run(best) if changed != Decision() else None
+    if final is not None:
+        reason += f". The final model is now the one trained with {changed.describe()}"
+    return Outcome(changed, reason, final=final)
 
 
 STAGE_FUNCTIONS: dict[StageName, Callable[[Context], Outcome]] = {
     "range_test": _range_test,
     "batch_size": _batch_size,
+    "lr": _lr,
     "momentum": _momentum,
     "weight_decay": _weight_decay,
-    "confirm": _range_test,  # the same test at the chosen momentum and weight decay
+    "confirm": _confirm,
     "final": _final,
+    "refine": _refine,
 }
 
 
@@ -289,9 +715,11 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     settings = Settings(task_name, Path(out), stage_list(stages), budget_epochs, budget_minutes,
                         seed, data_dir, device)
     team = distributed.world()
-    task = load_task(task_name, data_dir=data_dir)
-    task.datasets()  # fail early, with the task's own message, if the data are missing
+    # built once, now: fails early with the task's own message if the data are missing, and
+    # every trial in this process shares the datasets
+    task = load_task(task_name, data_dir=data_dir).loaded()
     progress = progress or _Silent()
+    ledger = Ledger()
     started = time.perf_counter()
     with Study(settings.out, resume=resume) as study:
         config = settings.journal_config(team.size)
@@ -302,16 +730,21 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
                                    "another --out")
         study.set_meta("config", config)
         ctx = Context(settings, task, study, Hyper(batch_size=task.batch_size), None, progress,
-                      executor)
+                      executor, ledger)
         records: list[StageRecord] = []
         for index, name in enumerate(settings.stages, start=1):
+            ctx = dataclasses.replace(ctx, later=settings.stages[index:])
             record = _run_stage(ctx, name, index)
+            if ctx.plan is not None:
+                ledger.stage_done(record.seconds, record.outcome.units)
             records.append(record)
             ctx = dataclasses.replace(ctx, hyper=ctx.hyper.apply(record.outcome.decision))
-            if ctx.plan is None and record.outcome.seconds_per_step is not None:
-                plan = _plan(ctx, record.outcome.seconds_per_step, started)
-                ctx = dataclasses.replace(ctx, plan=plan, hyper=dataclasses.replace(
-                    ctx.hyper, epochs=plan.final_epochs))
+            if ctx.plan is None and record.outcome.range_test is not None:
+                plan = _plan(ctx, time.perf_counter() - started)
+                ledger.before = plan.spent_before
+                ctx = dataclasses.replace(
+                    ctx, plan=plan, anchor=record.outcome.range_test.reading.anchor,
+                    hyper=dataclasses.replace(ctx.hyper, epochs=plan.final_epochs))
                 progress.plan(plan)
         summary = _summary(ctx, records, time.perf_counter() - started)
         if team.is_main:
@@ -327,9 +760,11 @@ def _run_stage(ctx: Context, name: StageName, index: int) -> StageRecord:
     record = ctx.study.finished_stage(name)
     if record is None:
         ctx.progress.stage(name, index, len(ctx.settings.stages),
-                           None if ctx.plan is None else ctx.plan.eta)
+                           None if ctx.plan is None else max(0.0, ctx.left()) *
+                           ctx.final_cost())
         start = time.perf_counter()
         outcome = STAGE_FUNCTIONS[name](ctx)
+        outcome = dataclasses.replace(outcome, units=outcome.units + ctx.ledger.current_units)
         record = StageRecord(name, index, outcome, time.perf_counter() - start)
         ctx.study.record_stage(record)
         record = distributed.from_main(record)  # under torchrun, rank 0's timings for all
@@ -337,39 +772,62 @@ def _run_stage(ctx: Context, name: StageName, index: int) -> StageRecord:
     return record
 
 
-def _plan(ctx: Context, seconds_per_step: float, started: float) -> Plan:
-    """Fix the final length (epochs) and the short runs' length from the budget, once."""
+def _measure(ctx: Context) -> tuple[float, float, float]:
+    """Seconds per training step, per validation sample and per trial set-up, timed on the
+    engine that trains the trials (the range test's steps skip its bookkeeping)."""
+    h, s = ctx.hyper, ctx.settings
+    spec = TrialSpec(s.task, max_lr=ctx.max_lr(), budget=Budget(steps=MEASURE_STEPS + 2),
+                     momentum=h.momentum, weight_decay=h.weight_decay,
+                     batch_size=h.batch_size, seed=s.seed, data_dir=s.data_dir)
+    began = time.perf_counter()
+    trainer, _ = build_trainer(spec, task=ctx.task, device=s.device, evaluate=False)
+    setup = time.perf_counter() - began
+    trainer.run(steps=2)  # first steps pay for lazy initialisation
+    began = time.perf_counter()
+    trainer.run(steps=MEASURE_STEPS)
+    step = (time.perf_counter() - began) / MEASURE_STEPS
+    _, val = ctx.task.datasets()
+    samples = min(EVAL_SAMPLES, num_samples(val))
+    began = time.perf_counter()
+    evaluate(trainer.model, val, ctx.task.loss_fn, ctx.task.metric, trainer.device,
+             max_samples=samples)
+    return step, (time.perf_counter() - began) / samples, setup
+
+
+def _plan(ctx: Context, spent: float) -> Plan:
+    """Fix the final length and the wall budget, once, from speeds measured on the engine;
+    `spent` is what loading the task and the first range test took."""
     saved = ctx.study.meta("plan")
     if saved is not None:
         return Plan.from_dict(saved)
     s = ctx.settings
-    train_data, _ = ctx.task.datasets()
+    train_data, val_data = ctx.task.datasets()
     per_epoch = steps_per_epoch(train_data, ctx.hyper.batch_size)
-    epoch_seconds = max(seconds_per_step * per_epoch, 1e-6)
+    step, per_sample, setup = distributed.from_main(_measure(ctx))
+    epochs = s.budget_epochs or ctx.task.epochs or FALLBACK_EPOCHS
+
+    def plan_for(epochs: float, seconds: float | None, units: float | None) -> Plan:
+        return Plan(epochs, max(2, math.ceil(epochs * per_epoch)), seconds, units,
+                    num_samples(val_data), step, per_sample, setup, spent)
+
+    draft = plan_for(epochs, None, math.inf)
+    seconds, units = None, None
     if s.budget_minutes is not None:
-        spent = time.perf_counter() - started
-        left = s.budget_minutes * 60 - spent * (2 if "confirm" in s.stages else 1)
-        shorts = sum(n for st, n in SHORT_RUNS.items() if st in s.stages) * SHORT_FRACTION
-        epochs = round(max(left / (epoch_seconds * (1 + shorts)), 1.0), 1)
-    elif s.budget_epochs is not None:
-        epochs = s.budget_epochs
-    else:
-        epochs = ctx.task.epochs or FALLBACK_EPOCHS
-    short_epochs = round(max(epochs * SHORT_FRACTION, MIN_SHORT_STEPS / per_epoch), 2)
-    short_seconds = short_epochs * epoch_seconds
-    split = {st: n * short_seconds for st, n in SHORT_RUNS.items() if st in s.stages}
-    if "confirm" in s.stages:
-        split["confirm"] = seconds_per_step * RANGE_TEST_STEPS
-    split["final"] = epochs * epoch_seconds
-    plan = Plan(epochs, short_epochs, short_seconds, {k: round(v, 1) for k, v in split.items()})
-    plan = distributed.from_main(plan)  # rank 0's measured speed sizes every rank's runs
+        seconds = s.budget_minutes * 60
+        final = dataclasses.replace(ctx, plan=draft).final_cost()
+        room = FINAL_SHARE * max(0.0, seconds - spent)
+        if final > room:  # too long for the budget: shortened to fit
+            epochs = max(round(epochs * room / final, 2), 1 / per_epoch)
+    else:  # in trainings, so that no clock changes the decisions
+        units = max(TUNE_FINALS, MIN_SHORT_RUNS * draft.shortest)
+    plan = distributed.from_main(plan_for(epochs, seconds, units))  # rank 0's plan for every rank
     ctx.study.set_meta("plan", plan.to_dict())
     return plan
 
 
 def _summary(ctx: Context, records: list[StageRecord], wall: float) -> dict[str, Any]:
     """summary.json: the hyper-parameters, each stage's decision, the final numbers."""
-    final = next((r for r in records if r.outcome.final is not None), None)
+    final = next((r for r in reversed(records) if r.outcome.final is not None), None)
     run = final.outcome.final if final is not None else None
     world = distributed.world().size
     return {
@@ -385,7 +843,9 @@ def _summary(ctx: Context, records: list[StageRecord], wall: float) -> dict[str,
             "epochs": run.epochs if run else None,
             "wall_seconds": final.seconds if final else None,
         },
-        "wall_seconds_total": sum(r.seconds for r in records) if records else wall,
+        "wall_seconds_total": wall,
+        "budget_seconds": ctx.plan.budget_seconds if ctx.plan else None,
+        "budget_final_trainings": ctx.plan.budget_units if ctx.plan else None,
         "data_parallel": {"world_size": world, "batch_size_per_process": ctx.hyper.batch_size,
                           "total_batch_size": ctx.hyper.batch_size * world},
     }

@@ -52,6 +52,24 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _comparison(comparison: Comparison, title: str) -> list[str]:
+    """A ranking's table, its curves and each run's advice."""
+    results = comparison.results
+    nodes = {r.label: r.worker for r in results}
+    rows = [[r.rank if r.rank is not None else "failed", r.label,
+             _fmt(r.val_loss), _fmt(r.val_metric), r.verdict or r.error]
+            for r in comparison.ranking]
+    head = ["rank", "candidate", "val loss", "val metric", "diagnosis"]
+    if any(nodes.values()):  # trials ran on a Ray cluster: say where
+        rows = [[*row, nodes[str(row[1])] or "driver"] for row in rows]
+        head.append("Ray node")
+    advice = {r.label: r.diagnosis.advice for r in results if r.diagnosis}
+    return [_table(rows, head),
+            _png(functools.partial(plot_comparison, comparison, title=title)),
+            "<ul>" + "".join(f"<li>{html.escape(label)}: {html.escape(text)}</li>"
+                             for label, text in advice.items()) + "</ul>"]
+
+
 def build_report(study: Study, summary: dict[str, Any]) -> str:
     """The report as one HTML string."""
     hp = summary["hyperparameters"]
@@ -79,24 +97,18 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                                  result.suggestions.items()], ["rule", "suggested max LR"]))
             parts.append(_png(functools.partial(plot_range_test, result)))
         if outcome.search is not None:
-            results = study.trials(name)
-            if results:
-                comparison = Comparison.of(results)
-                nodes = {r.label: r.worker for r in results}
-                rows = [[r.rank if r.rank is not None else "failed", r.label,
-                         _fmt(r.val_loss), _fmt(r.val_metric), r.verdict or r.error]
-                        for r in comparison.ranking]
-                head = ["rank", "candidate", "val loss", "val metric", "diagnosis"]
-                if any(nodes.values()):  # trials ran on a Ray cluster: say where
-                    rows = [[*row, nodes[str(row[1])] or "driver"] for row in rows]
-                    head.append("Ray node")
-                parts.append(_table(rows, head))
-                parts.append(_png(functools.partial(plot_comparison, comparison,
-                                                    title=name)))
-                advice = {r.label: r.diagnosis.advice for r in results if r.diagnosis}
-                parts.append("<ul>" + "".join(
-                    f"<li>{html.escape(label)}: {html.escape(text)}</li>"
-                    for label, text in advice.items()) + "</ul>")
+            fractions = outcome.search.evidence.get("fractions")
+            if fractions:  # growing short runs: one ranking per length
+                for fraction, comparison in zip(fractions, outcome.search.comparisons,
+                                                strict=False):
+                    length = "the full length" if fraction >= 1 else \
+                        f"{fraction:.3g} of the final length"
+                    parts.append(f"<h3>Runs of {length}</h3>")
+                    parts += _comparison(comparison, f"{name}, {length}")
+            else:
+                results = study.trials(name)
+                if results:
+                    parts += _comparison(Comparison.of(results), name)
         if name == "final":
             finals = study.trials("final")
             if finals and finals[-1].history is not None:

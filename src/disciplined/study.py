@@ -16,7 +16,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -26,6 +26,7 @@ from .errors import DisciplinedError
 from .executors import Executor, LocalExecutor, OnResult
 from .range_test import RangeTestResult
 from .searches import SearchResult
+from .tasks import Task
 from .trials import TrialResult, TrialSpec
 
 SCHEMA = """
@@ -73,8 +74,9 @@ class FinalRun:
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """What a stage decided, the one-sentence reason, and its evidence: a range test, a
-    search, or the final training (with `seconds_per_step`, the range test's measured speed
-    that sizes the budget)."""
+    search, or the final training (with `seconds_per_step`, the range test's measured speed,
+    and `units`, what the stage's trainings cost in final trainings, which the budget
+    counts)."""
 
     decision: Decision
     reason: str
@@ -82,6 +84,7 @@ class Outcome:
     search: SearchResult | None = None
     final: FinalRun | None = None
     seconds_per_step: float | None = None
+    units: float = 0.0
 
     def evidence_dict(self) -> dict[str, Any]:
         """Everything but the decision, for the journal's payload column."""
@@ -89,7 +92,7 @@ class Outcome:
                 "range_test": None if self.range_test is None else self.range_test.to_dict(),
                 "search": None if self.search is None else self.search.to_dict(),
                 "final": None if self.final is None else dataclasses.asdict(self.final),
-                "seconds_per_step": self.seconds_per_step}
+                "seconds_per_step": self.seconds_per_step, "units": self.units}
 
     @classmethod
     def from_columns(cls, decision: dict[str, Any], payload: dict[str, Any]) -> Outcome:
@@ -101,7 +104,7 @@ class Outcome:
                    RangeTestResult.from_dict(payload["range_test"]),
                    None if some("search") is None else SearchResult.from_dict(payload["search"]),
                    None if some("final") is None else FinalRun(**payload["final"]),
-                   some("seconds_per_step"))
+                   some("seconds_per_step"), some("units") or 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +119,10 @@ class StageRecord:
 
 
 def trial_key(stage: str, spec: TrialSpec) -> str:
-    """A trial's identity: its stage and its full specification."""
-    text = json.dumps({"stage": stage, "spec": spec.to_dict()}, sort_keys=True)
+    """A trial's identity: its stage and its full specification (less where its weights are
+    written, which moves with the study's folder)."""
+    text = json.dumps({"stage": stage, "spec": spec.with_(save_model=None).to_dict()},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -298,9 +303,9 @@ class JournalExecutor:
 
     def __init__(self, study: Study, stage: str, *, runner: Executor | None = None,
                  device: str | None = None, on_result: OnResult | None = None,
-                 live: bool = False) -> None:
+                 live: bool = False, tasks: Mapping[str, Task] | None = None) -> None:
         self.study, self.stage, self.on_result = study, stage, on_result
-        self.runner = runner or LocalExecutor(device=device, progress=live)
+        self.runner = runner or LocalExecutor(device=device, progress=live, tasks=tasks)
 
     def map(self, specs: Sequence[TrialSpec], *,
             on_result: OnResult | None = None) -> list[TrialResult]:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import torch
 
+from . import distributed
 from .defaults import MOMENTUM, WEIGHT_DECAY
 from .diagnose import Diagnosis, diagnose
 from .engine import History, Trainer, build_optimizer, steps_per_epoch
@@ -68,7 +69,9 @@ class TrialSpec:
     """Everything one trial needs; plain data, so any executor can ship it.
 
     `eval_every` is in optimizer steps (None: EVALS_PER_TRIAL evaluations over the run);
-    `eval_samples` caps the validation samples each evaluation reads (None: all of them)."""
+    `eval_samples` caps the validation samples each evaluation reads (None: all of them);
+    `save_model` is a file the trained weights are written to (so that a full-length trial
+    can be kept as the final training instead of being trained again)."""
 
     task: str
     max_lr: float
@@ -83,6 +86,7 @@ class TrialSpec:
     eval_samples: int | None = EVAL_SAMPLES
     data_dir: str | None = None
     label: str = ""
+    save_model: str | None = None
 
     def __post_init__(self) -> None:
         check_policy(self.policy)
@@ -90,8 +94,16 @@ class TrialSpec:
     def with_(self, **changes: Any) -> TrialSpec:
         return dataclasses.replace(self, **changes)
 
+    def trains_like(self, other: TrialSpec) -> bool:
+        """Whether both train the same weights (they may differ in label and where the
+        weights go)."""
+        return self.with_(label="", save_model=None) == other.with_(label="", save_model=None)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["save_model"] is None:  # journals written before the field keep their keys
+            del out["save_model"]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialSpec:
@@ -188,16 +200,19 @@ def train(spec: TrialSpec, *, task: Task | None = None, device: str | None = Non
     start = time.perf_counter()
     trainer, steps = build_trainer(spec, task=task, device=device, progress=progress)
     history = trainer.run(steps=steps, seconds=spec.budget.seconds)
+    if spec.save_model is not None and distributed.world().is_main:
+        torch.save(trainer.model.state_dict(), spec.save_model)
     return result_from(spec, history, time.perf_counter() - start), trainer.model
 
 
-def run_trial(spec: TrialSpec, *, device: str | None = None,
-              progress: bool = False) -> TrialResult:
+def run_trial(spec: TrialSpec, *, device: str | None = None, progress: bool = False,
+              task: Task | None = None) -> TrialResult:
     """Train one spec; any error becomes a failed result, recorded, never raised.
-    `progress` shows a live bar (step, training and validation loss)."""
+    `progress` shows a live bar (step, training and validation loss); `task` is the spec's
+    task already loaded (None: load it)."""
     start = time.perf_counter()
     try:
-        return train(spec, device=device, progress=progress)[0]
+        return train(spec, task=task, device=device, progress=progress)[0]
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:  # a failed trial is data, not a crash

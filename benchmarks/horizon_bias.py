@@ -1,0 +1,133 @@
+"""How far do short runs misjudge the max LR? Measured on a half of the zoo, against its grid.
+
+For each task, every max LR of its reference grid (at weight decay 0, seed 0) trains a 1cycle
+of 1/8, 1/4 and 1/2 of the task's final length, read on the same validation subset as tune's
+short runs; the LR with the lowest short-run validation loss is compared with the LR whose
+full-length runs (the grid's, mean of its seeds) reach the lowest validation loss. The bias
+is log10(short-run best / full-length best) in decades: positive when short runs favour a
+higher LR than the full length rewards. The recipe's correction is designed on the dev half
+only (the default), and the test half is measured only to report it.
+
+    python benchmarks/horizon_bias.py --split dev --write benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import header, publish
+from _zoo import each_task, stamp, task_arguments
+
+from disciplined import zoo
+from disciplined.tasks import load_task
+from disciplined.trials import EVAL_SAMPLES, Budget, TrialSpec, train
+
+FRACTIONS = (1 / 8, 1 / 4, 1 / 2)
+HERE = Path(__file__).parent
+FOLDER = HERE / "horizon_bias"
+REFERENCE = HERE / "zoo_reference"
+
+
+def full_length(grid: dict[str, Any]) -> dict[float, float | None]:
+    """Mean full-length validation loss per max LR at weight decay 0 (None: a seed
+    diverged)."""
+    out: dict[float, list[float | None]] = {}
+    for run in grid["runs"]:
+        if run["weight_decay"] == 0 and run.get("policy", "one-cycle") == "one-cycle":
+            out.setdefault(run["max_lr"], []).append(
+                None if run["diverged"] else run["val_loss"])
+    return {lr: (None if any(v is None for v in vs) else statistics.mean(vs))  # type: ignore
+            for lr, vs in out.items()}
+
+
+def measure(name: str) -> dict[str, Any]:
+    grid = json.loads((REFERENCE / f"{name}.json").read_text())
+    task = load_task(f"zoo/{name}").loaded()
+    started = time.perf_counter()
+    full = full_length(grid)
+    rows = []
+    for fraction in FRACTIONS:
+        for lr in sorted(full):
+            spec = TrialSpec(f"zoo/{name}", max_lr=lr,
+                             budget=Budget(epochs=task.epochs * fraction), weight_decay=0.0,
+                             eval_samples=EVAL_SAMPLES, label=f"{name} lr={lr:.3g} f={fraction}")
+            result, _ = train(spec, task=task)
+            loss = result.val_loss if result.val_loss is not None and \
+                math.isfinite(result.val_loss) else None
+            print(f"  {name} 1/{round(1 / fraction)} lr {lr:.3g}: {loss}", flush=True)
+            rows.append({"fraction": fraction, "max_lr": lr, "val_loss": loss})
+    return {"task": name, "split": grid["split"], "full_length": {str(k): v for k, v in
+                                                                 full.items()},
+            "short": rows, "wall_seconds": round(time.perf_counter() - started, 1),
+            **stamp(f"python benchmarks/horizon_bias.py --tasks {name} --force")}
+
+
+def best(losses: dict[float, float | None]) -> float | None:
+    found = {lr: v for lr, v in losses.items() if v is not None}
+    return min(found, key=lambda lr: found[lr]) if found else None
+
+
+def table(split: str) -> list[str]:
+    lines = ["| task | run length | short-run best LR | full-length best LR | bias (decades) "
+             "| its full-length loss / best |", "|---|---|---|---|---|---|"]
+    biases: dict[float, list[float]] = {f: [] for f in FRACTIONS}
+    names = [t.name for t in zoo.ZOO if t.split == split]
+    found = 0
+    for name in names:
+        path = FOLDER / f"{name}.json"
+        if not path.exists():
+            continue
+        found += 1
+        data = json.loads(path.read_text())
+        full = {float(k): v for k, v in data["full_length"].items()}
+        target = best(full)
+        for fraction in FRACTIONS:
+            short = {r["max_lr"]: r["val_loss"] for r in data["short"]
+                     if r["fraction"] == fraction}
+            chosen = best(short)
+            if chosen is None or target is None:
+                continue
+            bias = math.log10(chosen / target)
+            biases[fraction].append(bias)
+            ratio = full.get(chosen)
+            ratio_text = "diverged" if ratio is None else f"{ratio / full[target]:.3f}"
+            lines.append(f"| {name} | 1/{round(1 / fraction)} | {chosen:.3g} | {target:.3g} "
+                         f"| {bias:+.1f} | {ratio_text} |")
+    medians = ", ".join(f"1/{round(1 / f)} of the length {statistics.median(b):+.2f} decades"
+                        for f, b in biases.items() if b)
+    summary = [f"- {split} half, {found} of {len(names)} tasks measured. Median bias: "
+               f"{medians or 'none yet'}."]
+    return [*summary, "", *lines]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    task_arguments(parser)
+    parser.add_argument("--split", choices=("dev", "test"), default="dev",
+                        help="the zoo half to measure when --tasks is not given")
+    parser.add_argument("--write", type=Path, help="put the section into this RESULTS.md")
+    args = parser.parse_args()
+    if args.tasks == ",".join(zoo.names()):
+        args.tasks = ",".join(t.name for t in zoo.ZOO if t.split == args.split
+                              and (REFERENCE / f"{t.name}.json").exists())
+    for _path, data in each_task(args, FOLDER, measure):
+        print(f"{data['task']}: done in {data['wall_seconds']} s", flush=True)
+    lines = header("Short-horizon bias of the max LR on the zoo (horizon-bias)",
+                   "make horizon-bias")
+    lines += ["", "Each grid LR (weight decay 0, seed 0) trained for 1/8, 1/4 and 1/2 of the "
+              "task's final length against the grid's full-length runs (mean of 2 seeds); "
+              "per-task files in benchmarks/horizon_bias/. Positive bias: short runs favour "
+              "a higher LR than the full length rewards.", ""]
+    for split in ("dev", "test"):
+        lines += [f"### {split} half", "", *table(split), ""]
+    publish(lines, args.write, "horizon-bias")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Successive halving: the rung plan's properties, and the runs' growth on hand-made results
+(an executor whose losses are a known function of the candidate and the run's length)."""
+
+import math
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from disciplined.diagnose import Diagnosis
+from disciplined.halving import halving_keep, plan_rungs, spread, successive_halving
+from disciplined.trials import Budget, TrialResult, TrialSpec
+
+
+@given(n=st.integers(1, 12), budget=st.floats(0.01, 20), shortest=st.floats(0.005, 1.5))
+def test_a_plan_fits_its_budget_and_doubles_up_to_at_most_the_full_length(n, budget, shortest):
+    plan = plan_rungs(n, budget, shortest)
+    if plan is None:  # only when one shortest run each does not fit
+        assert n * min(shortest, 1.0) > budget
+        return
+    assert plan.cost <= budget + 1e-9
+    assert plan.fractions[-1] <= 1 and plan.fractions[0] >= min(shortest, 1.0) - 1e-12
+    assert all(b == 2 * a for a, b in zip(plan.fractions, plan.fractions[1:], strict=False))
+    assert plan.keep[0] == n and list(plan.keep) == sorted(plan.keep, reverse=True)
+    assert min(plan.keep) >= min(n, 2)
+
+
+def test_a_generous_budget_trains_every_candidate_at_full_length():
+    plan = plan_rungs(6, budget=6.0, shortest=0.01)
+    assert plan.fractions == (Fraction(1),) and plan.keep == (6,)
+
+
+def test_a_tight_budget_starts_short_and_halves():
+    plan = plan_rungs(8, budget=1.6, shortest=0.01)
+    assert plan.keep == halving_keep(8, len(plan.fractions))
+    assert len(plan.fractions) > 1 and plan.fractions[-1] < 1
+
+
+def test_spread_keeps_the_ends_of_the_range():
+    assert spread([1, 2, 3, 4, 5, 6, 7], 3) == [1, 4, 7]
+    assert spread([1, 2, 3], 5) == [1, 2, 3]
+
+
+class Fake:
+    """Runs nothing: a candidate's loss is `loss(key, fraction)`, noise `noise`."""
+
+    def __init__(self, loss, noise=0.0):
+        self.loss, self.noise, self.calls = loss, noise, []
+
+    def map(self, specs, on_result=None):
+        self.calls.append([(s.max_lr, s.budget.epochs) for s in specs])
+        return [TrialResult(s, "complete", None, None,
+                            Diagnosis("balanced", "", {"noise": self.noise}),
+                            self.loss(s.max_lr, s.budget.epochs), None, 10, 1.0)
+                for s in specs]
+
+
+def spec_for(lr, fraction):
+    return TrialSpec("digits", max_lr=lr, budget=Budget(epochs=fraction),
+                     label=f"lr {lr} @ {fraction}")
+
+
+LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+
+
+def test_the_better_half_grows_and_the_best_at_the_longest_length_wins():
+    # short runs favour high LRs; at full length 1e-3 is best
+    def loss(lr, f):
+        return abs(math.log10(lr) - (-1 if f < 1 else -3)) + (1 - f)
+
+    fake = Fake(loss)
+    plan = plan_rungs(5, budget=4.4, shortest=0.1)
+    assert plan.fractions == (Fraction(1, 8), Fraction(1, 4), Fraction(1, 2), Fraction(1))
+    found = successive_halving(LRS, spec_for, plan, prefer=min, executor=fake)
+    assert [len(c) for c in fake.calls] == [5, 3, 2, 2]
+    assert {k for k, _ in fake.calls[1]} >= {1e-1}  # the short runs' favourite goes on
+    finalists = [k for k, _ in fake.calls[-1]]
+    assert found.winner == min(finalists, key=lambda k: loss(k, 1))
+    assert not found.tied and "told the candidates apart" in found.length_note
+
+
+def test_candidates_tied_at_every_short_length_grow_together_when_there_is_room():
+    fake = Fake(lambda lr, f: 1.0 if f < 1 else abs(math.log10(lr) + 2), noise=0.1)
+    plan = plan_rungs(5, budget=4.75, shortest=0.25)
+    assert len(plan.fractions) == 3 and plan.fractions[-1] == 1
+    found = successive_halving(LRS, spec_for, plan, prefer=min, room=lambda: 100.0,
+                               executor=fake)
+    assert all(len(c) == 5 for c in fake.calls)  # all tied: none dropped
+    assert found.winner == 1e-2 and not found.tied  # the full length decides
+
+
+def test_a_tie_with_no_room_to_grow_keeps_the_range_covered_and_is_said():
+    fake = Fake(lambda lr, f: 1.0, noise=0.1)
+    plan = plan_rungs(5, budget=2.0, shortest=0.05)
+    found = successive_halving(LRS, spec_for, plan, prefer=min, room=lambda: 0.0,
+                               executor=fake)
+    assert len(fake.calls) == 1  # no room for the next rung: decided on the first
+    assert found.tied and found.winner == min(LRS)
+    assert "still tied" in found.length_note
+
+
+def test_a_tie_too_large_for_the_room_keeps_a_spread():
+    fake = Fake(lambda lr, f: 1.0, noise=0.1)
+    plan = plan_rungs(5, budget=1.0, shortest=0.1)
+    successive_halving(LRS, spec_for, plan, prefer=min, executor=fake)
+    if len(plan.fractions) > 1:
+        second = [k for k, _ in fake.calls[1]]
+        assert min(second) == min(LRS) and max(second) == max(LRS)
+
+
+def test_every_run_failing_is_an_error_that_says_so():
+    class Failing:
+        def map(self, specs, on_result=None):
+            return [TrialResult.failed(s, "failed", "ValueError: boom") for s in specs]
+
+    with pytest.raises(ValueError, match="boom"):
+        successive_halving(LRS, spec_for, plan_rungs(5, 5.0, 0.1), prefer=min,
+                           executor=Failing())
