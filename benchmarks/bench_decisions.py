@@ -106,7 +106,10 @@ def run_tune(name: str, seconds: float, retrain: Retrainer) -> dict[str, Any]:
     return choice_entry(runs, retrain.classification, budget_seconds=seconds,
                         wall_seconds=round(wall, 1), choice=hyper,
                         own_final={"epochs": final["epochs"], "val_loss": final["val_loss"],
-                                   "val_metric": final["val_metric"]})
+                                   "val_metric": final["val_metric"]},
+                        stages={s["name"]: round(s["wall_seconds"], 2)
+                                for s in result.summary["stages"]},
+                        tune_wall=round(result.summary["wall_seconds_total"], 2))
 
 
 def run_optuna(name: str, seconds: float, retrain: Retrainer, task: Task) -> dict[str, Any]:
@@ -282,13 +285,13 @@ def remeasure(name: str) -> dict[str, Any]:
 
 
 def library_commit() -> str:
-    """The commit the library was measured at, '+' when the working tree differed."""
+    """The last commit that changed the library, '+' when its working tree differed."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True,
                               cwd=Path(__file__).parent).stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "../src")
-    return git("rev-parse", "--short", "HEAD") + ("+" if dirty else "")
+    return git("log", "-1", "--format=%h", "--", "../src") + ("+" if dirty else "")
 
 
 # --- the tables ------------------------------------------------------------------------------
@@ -416,7 +419,12 @@ def main() -> None:
     lines = header("Decisions on the zoo against its reference grids (bench-decisions)",
                    "make bench-decisions", "optuna 5.0.0, prodigyopt 1.1.2, schedulefree 1.4.1")
     lines += ["", "Each task's measurement has its own date, machine and command in "
-              "benchmarks/decisions/NAME.json; the grids in benchmarks/zoo_reference/.", ""]
+              "benchmarks/decisions/NAME.json; the grids in benchmarks/zoo_reference/. Columns "
+              "marked (before) are `tune` as it was measured first (library 918b3fa, section "
+              "bench-decisions-before-13); the unmarked `tune` columns of a task that has them "
+              "were measured again (`--remeasure-tune`) at the library commit its entries "
+              "name under `library`. A half without (before) columns was not measured again.",
+              ""]
     for split in ("dev", "test"):
         lines += ["", f"### {split} half", "", *tables(split)]
     publish(lines, args.write, MARK)

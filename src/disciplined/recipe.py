@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from .engine import evaluate, num_samples, steps_per_epoch
 from .errors import DisciplinedError
 from .executors import Executor
 from .halving import plan_rungs, successive_halving
+from .plot import plot_range_test
 from .range_test import RangeTestResult, task_range_test
 from .report import write_report, write_train_script
 from .searches import MOMENTA, SearchResult, batch_size_search
@@ -110,6 +112,8 @@ class Plan:
     setup_seconds: float
     # the seconds loading the task and the first range test took
     spent_before: float
+    # the seconds report.html's pictures will take (one drawn and timed when planning)
+    report_seconds: float = 0.0
 
     @property
     def shortest(self) -> float:
@@ -285,8 +289,9 @@ class Context:
         """The budget not yet spent, in final trainings: from the seconds left under
         --budget-minutes, else from the trainings left (which no clock changes)."""
         plan = self.planned()
-        if plan.budget_seconds is not None:
-            return (plan.budget_seconds - self.ledger.spent()) / self.final_cost()
+        if plan.budget_seconds is not None:  # the report's pictures are kept in reserve
+            left = plan.budget_seconds - plan.report_seconds - self.ledger.spent()
+            return left / self.final_cost()
         return (plan.budget_units or 0.0) - self.ledger.spent_units()
 
     def spent(self) -> float:
@@ -398,7 +403,8 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     began = ctx.spent()
     found = successive_halving(
         keys, spec_for, rungs, prefer=prefer, executor=ctx.trials(stage),
-        room=lambda: ROOM_SLACK * share - (ctx.spent() - began))
+        room=lambda: min(ROOM_SLACK * share - (ctx.spent() - began),
+                         ctx.left() - (1.0 if "final" in ctx.later else 0.0)))
     winner = found.winner
     last = found.last.comparison
     verdicts = [r.diagnosis.verdict for r in last.results if r.diagnosis is not None]
@@ -794,6 +800,21 @@ def _measure(ctx: Context) -> tuple[float, float, float]:
     return step, (time.perf_counter() - began) / samples, setup
 
 
+def _report_seconds(ctx: Context) -> float:
+    """What report.html will cost: one of its pictures (the first range test's) drawn and
+    timed (the second drawing: the first pays for fonts and caches once), times the pictures
+    a study has (two per stage, three for the final)."""
+    record = ctx.study.finished_stage("range_test")
+    if record is None or record.outcome.range_test is None:
+        return 0.0
+    with tempfile.TemporaryDirectory() as folder:
+        plot_range_test(record.outcome.range_test, Path(folder) / "warm.png")
+        began = time.perf_counter()
+        plot_range_test(record.outcome.range_test, Path(folder) / "timed.png")
+        took = time.perf_counter() - began
+    return took * (2 * len(ctx.settings.stages) + 3)
+
+
 def _plan(ctx: Context, spent: float) -> Plan:
     """Fix the final length and the wall budget, once, from speeds measured on the engine;
     `spent` is what loading the task and the first range test took."""
@@ -804,11 +825,12 @@ def _plan(ctx: Context, spent: float) -> Plan:
     train_data, val_data = ctx.task.datasets()
     per_epoch = steps_per_epoch(train_data, ctx.hyper.batch_size)
     step, per_sample, setup = distributed.from_main(_measure(ctx))
+    report = distributed.from_main(_report_seconds(ctx))
     epochs = s.budget_epochs or ctx.task.epochs or FALLBACK_EPOCHS
 
     def plan_for(epochs: float, seconds: float | None, units: float | None) -> Plan:
         return Plan(epochs, max(2, math.ceil(epochs * per_epoch)), seconds, units,
-                    num_samples(val_data), step, per_sample, setup, spent)
+                    num_samples(val_data), step, per_sample, setup, spent, report)
 
     draft = plan_for(epochs, None, math.inf)
     seconds, units = None, None
