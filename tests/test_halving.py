@@ -13,11 +13,13 @@ from disciplined.halving import halving_keep, plan_rungs, spread, successive_hal
 from disciplined.trials import Budget, TrialResult, TrialSpec
 
 
-@given(n=st.integers(1, 12), budget=st.floats(0.01, 20), shortest=st.floats(0.005, 1.5))
-def test_a_plan_fits_its_budget_and_doubles_up_to_at_most_the_full_length(n, budget, shortest):
-    plan = plan_rungs(n, budget, shortest)
+@given(n=st.integers(1, 12), budget=st.floats(0.01, 20), shortest=st.floats(0.005, 1.5),
+       overhead=st.sampled_from([0.0, 0.01, 0.2]))
+def test_a_plan_fits_its_budget_and_doubles_up_to_at_most_the_full_length(n, budget, shortest,
+                                                                         overhead):
+    plan = plan_rungs(n, budget, shortest, overhead=overhead)
     if plan is None:  # only when one shortest run each does not fit
-        assert n * min(shortest, 1.0) > budget
+        assert n * (min(shortest, 1.0) + overhead) > budget
         return
     assert plan.cost <= budget + 1e-9
     assert plan.fractions[-1] <= 1 and plan.fractions[0] >= min(shortest, 1.0) - 1e-12

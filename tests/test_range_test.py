@@ -10,6 +10,7 @@ from disciplined.curves import smooth
 from disciplined.engine import build_optimizer
 from disciplined.plot import plot_range_test
 from disciplined.range_test import (
+    RangeCurve,
     RangeTestResult,
     lr_range_test,
     read_sweep,
@@ -237,3 +238,13 @@ def test_a_real_sweep_on_digits_reads_as_conclusive_and_serialises_its_reading()
     assert result.start_lr < reading.anchor < result.end_lr
     assert RangeTestResult.from_json(result.to_json()).reading == reading
     assert result.runs[0].step_seconds > 0
+
+
+def test_a_sweep_with_no_finite_loss_reads_as_inconclusive_and_says_what_to_check():
+    nan = float("nan")
+    curve = RangeCurve(lr=[1e-3, 1e-2, 1e-1], momentum=[None] * 3, loss=[nan] * 3,
+                       smoothed=[nan] * 3, val_step=[], val_lr=[], val_loss=[], val_metric=[],
+                       stop_reason="loss not finite", seed=0)
+    result = RangeTestResult([curve], {}, "train", "exp", 1e-7, 10.0)
+    assert not result.reading.conclusive
+    assert "check the data and the loss" in result.reading.why

@@ -87,7 +87,7 @@ def test_the_report_is_self_contained_and_its_images_decode(digits_study):
         assert matplotlib.image.imread(io.BytesIO(png), format="png").shape[0] > 100
     text = " ".join(parser.text)
     for expected in ("Chosen hyper-parameters", "Budget spent per stage", "Stage: lr",
-                     "Smith's rule", "the lowest validation loss among", "Final schedules",
+                     "Smith's rule", "chosen by validation loss among", "Final schedules",
                      "Training curves"):
         assert expected in text or expected in page
     assert not re.search(r"(src|href)=\"https?://", page)
@@ -256,7 +256,7 @@ def test_a_sweep_that_cannot_tell_escalates_and_short_runs_decide(tmp_path, noth
     assert "100-step sweep could not tell" in reason and "400-step one could not" in reason
     assert "cannot tell" in reason
     assert stages["lr"]["trials"] >= 2  # the LR comes from runs, not from the sweep
-    assert "the lowest validation loss among" in stages["lr"]["reason"]
+    assert "chosen by validation loss among" in stages["lr"]["reason"]
     assert "every run underfits" in stages["lr"]["reason"]  # and it says what it saw
     # the 50-step final is shorter than a short run may be, so every run was full-length:
     # the weight-decay stage's winner is the final training, kept and not trained again
@@ -272,3 +272,11 @@ def test_short_runs_lr_is_corrected_by_the_measured_horizon_bias():
     assert horizon_corrected(0.1, 1.0) == 0.1
     shorter = [horizon_corrected(1.0, f) for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)]
     assert shorter == sorted(shorter)  # the shorter the runs, the larger the correction
+
+
+def test_a_budget_used_up_before_the_plan_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["tune", "digits", "--out", str(tmp_path / "out"),
+                                 "--budget-minutes", "0.001", "--quiet"])
+    assert result.exit_code == 2
+    assert "is used up by loading the task and the range test" in result.output
+    assert "give at least" in result.output

@@ -260,10 +260,13 @@ def find_lr(
         console.print(f"conclusive: {reading.why}")
         console.print(f"suggested: max_lr {result.max_lr:.3g}, min_lr {result.min_lr:.3g} "
                       f"(1cycle; {result.cyclic_min_lr:.3g} for cyclical LRs)")
+    elif reading.conclusive:
+        console.print(f"{reading.why}, but Smith's rule found no stretch where it still falls "
+                      "clearly: widen the range (--start-lr, --end-lr)", highlight=False)
     else:
         console.print(f"cannot tell: {reading.why}.", highlight=False)
         console.print(f"The rules' numbers above are not to be trusted. `disciplined tune {task}`"
-                      f" tries max LRs below {reading.anchor:.3g} by short runs that grow until "
+                      f" tries max LRs around {reading.anchor:.3g} by short runs that grow until "
                       "they can tell; or widen the sweep (--start-lr, --end-lr, --steps).",
                       highlight=False)
     _wrote(job.files)

@@ -21,6 +21,11 @@ from .compare import Comparison
 from .executors import Executor, LocalExecutor
 from .trials import TrialSpec
 
+
+class AllFailedError(ValueError):
+    """Every candidate of a rung failed: there is nothing to rank."""
+
+
 # At most this many rungs (lengths) per stage: 1/8, 1/4, 1/2, 1 of the longest.
 MAX_RUNGS = 4
 
@@ -32,10 +37,13 @@ class RungPlan:
 
     fractions: tuple[Fraction, ...]
     keep: tuple[int, ...]
+    # what a run costs besides its training (set-up, evaluations), in final trainings
+    overhead: float = 0.0
 
     @property
     def cost(self) -> float:
-        return float(sum(f * k for f, k in zip(self.fractions, self.keep, strict=True)))
+        return float(sum((f + self.overhead) * k
+                         for f, k in zip(self.fractions, self.keep, strict=True)))
 
 
 def halving_keep(n: int, rungs: int) -> tuple[int, ...]:
@@ -47,11 +55,12 @@ def halving_keep(n: int, rungs: int) -> tuple[int, ...]:
     return tuple(keep)
 
 
-def plan_rungs(n: int, budget: float, shortest: float,
-               max_rungs: int = MAX_RUNGS) -> RungPlan | None:
+def plan_rungs(n: int, budget: float, shortest: float, max_rungs: int = MAX_RUNGS,
+               overhead: float = 0.0) -> RungPlan | None:
     """The plan that fits `budget` (in final trainings) with the longest last rung, then the
     fewest rungs; None when even one rung of `shortest` (the fewest steps a 1cycle needs, as
-    a fraction of the final length) for every candidate does not fit.
+    a fraction of the final length) for every candidate does not fit. `overhead` is what
+    each run costs besides its training steps, in final trainings.
 
     A longer last rung is preferred because only full-length runs are free of the
     short-horizon bias; fewer rungs, because each rung's halving may drop the eventual
@@ -66,7 +75,8 @@ def plan_rungs(n: int, budget: float, shortest: float,
             first = top / 2 ** (rungs - 1)
             if first < shortest:
                 break
-            plan = RungPlan(tuple(first * 2**r for r in range(rungs)), halving_keep(n, rungs))
+            plan = RungPlan(tuple(first * 2**r for r in range(rungs)), halving_keep(n, rungs),
+                            overhead)
             if plan.cost <= budget:
                 return _filled(plan, budget)
     return None
@@ -77,11 +87,14 @@ def _filled(plan: RungPlan, budget: float) -> RungPlan:
     rung reaches the full length): unspent budget is evidence not gathered."""
     if plan.fractions[-1] >= 1 or plan.cost <= 0:
         return plan
-    stretch = min(budget / plan.cost, 1 / float(plan.fractions[-1]))
+    training = plan.cost - plan.overhead * sum(plan.keep)
+    stretch = min((budget - plan.overhead * sum(plan.keep)) / training,
+                  1 / float(plan.fractions[-1]))
     stretch_q = Fraction(math.floor(stretch * 1000), 1000)
     if stretch_q <= 1:
         return plan
-    return RungPlan(tuple(min(f * stretch_q, Fraction(1)) for f in plan.fractions), plan.keep)
+    return RungPlan(tuple(min(f * stretch_q, Fraction(1)) for f in plan.fractions), plan.keep,
+                    plan.overhead)
 
 
 def spread(items: Sequence[Any], k: int) -> list[Any]:
@@ -151,9 +164,9 @@ def successive_halving(
     by_label: dict[str, Any] = {}
     for r, fraction in enumerate(plan.fractions):
         if r > 0 and room is not None:
-            rest = len(alive) * float(fraction) + sum(
-                k * float(f) for k, f in zip(plan.keep[r + 1:], plan.fractions[r + 1:],
-                                             strict=True))
+            rest = len(alive) * (float(fraction) + plan.overhead) + sum(
+                k * (float(f) + plan.overhead)
+                for k, f in zip(plan.keep[r + 1:], plan.fractions[r + 1:], strict=True))
             if rest > room():
                 break
         specs = [spec_for(k, float(fraction)) for k in alive]
@@ -162,17 +175,18 @@ def successive_halving(
         by_label = {s.label: k for s, k in zip(specs, alive, strict=True)}
         ranked = [x for x in comparison.ranking if x.rank is not None]
         if not ranked:
-            raise ValueError("every candidate's run failed: " +
-                             "; ".join(x.error or "?" for x in comparison.ranking))
+            raise AllFailedError("every candidate's run failed: " +
+                                 "; ".join(x.error or "?" for x in comparison.ranking))
         if r == len(plan.fractions) - 1:
             break
         leaders = [by_label[x.label] for x in ranked if x.rank == ranked[0].rank]
         want = plan.keep[r + 1]
         if len(leaders) <= want:
             alive = [by_label[x.label] for x in ranked[:want]]
-        elif room is not None and len(leaders) * float(plan.fractions[r + 1]) + sum(
-                k * float(f) for k, f in zip(plan.keep[r + 2:], plan.fractions[r + 2:],
-                                             strict=True)) <= room():
+        elif room is not None and len(leaders) * (float(plan.fractions[r + 1]) + plan.overhead) \
+                + sum(k * (float(f) + plan.overhead)
+                      for k, f in zip(plan.keep[r + 2:], plan.fractions[r + 2:], strict=True)) \
+                <= room():
             alive = leaders
         else:  # tied beyond what the budget allows: keep the range covered
             alive = spread([k for k in keys if k in leaders], want)

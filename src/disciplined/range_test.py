@@ -155,7 +155,8 @@ def read_sweep(lrs: list[float] | np.ndarray, curve: list[float] | np.ndarray,
     keep = np.isfinite(y)
     x, y = x[keep], y[keep]
     if len(y) < 3:
-        return Reading(False, f"the sweep recorded only {len(y)} finite losses",
+        return Reading(False, f"the sweep recorded only {len(y)} finite losses (is the loss "
+                              "NaN from the start? check the data and the loss function)",
                        float(x[-1]) if len(x) else math.nan, 0.0, noise)
     start = skipped(len(y))
     head = max(3, (len(y) - start) // 10)
@@ -282,10 +283,14 @@ class RangeTestResult:
         run = self.runs[0]
         if self.source == "val":
             return read_sweep(run.val_lr, run.val_loss, noise_level(run.val_loss))
-        finite = [v for v in run.loss if math.isfinite(v)]
-        lowest = int(np.nanargmin(np.where(np.isfinite(run.smoothed), run.smoothed, np.nan)))
-        before = finite[:lowest + 1] if lowest >= 10 else finite  # not the divergence's spikes
-        return read_sweep(run.lr, run.smoothed, smoothed_noise(before))
+        smoothed = np.asarray(run.smoothed, dtype=float)
+        if not np.isfinite(smoothed).any():
+            return read_sweep(run.lr, run.smoothed, 0.0)  # says no finite loss was recorded
+        lowest = int(np.nanargmin(np.where(np.isfinite(smoothed), smoothed, np.nan)))
+        # the noise before the lowest point, not the divergence's spikes after it
+        upto = run.loss[:lowest + 1] if lowest >= 10 else run.loss
+        return read_sweep(run.lr, run.smoothed,
+                          smoothed_noise([v for v in upto if math.isfinite(v)]))
 
     def to_dict(self) -> dict[str, Any]:
         return {

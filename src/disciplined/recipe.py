@@ -1,5 +1,6 @@
 """The checklist end to end (Smith 2018, Section 5) as a table of stages: range test, batch
-size, momentum, weight decay, a confirming range test, then the final 1cycle training.
+size, max LR, momentum, weight decay, a confirming range test, the final 1cycle training, and
+the closed loop that refines it (docs/decisions.md says what each stage trusts).
 
 Each stage is a small function from a `Context` (the settings, the task, the journal, the
 hyper-parameters decided so far, the budget plan) to an `Outcome` (a decision, its reason and
@@ -30,7 +31,7 @@ from .defaults import BASE_MOMENTUM, MAX_MOMENTUM, MOMENTUM, NUM_STEPS
 from .engine import evaluate, num_samples, steps_per_epoch
 from .errors import DisciplinedError
 from .executors import Executor
-from .halving import plan_rungs, successive_halving
+from .halving import AllFailedError, plan_rungs, successive_halving
 from .plot import plot_range_test
 from .range_test import RangeTestResult, task_range_test
 from .report import write_report, write_train_script
@@ -214,6 +215,11 @@ class Ledger:
     def trial(self, seconds: float, units: float, predicted: float) -> None:
         self.current_seconds += seconds
         self.current_units += units
+        self.observed(seconds, predicted)
+
+    def observed(self, seconds: float, predicted: float) -> None:
+        """One trial's measured against predicted seconds (also a finished stage's trials
+        read back on resume, so the correction is the one the first run had)."""
         if predicted > 0 and seconds > 0:
             self._ratios.append(seconds / predicted)
             self.correction = float(statistics.median(self._ratios))
@@ -249,10 +255,13 @@ class Context:
                                tasks={self.settings.task: self.task})
 
     def _seen(self, stage: str, result: TrialResult) -> None:
-        if result.state == "complete" and self.plan is not None:
+        # every rank counts rank 0's seconds, so all take the same budget decisions
+        seconds = distributed.from_main(result.seconds)
+        if self.plan is not None:
             fraction = result.steps / max(1, self.plan.final_steps)
-            self.ledger.trial(result.seconds, fraction,
-                              self.predicted(fraction, result.spec.eval_samples))
+            predicted = self.predicted(fraction, result.spec.eval_samples) \
+                if result.state == "complete" else 0.0
+            self.ledger.trial(seconds, fraction, predicted)
         self.progress.trial(stage, result)
 
     def planned(self) -> Plan:
@@ -285,6 +294,16 @@ class Context:
     def final_cost(self) -> float:
         return self.cost(1.0, full_validation=True)
 
+    def run_overhead(self) -> float:
+        """What a short run costs besides its steps (set-up, evaluations), in final
+        trainings; nothing when the budget counts trainings rather than seconds."""
+        plan = self.planned()
+        if plan.budget_seconds is None:
+            return 0.0
+        samples = min(EVAL_SAMPLES, plan.eval_samples)
+        seconds = plan.setup_seconds + (EVALS_PER_TRIAL + 1) * samples * plan.sample_seconds
+        return self.ledger.correction * seconds / self.final_cost()
+
     def left(self) -> float:
         """The budget not yet spent, in final trainings: from the seconds left under
         --budget-minutes, else from the trainings left (which no clock changes)."""
@@ -310,7 +329,7 @@ class Context:
 
     def weights_file(self, stage: str, label: str) -> str:
         """Where a full-length candidate's weights go, so it can become the final model."""
-        folder = self.settings.out / "weights"
+        folder = self.settings.out.resolve() / "weights"
         folder.mkdir(exist_ok=True)
         safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in label)
         return str(folder / f"{stage}-{safe}.pt")
@@ -332,6 +351,9 @@ def _range_test(ctx: Context) -> Outcome:
 
     rt = sweep(NUM_STEPS)
     reading = rt.reading
+    if not math.isfinite(reading.anchor) or reading.anchor <= rt.start_lr:
+        raise DisciplinedError(f"the range test on {s.task} could not train at all: "
+                               f"{reading.why}")
     escalated = ""
     if not reading.conclusive:  # the first escalation: a longer sweep, more steps per LR
         longer = sweep(NUM_STEPS * LONGER_SWEEP)
@@ -345,8 +367,8 @@ def _range_test(ctx: Context) -> Outcome:
         reason = (f"{escalated}{reading.why}; Smith's rule (the loss still falls clearly) reads "
                   f"max LR {provisional:.3g}")
     else:
-        reason = (f"{escalated}cannot tell: {reading.why}. Max LR {provisional:.3g} (a decade "
-                  f"below {reading.anchor:.3g}) only until short runs decide")
+        reason = (f"{escalated}cannot tell: {reading.why}. Max LR {provisional:.3g}, a decade "
+                  f"below {reading.anchor:.3g}")
     if "lr" in ctx.later:
         reason += "; short runs at candidate LRs decide it next"
     units = 0.0 if ctx.plan is None else len(rt.runs[0].lr) / ctx.plan.final_steps
@@ -357,7 +379,8 @@ def _range_test(ctx: Context) -> Outcome:
 def _batch_size(ctx: Context) -> Outcome:
     """Half, the same and twice the task's batch, at equal wall time."""
     s, base = ctx.settings, ctx.hyper.batch_size
-    seconds = max(ctx.share("batch_size") / 3, ctx.cost(ctx.planned().shortest))
+    seconds = max(ctx.share("batch_size") / 3 * ctx.final_cost(),
+                  ctx.cost(ctx.planned().shortest))
     result = batch_size_search(s.task, sizes=[base // 2, base, base * 2], seconds=seconds,
                                seed=s.seed, data_dir=s.data_dir,
                                executor=ctx.trials("batch_size"))
@@ -375,20 +398,22 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     h, s, plan = ctx.hyper, ctx.settings, ctx.planned()
     share = ctx.share(stage)
     keys = list(values)
-    rungs = plan_rungs(len(keys), share, plan.shortest)
+    current = getattr(h, field)
+    overhead = ctx.run_overhead()
+    rungs = plan_rungs(len(keys), share, plan.shortest, overhead=overhead)
     notes: list[str] = []
-    if rungs is None:  # not even one shortest run each: fewer candidates, still the range
-        fit = int(share / plan.shortest)
-        if fit < 2:
-            current = getattr(h, field)
-            reason = (f"kept {describe(current)}: the budget left {share:.2g} final "
-                      f"trainings' time for this stage, less than two short runs")
-            return Outcome(Decision(), reason)
-        keys = nearest(keys, likely, fit)
-        notes.append(f"the budget allowed {fit} of the {len(values)} candidates: those "
+    fit = len(keys)
+    while rungs is None and fit > 2:  # fewer candidates, the ones the prior favours
+        fit -= 1
+        rungs = plan_rungs(fit, share, plan.shortest, overhead=overhead)
+        keys = nearest(list(values), likely, fit)
+    if rungs is None:
+        reason = (f"kept {describe(current)}: the budget left {share:.2g} final trainings' "
+                  f"time for this stage, less than two short runs")
+        return Outcome(Decision(), reason)
+    if len(keys) < len(values):
+        notes.append(f"the budget allowed {len(keys)} of the {len(values)} candidates: those "
                      f"nearest {describe(likely)}")
-        rungs = plan_rungs(len(keys), share, plan.shortest)
-        assert rungs is not None
 
     def spec_for(value: Any, fraction: float) -> TrialSpec:
         full = fraction >= 1
@@ -401,14 +426,21 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         return base.with_(**{field: value})
 
     began = ctx.spent()
-    found = successive_halving(
-        keys, spec_for, rungs, prefer=prefer, executor=ctx.trials(stage),
-        room=lambda: min(ROOM_SLACK * share - (ctx.spent() - began),
-                         ctx.left() - (1.0 if "final" in ctx.later else 0.0)))
+    try:
+        found = successive_halving(
+            keys, spec_for, rungs, prefer=prefer, executor=ctx.trials(stage),
+            room=lambda: min(ROOM_SLACK * share - (ctx.spent() - began),
+                             ctx.left() - (1.0 if "final" in ctx.later else 0.0)))
+    except AllFailedError as err:
+        return Outcome(Decision(), f"kept {describe(current)}: {err}")
     winner = found.winner
     last = found.last.comparison
+    if all(r.diagnosis is None or r.diagnosis.verdict == "diverged" for r in last.results):
+        return Outcome(Decision(), f"kept {describe(current)}: every candidate diverged or "
+                                   "failed at the longest runs (see the report); check the "
+                                   "task, or give the value yourself")
     verdicts = [r.diagnosis.verdict for r in last.results if r.diagnosis is not None]
-    reason = (f"{describe(winner)}: the lowest validation loss among "
+    reason = (f"{describe(winner)}, chosen by validation loss among "
               f"{', '.join(describe(k) for k in keys)}; {found.length_note}")
     if found.tied:
         reason += f"; of the tied ones, {why_prefer}"
@@ -464,21 +496,26 @@ def _lr(ctx: Context) -> Outcome:
         prefer=min, why_prefer="the lowest LR, as short runs favour high ones",
         likely=ctx.max_lr())
     search = outcome.search
-    if search is not None and search.evidence["fractions"][-1] < 1:
+    # a tie was already settled toward the lower LR; a clear winner of runs shorter than the
+    # final training is corrected by the measured bias, never below the lowest LR tried
+    if search is not None and search.evidence["fractions"][-1] < 1 \
+            and not search.evidence["tied"]:
         length = search.evidence["fractions"][-1]
         chosen = outcome.decision.max_lr or 0.0
-        corrected = horizon_corrected(chosen, length)
+        corrected = max(horizon_corrected(chosen, length), min(search.evidence["values"]))
         if corrected != chosen:
             decision = Decision(max_lr=corrected)
+            tried = "" if corrected in search.evidence["values"] else \
+                " (between the candidates: not itself trained)"
             reason = outcome.reason + (
                 f"; runs of {length:.0%} of the final length favour a max LR about "
                 f"{horizon_bias(length):.2g} decades above what the full length rewards "
                 f"(the median over the zoo's dev half, make horizon-bias): corrected from "
-                f"{chosen:.3g} to {corrected:.3g}")
+                f"{chosen:.3g} to {corrected:.3g}{tried}")
             outcome = dataclasses.replace(outcome, decision=decision, reason=reason,
                                           search=dataclasses.replace(
                                               search, decision=decision, reason=reason))
-    if outcome.search is not None and ctx.anchor is not None:
+    if outcome.search is not None:
         runs = outcome.search.merged().results
         if all(r.diagnosis is not None and r.diagnosis.verdict == "underfitting"
                for r in runs if r.state == "complete"):
@@ -526,7 +563,7 @@ def _reusable(ctx: Context, spec: TrialSpec) -> tuple[TrialResult, Path] | None:
         if result.state == "complete" and result.spec.save_model and \
                 result.spec.trains_like(spec):
             path = ctx.settings.out / "weights" / Path(result.spec.save_model).name
-            if path.exists():
+            if distributed.from_main(path.exists()):  # rank 0 wrote it; all ranks agree
                 return result, path
     return None
 
@@ -610,10 +647,9 @@ def _refine(ctx: Context) -> Outcome:
     """The closed loop: while a full-length training still fits in the budget, train the
     correction the current final run's diagnosis asks for; keep it if its validation loss is
     clearly lower (beyond both runs' noise). Each correction's evidence is journaled."""
-    current = ctx.study.trials("final")
-    kept = _final_spec(ctx, ctx.hyper)
-    found = _reusable(ctx, kept)
-    best = found[0] if found is not None else (current[-1] if current else None)
+    # the final stage's own run (labelled "final"), not a refinement kept before a kill:
+    # a resumed refine starts where the first one started and replays its journaled trials
+    best = next((r for r in ctx.study.trials("final") if r.label == "final"), None)
     if best is None or best.state != "complete":
         return Outcome(Decision(), "nothing to refine: the final training did not complete")
     hyper, tried, steps = ctx.hyper, [best.spec], list[str]()
@@ -704,13 +740,14 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
          executor: Executor | None = None) -> StudyResult:
     """Choose LR, batch size, momentum and weight decay the disciplined way, then train.
 
-    `budget_epochs` is the final training's length (short runs take 1/6 of it each);
-    `budget_minutes` instead sizes everything to a wall-clock budget from the measured speed;
-    with neither, the task's own `epochs` (else FALLBACK_EPOCHS). With `resume`, finished
-    stages and trials come from `out/study.db`. `executor` runs each stage's short runs
-    (default: one after another here; a `RayExecutor` runs them concurrently on a cluster);
-    their results go to the journal either way. Writes summary.json, report.html, train.py
-    and model.pt into `out`.
+    `budget_epochs` is the final training's length (the task's own `epochs` when not given,
+    else FALLBACK_EPOCHS), and tuning then spends about TUNE_FINALS final trainings in all;
+    `budget_minutes` is instead the wall time of everything, planned from the measured speed
+    (the final keeps the task's length unless that would take over half the budget). With
+    `resume`, finished stages and trials come from `out/study.db`. `executor` runs each
+    stage's short runs (default: one after another here; a `RayExecutor` runs them
+    concurrently on a cluster); their results go to the journal either way. Writes
+    summary.json, report.html, train.py and model.pt into `out`.
     """
     if budget_epochs is not None and budget_epochs <= 0:
         raise ValueError(f"budget_epochs must be > 0, got {budget_epochs}")
@@ -740,8 +777,14 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         records: list[StageRecord] = []
         for index, name in enumerate(settings.stages, start=1):
             ctx = dataclasses.replace(ctx, later=settings.stages[index:])
-            record = _run_stage(ctx, name, index)
+            record, reused = _run_stage(ctx, name, index)
             if ctx.plan is not None:
+                if reused:
+                    for r in study.trials(name):
+                        if r.state == "complete":
+                            fraction = r.steps / max(1, ctx.plan.final_steps)
+                            ledger.observed(r.seconds, ctx.predicted(fraction,
+                                                                     r.spec.eval_samples))
                 ledger.stage_done(record.seconds, record.outcome.units)
             records.append(record)
             ctx = dataclasses.replace(ctx, hyper=ctx.hyper.apply(record.outcome.decision))
@@ -761,9 +804,12 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         return StudyResult(settings.out, summary, study.reused)
 
 
-def _run_stage(ctx: Context, name: StageName, index: int) -> StageRecord:
-    """A stage's record: from the journal if it finished before, else run and journaled."""
+def _run_stage(ctx: Context, name: StageName, index: int) -> tuple[StageRecord, bool]:
+    """A stage's record, and whether it came from the journal (finished before) rather than
+    being run and journaled now. A stage resumed mid-way is journaled with at least the
+    seconds its trials took, the ones reused from the journal included."""
     record = ctx.study.finished_stage(name)
+    reused = record is not None
     if record is None:
         ctx.progress.stage(name, index, len(ctx.settings.stages),
                            None if ctx.plan is None else max(0.0, ctx.left()) *
@@ -771,11 +817,12 @@ def _run_stage(ctx: Context, name: StageName, index: int) -> StageRecord:
         start = time.perf_counter()
         outcome = STAGE_FUNCTIONS[name](ctx)
         outcome = dataclasses.replace(outcome, units=outcome.units + ctx.ledger.current_units)
-        record = StageRecord(name, index, outcome, time.perf_counter() - start)
+        seconds = max(time.perf_counter() - start, ctx.ledger.current_seconds)
+        record = StageRecord(name, index, outcome, seconds)
         ctx.study.record_stage(record)
         record = distributed.from_main(record)  # under torchrun, rank 0's timings for all
     ctx.progress.decided(record)
-    return record
+    return record, reused
 
 
 def _measure(ctx: Context) -> tuple[float, float, float]:
@@ -838,6 +885,13 @@ def _plan(ctx: Context, spent: float) -> Plan:
         seconds = s.budget_minutes * 60
         final = dataclasses.replace(ctx, plan=draft).final_cost()
         room = FINAL_SHARE * max(0.0, seconds - spent)
+        shortest = final * draft.shortest  # the shortest final a 1cycle has room in
+        if room < shortest:
+            need = (spent + shortest / FINAL_SHARE) / 60
+            raise DisciplinedError(
+                f"--budget-minutes {s.budget_minutes:g} is used up by loading the task and the "
+                f"range test ({spent:.0f} s): give at least {need:.1f} minutes, or use "
+                "--budget-epochs")
         if final > room:  # too long for the budget: shortened to fit
             epochs = max(round(epochs * room / final, 2), 1 / per_epoch)
     else:  # in trainings, so that no clock changes the decisions

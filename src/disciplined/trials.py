@@ -9,6 +9,7 @@ its trainer with `build_trainer`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -201,7 +202,9 @@ def train(spec: TrialSpec, *, task: Task | None = None, device: str | None = Non
     trainer, steps = build_trainer(spec, task=task, device=device, progress=progress)
     history = trainer.run(steps=steps, seconds=spec.budget.seconds)
     if spec.save_model is not None and distributed.world().is_main:
-        torch.save(trainer.model.state_dict(), spec.save_model)
+        # a worker that cannot write there (another Ray node) keeps its result all the same
+        with contextlib.suppress(OSError):
+            torch.save(trainer.model.state_dict(), spec.save_model)
     return result_from(spec, history, time.perf_counter() - start), trainer.model
 
 
