@@ -69,8 +69,9 @@ MIN_RELATIVE_DROP = 0.02
 
 
 def skipped(n: int) -> int:
-    """How many of a sweep's first `n` points are not read."""
-    return min(max(SKIP_MIN, math.ceil(SKIP_FRACTION * n)), n // 2)
+    """How many of a curve's first `n` points are not read: a tenth, at least SKIP_MIN, but
+    never more than a fifth (a validation curve has one point per few steps)."""
+    return min(max(SKIP_MIN, math.ceil(SKIP_FRACTION * n)), n // 5)
 
 
 # --- suggestion rules: pure functions of the curve -------------------------------------------

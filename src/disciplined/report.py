@@ -109,6 +109,8 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                 results = study.trials(name)
                 if results:
                     parts += _comparison(Comparison.of(results), name)
+        elif name == "refine" and study.trials(name):  # the closed loop's corrections
+            parts += _comparison(Comparison.of(study.trials(name)), name)
         if name == "final":
             finals = study.trials("final")
             if finals and finals[-1].history is not None:
