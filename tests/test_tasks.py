@@ -13,10 +13,10 @@ from disciplined.tasks import (
     fashion_mnist_datasets,
     load_task,
     mnist1d_cnn,
-    mnist1d_datasets,
     mnist1d_mlp,
     read_idx,
 )
+from disciplined.zoo._mnist1d import generated_mnist1d
 
 
 def test_digits_is_bundled_and_split_80_20():
@@ -27,7 +27,7 @@ def test_digits_is_bundled_and_split_80_20():
 
 def test_mnist1d_is_generated_locally_with_its_defaults_and_leaves_global_rngs_alone():
     before = np.random.get_state()[1].copy()
-    train, val = mnist1d_datasets.__wrapped__()  # generate anew, past the per-process cache
+    train, val = generated_mnist1d.__wrapped__()  # generate anew, past the per-process cache
     assert np.array_equal(np.random.get_state()[1], before)
     cached, _ = load_task("mnist1d").datasets()
     assert torch.equal(cached.tensors[0], train.tensors[0])

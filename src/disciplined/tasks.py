@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import gzip
 import importlib.util
-import random
 import struct
 import sys
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from . import zoo
 from .errors import DisciplinedError
+from .zoo._mnist1d import generated_mnist1d
 
 DEFAULT_BATCH_SIZE = 128
 ZOO_PREFIX = "zoo/"  # `zoo/transformer_parity` names a task file of disciplined.zoo
@@ -124,27 +124,13 @@ def digits_datasets(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
         TensorDataset(x[order[:n_val]], y[order[:n_val]])
 
 
-@functools.lru_cache(maxsize=1)
 def mnist1d_datasets() -> tuple[TensorDataset, TensorDataset]:
     """MNIST-1D generated locally by `mnist1d.data.make_dataset` (default arguments and seed:
     4000 train, 1000 test, length 40). Never downloads."""
     try:
-        from mnist1d.data import get_dataset_args, make_dataset
+        return generated_mnist1d()
     except ImportError as err:
         raise TaskError("the mnist1d task needs the mnist1d package: pip install mnist1d") from err
-    # make_dataset seeds numpy's and Python's global RNGs; keep the caller's untouched.
-    np_state, py_state = np.random.get_state(), random.getstate()
-    try:
-        data = make_dataset(get_dataset_args())
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-
-    def tensors(x: np.ndarray, y: np.ndarray) -> TensorDataset:
-        return TensorDataset(torch.tensor(x, dtype=torch.float32),
-                             torch.tensor(y, dtype=torch.long))
-
-    return tensors(data["x"], data["y"]), tensors(data["x_test"], data["y_test"])
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -13,13 +13,11 @@ default arguments (4000 train, 1000 test, length 40); never downloaded.
 
 from __future__ import annotations
 
-import functools
-import random
-
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
+
+from disciplined.zoo._mnist1d import generated_mnist1d
 
 HIDDEN = 64  # GRU state size: ~13k parameters, ~15 ms a step of 100 on one thread
 
@@ -28,23 +26,8 @@ batch_size = 100
 epochs = 15  # 600 steps, ~10 s: recurrent steps are dear on a CPU
 
 
-@functools.lru_cache(maxsize=1)
 def build_datasets() -> tuple[TensorDataset, TensorDataset]:
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    # make_dataset reseeds numpy's and Python's global RNGs: leave the caller's as they were
-    np_state, py_state = np.random.get_state(), random.getstate()
-    try:
-        data = make_dataset(get_dataset_args())
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-
-    def tensors(x: np.ndarray, y: np.ndarray) -> TensorDataset:
-        return TensorDataset(torch.tensor(x, dtype=torch.float32),
-                             torch.tensor(y, dtype=torch.long))
-
-    return tensors(data["x"], data["y"]), tensors(data["x_test"], data["y_test"])
+    return generated_mnist1d()
 
 
 class GRUClassifier(nn.Module):

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from disciplined.zoo._encoder import Encoder
+
 SEED = 0
 N_TRAIN, N_VAL = 3000, 2000
 LENGTH = 24  # long enough that counts often differ by one: the comparison must be exact
@@ -50,25 +52,5 @@ def build_datasets() -> tuple[TensorDataset, TensorDataset]:
     return TensorDataset(*_draw(N_TRAIN, g)), TensorDataset(*_draw(N_VAL, g))
 
 
-class Encoder(nn.Module):
-    """Token + learned position embeddings, a CLS token, pre-norm encoder, linear head."""
-
-    def __init__(self, vocab: int, length: int, n_classes: int) -> None:
-        super().__init__()
-        self.tokens = nn.Embedding(vocab + 1, D_MODEL)  # the last id is CLS
-        self.positions = nn.Parameter(0.02 * torch.randn(length + 1, D_MODEL))
-        layer = nn.TransformerEncoderLayer(D_MODEL, N_HEADS, 2 * D_MODEL, dropout=0.0,
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, N_LAYERS, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(D_MODEL)
-        self.head = nn.Linear(D_MODEL, n_classes)
-        self.cls = vocab
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cls = torch.full((len(x), 1), self.cls, dtype=x.dtype, device=x.device)
-        h = self.tokens(torch.cat([cls, x], 1)) + self.positions
-        return self.head(self.norm(self.encoder(h)[:, 0]))
-
-
 def build_model() -> nn.Module:
-    return Encoder(N_CLASSES + N_DISTRACTORS, LENGTH, N_CLASSES)
+    return Encoder(N_CLASSES + N_DISTRACTORS, LENGTH, N_CLASSES, D_MODEL, N_HEADS, N_LAYERS)
