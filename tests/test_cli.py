@@ -130,3 +130,21 @@ def test_find_lr_says_when_it_cannot_tell_instead_of_suggesting(tmp_path, nothin
     assert "disciplined tune" in result.output
     saved = json.loads((tmp_path / "out" / "lr_range.json").read_text())
     assert saved["reading"]["conclusive"] is False
+
+
+@pytest.mark.parametrize("command", [
+    ["tune", "digits"], ["train", "digits", "--max-lr", "0.1"], ["find-lr", "digits"],
+    ["search", "momentum", "digits"], ["search", "wd", "digits"],
+    ["interpolate", "a.pt", "b.pt", "digits"], ["demo"],
+])
+def test_an_out_that_is_a_file_is_refused_before_any_work_and_left_alone(tmp_path, command):
+    taken = tmp_path / "results.txt"
+    taken.write_text("keep me")
+    result = runner.invoke(app, [*command, "--out", str(taken)])
+    assert result.exit_code == 2, result.output
+    assert "is a file, not a folder" in result.output
+    assert "Traceback" not in result.output
+    assert taken.read_text() == "keep me"
+    # a folder under that file is refused the same way
+    result = runner.invoke(app, [*command, "--out", str(taken / "sub")])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output

@@ -89,3 +89,11 @@ def test_a_stage_journaled_before_min_lr_was_derived_still_reads():
                                    {"reason": "Smith's rule", "range_test": None})
     assert outcome.decision == Decision(max_lr=0.2)
     assert outcome.final is None and outcome.search is None
+
+
+def test_resuming_where_there_is_no_study_is_an_error_not_a_fresh_start(tmp_path):
+    with pytest.raises(DisciplinedError, match="nothing to resume"):
+        Study(tmp_path / "typo", resume=True)
+    assert not (tmp_path / "typo").exists()  # nothing was created either
+    with pytest.raises(DisciplinedError, match="nothing to resume"):
+        Study(tmp_path, resume=True)  # an empty folder

@@ -30,6 +30,7 @@ from .searches import (
     schedule_search,
     weight_decay_search,
 )
+from .study import output_folder
 from .tasks import load_task
 from .trials import Budget, TrialResult, TrialSpec, build_trainer
 from .trials import train as train_spec
@@ -64,6 +65,7 @@ def find_lr(task: str, *, out: Path, val: bool = False, start_lr: float = START_
             data_dir: str | None = None,
             progress: StepProgress | None = None) -> Job[RangeTestResult]:
     """The LR range test on a task: lr_range.json and lr_range.png."""
+    output_folder(out)
     result = task_range_test(load_task(task, data_dir=data_dir), weight_decay=weight_decay,
                              momentum=momentum, batch_size=batch_size, val=val,
                              start_lr=start_lr, end_lr=end_lr, num_steps=steps, mode=mode,
@@ -79,6 +81,7 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
           data_dir: str | None = None, progress: bool = False) -> Job[TrialResult]:
     """Train a task from fresh weights with a named policy, evaluating the whole validation
     set once per epoch: history.json, curves.png and model.pt."""
+    output_folder(out)
     loaded = load_task(task, data_dir=data_dir).loaded()
     train_data, _ = loaded.datasets()
     batch_size = batch_size or loaded.batch_size
@@ -117,6 +120,7 @@ def search_momentum(task: str, *, out: Path, epochs: float = 3, max_lr: float | 
                     executor: Executor | None = None) -> Job[SearchResult]:
     """Momentum short runs (searches.momentum_search): search.json and search.png."""
     _one_process()
+    output_folder(out)
     return _search_files(momentum_search(
         task, budget=Budget(epochs=epochs), max_lr=max_lr, policy=check_policy(policy),
         weight_decay=weight_decay, seed=seed, data_dir=data_dir, executor=executor), out)
@@ -129,6 +133,7 @@ def search_weight_decay(task: str, *, out: Path, epochs: float = 3,
                         executor: Executor | None = None) -> Job[SearchResult]:
     """Weight-decay short runs (searches.weight_decay_search): search.json and search.png."""
     _one_process()
+    output_folder(out)
     return _search_files(weight_decay_search(
         task, budget=Budget(epochs=epochs), max_lr=max_lr, guess=guess, mode=mode, seed=seed,
         data_dir=data_dir, executor=executor), out)
@@ -139,6 +144,7 @@ def search_batch_size(task: str, *, out: Path, sizes: list[int], seconds: float 
                       executor: Executor | None = None) -> Job[SearchResult]:
     """Batch sizes at equal wall time (searches.batch_size_search): search.json and .png."""
     _one_process()
+    output_folder(out)
     return _search_files(batch_size_search(task, sizes=sizes, seconds=seconds, seed=seed,
                                            data_dir=data_dir, executor=executor), out)
 
@@ -148,6 +154,7 @@ def search_schedule(task: str, *, out: Path, epochs: float = 3, max_lr: float | 
                     executor: Executor | None = None) -> Job[SearchResult]:
     """Every policy at an equal budget (searches.schedule_search): search.json and .png."""
     _one_process()
+    output_folder(out)
     return _search_files(schedule_search(task, budget=Budget(epochs=epochs), max_lr=max_lr,
                                          seed=seed, data_dir=data_dir, executor=executor), out)
 
@@ -156,6 +163,7 @@ def interpolate_models(state_a: Path, state_b: Path, task: str, *, out: Path,
                        points: int = 21, recompute_bn: bool = False,
                        data_dir: str | None = None) -> Job[Interpolation]:
     """The loss along the line between two saved models: interpolation.json and .png."""
+    output_folder(out)
     loaded = load_task(task, data_dir=data_dir)
     a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in (state_a, state_b))
     result = interpolate(a, b, loaded.model, loaded.datasets(), loss_fn=loaded.loss_fn,
@@ -201,6 +209,7 @@ def demo(*, out: Path, epochs: int = 10, max_lr: float = 0.3, seed: int = 0,
     """Train the digits CNN twice from the same weights and data order, with 1cycle and
     cyclical momentum, then at a constant LR and momentum 0.9; schedule.png shows the first.
     `on_eval(label, epoch, val_loss, val_accuracy)` sees each epoch's evaluation."""
+    output_folder(out)
     task = load_task("digits")
     per_epoch = steps_per_epoch(task.datasets()[0], task.batch_size)
     one_cycle = TrialSpec("digits", max_lr=max_lr, budget=Budget(epochs=epochs), seed=seed,

@@ -36,7 +36,7 @@ from .plot import plot_range_test
 from .range_test import RangeTestResult, task_range_test
 from .report import write_report, write_train_script
 from .searches import MOMENTA, SearchResult, batch_size_search
-from .study import FinalRun, JournalExecutor, Outcome, StageRecord, Study
+from .study import FinalRun, JournalExecutor, Outcome, StageRecord, Study, output_folder
 from .tasks import Task, load_task
 from .trials import (
     EVAL_SAMPLES,
@@ -755,8 +755,8 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         raise ValueError(f"budget_minutes must be > 0, got {budget_minutes}")
     if budget_epochs is not None and budget_minutes is not None:
         raise ValueError("give budget_epochs or budget_minutes, not both")
-    settings = Settings(task_name, Path(out), stage_list(stages), budget_epochs, budget_minutes,
-                        seed, data_dir, device)
+    settings = Settings(task_name, output_folder(out), stage_list(stages), budget_epochs,
+                        budget_minutes, seed, data_dir, device)
     team = distributed.world()
     # built once, now: fails early with the task's own message if the data are missing, and
     # every trial in this process shares the datasets

@@ -118,6 +118,21 @@ class StageRecord:
     seconds: float
 
 
+def output_folder(out: str | Path) -> Path:
+    """`out` as a folder results can be written to, checked before any work is done (so that
+    nothing computed is lost to a bad path): it, or its nearest existing parent, must be a
+    folder. It is created later, when something is written."""
+    path = Path(out)
+    for place in (path, *path.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise DisciplinedError(
+                    f"--out {path}: {place} is a file, not a folder; give a folder (it is "
+                    "created if missing). The file was left as it is.")
+            break
+    return path
+
+
 def trial_key(stage: str, spec: TrialSpec) -> str:
     """A trial's identity: its stage and its full specification (less where its weights are
     written, which moves with the study's folder)."""
@@ -184,6 +199,10 @@ class Study:
             self.alone = before
 
     def _open(self, resume: bool) -> None:
+        if resume and not self.path.exists():  # a mistyped --out must not start afresh
+            raise DisciplinedError(
+                f"nothing to resume: {self.dir} holds no study ({self.path.name} is missing); "
+                "check --out, or run without --resume to start one")
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.dir / "study.lock", "w")  # noqa: SIM115 (held for life)
         try:
