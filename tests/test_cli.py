@@ -148,3 +148,35 @@ def test_an_out_that_is_a_file_is_refused_before_any_work_and_left_alone(tmp_pat
     # a folder under that file is refused the same way
     result = runner.invoke(app, [*command, "--out", str(taken / "sub")])
     assert result.exit_code == 2 and "is a file, not a folder" in result.output
+
+
+NAN_LOSS = """
+import torch
+
+def build_model():
+    return torch.nn.Linear(4, 3)
+
+def build_datasets():
+    x = torch.randn(2200, 4)
+    y = torch.randint(0, 3, (2200,))
+    ds = torch.utils.data.TensorDataset
+    return ds(x[:2000], y[:2000]), ds(x[2000:], y[2000:])
+
+def loss_fn(out, y):
+    return torch.nn.functional.cross_entropy(out, y) * float("nan")
+"""
+
+
+def test_a_loss_that_is_nan_is_said_plainly_by_train_find_lr_and_tune(tmp_path):
+    task = tmp_path / "nan_task.py"
+    task.write_text(NAN_LOSS)
+    trained = runner.invoke(app, ["train", str(task), "--max-lr", "0.1", "--epochs", "1",
+                                  "--out", str(tmp_path / "train")])
+    assert trained.exit_code == 1 and "diverged:" in trained.output
+    assert (tmp_path / "train" / "history.json").exists()  # what ran is kept
+    found = runner.invoke(app, ["find-lr", str(task), "--out", str(tmp_path / "lr")])
+    assert found.exit_code == 0, found.output
+    assert "cannot tell" in found.output and "check the data and the loss" in found.output
+    tuned = runner.invoke(app, ["tune", str(task), "--out", str(tmp_path / "tune")])
+    assert tuned.exit_code == 2 and "could not train at all" in tuned.output
+    assert "Traceback" not in tuned.output

@@ -310,6 +310,11 @@ def train(
                   f"({h.samples_per_second:,.0f} samples/s)"
                   + ("" if final is None else f", final val accuracy {final:.2%}"))
     _wrote(job.files)
+    if h.stop_reason == "diverged":  # the files above say so too; the exit code must
+        console.print(f"[bold red]diverged:[/] the training loss stopped being finite at step "
+                      f"{len(h.step)} of the planned run; the numbers above are not a result. "
+                      f"Lower --max-lr (try {max_lr / 10:g}), or check the task's loss and data.")
+        raise typer.Exit(1)
 
 
 search_app = typer.Typer(help="Short comparison runs of the paper's checklist (Section 5).",

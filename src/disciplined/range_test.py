@@ -197,6 +197,8 @@ def suggest(lrs: list[float], losses: list[float]) -> dict[str, float | None]:
     """Every rule's max-LR suggestion for one (smoothed) curve."""
     x, y = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
     keep = np.isfinite(y)
+    if not keep.any():  # a loss NaN from the start: no rule has anything to read
+        return {name: None for name in _RULE_FUNCTIONS}
     return {name: fn(x[keep], y[keep]) for name, fn in _RULE_FUNCTIONS.items()}
 
 
