@@ -180,3 +180,16 @@ def test_a_loss_that_is_nan_is_said_plainly_by_train_find_lr_and_tune(tmp_path):
     tuned = runner.invoke(app, ["tune", str(task), "--out", str(tmp_path / "tune")])
     assert tuned.exit_code == 2 and "could not train at all" in tuned.output
     assert "Traceback" not in tuned.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["find-lr", "digits", "--momentum", "2,3"], "must lie in [0, 1)"),
+    (["train", "digits", "--max-lr", "0.1", "--momentum", "0.9,-0.1"], "must lie in [0, 1)"),
+    (["find-lr", "digits", "--batch-size", "0"], "--batch-size"),
+    (["search", "batch-size", "digits", "--seconds", "-1"], "seconds must be > 0"),
+])
+def test_numbers_out_of_range_are_refused_not_replaced(tmp_path, args, message):
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "out").exists()  # nothing was computed or written

@@ -30,7 +30,8 @@ MOMENTUM_TEXT = ",".join(f"{m:g}" for m in MOMENTUM)  # "0.95,0.85", as --moment
 OutDir = Annotated[Path, typer.Option("--out", help="Folder for the outputs.")]
 Seed = Annotated[int, typer.Option(help="Seed for weights and batch order.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar; plain log lines.")]
-BatchSize = Annotated[int | None, typer.Option(help="Per process; default: the task's.")]
+BatchSize = Annotated[int | None, typer.Option(min=1,
+                                               help="Per process; default: the task's.")]
 TaskArg = Annotated[str, typer.Argument(help="A built-in task (digits, mnist1d, mnist1d-mlp, "
                                          "fashion-mnist, fashion-mnist-mlp), a zoo task "
                                          "(zoo/NAME: see `disciplined zoo`) or a task file.")]
@@ -89,11 +90,14 @@ def _is_main() -> bool:
     return init_from_env().is_main
 
 
-def _pair(text: str, name: str) -> tuple[float, float]:
+def _momentum(text: str) -> tuple[float, float]:
+    """--momentum MAX,MIN: two numbers in [0, 1), as torch's SGD and Adam's beta1 need."""
     try:
         high, low = (float(v) for v in text.split(","))
     except ValueError:
-        _fail(ValueError(f"{name} takes 2 comma-separated numbers, got {text!r}"))
+        _fail(ValueError(f"--momentum takes 2 comma-separated numbers, got {text!r}"))
+    if not (0 <= high < 1 and 0 <= low < 1):
+        _fail(ValueError(f"--momentum values must lie in [0, 1), got {text!r} (e.g. 0.95,0.85)"))
     return high, low
 
 
@@ -230,7 +234,7 @@ def find_lr(
 
     from .jobs import find_lr as run_find_lr
 
-    pair = _pair(momentum, "--momentum")
+    pair = _momentum(momentum)
     main = _is_main()
     bar = _StepBar(steps * repeats, quiet or not main, "range test")
     try:
@@ -290,7 +294,7 @@ def train(
     """Train a task with a named policy; write history.json, curves.png and model.pt."""
     from .jobs import train as run_train
 
-    pair = _pair(momentum, "--momentum")
+    pair = _momentum(momentum)
     main = _is_main()
     job = _call(lambda: run_train(task, max_lr=max_lr, out=out, policy=policy, momentum=pair,
                                   weight_decay=weight_decay, epochs=epochs,
