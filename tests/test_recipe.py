@@ -228,6 +228,7 @@ def test_lr_candidates_are_half_a_decade_apart_around_the_anchor():
 def test_a_small_budget_runs_the_candidates_nearest_the_prior():
     assert nearest([1e-4, 1e-3, 1e-2, 1e-1, 1.0], 0.02, 3) == [1e-3, 1e-2, 1e-1]
     assert nearest([0.0, 1e-5, 1e-4, 1e-3], 5e-4, 2) == [1e-4, 1e-3]
+    assert nearest([0.0, 1e-5, 1e-4, 1e-3], 0.0, 2) == [0.0, 1e-5]  # 0 is no log-scale point
     assert nearest([(0.9, 0.85), (0.95, 0.85), (0.99, 0.85)], (0.95, 0.85), 1) == \
         [(0.95, 0.85)]
 

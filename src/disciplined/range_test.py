@@ -14,7 +14,6 @@ import math
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -220,9 +219,6 @@ class RangeCurve:
     val_metric: list[float | None]
     stop_reason: str
     seed: int
-    # the median wall seconds of one training step (forward, backward, update; no
-    # validation): what a training of the same model and batch costs per step
-    step_seconds: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,7 +306,9 @@ class RangeTestResult:
     def from_dict(cls, data: dict[str, Any]) -> RangeTestResult:
         """The result `to_dict` described (its derived values are recomputed)."""
         return cls(
-            runs=[RangeCurve(**r) for r in data["runs"]],
+            # a per-step time some journals of 2026-11-23 stored is not read any more
+            runs=[RangeCurve(**{k: v for k, v in r.items() if k != "step_seconds"})
+                  for r in data["runs"]],
             suggestions={k: Suggestion(**v) for k, v in data["suggestions"].items()},
             source=data["source"], mode=data["mode"], start_lr=data["start_lr"],
             end_lr=data["end_lr"], batch_size=data.get("batch_size"),
@@ -447,10 +445,8 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     ema = Ema(smoothing)
     best, reason = math.inf, "end_lr reached"
     total = sweep.total_steps or 0
-    took: list[float] = []
     try:
         for step in range(total):
-            began = time.perf_counter()
             x, y = batches.next()
             loss = loss_fn(net(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -473,7 +469,6 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
             loss.backward()
             optimizer.step()
             hs.step()
-            took.append(time.perf_counter() - began)
             if val_data is not None and (step + 1) % val_every == 0:
                 v_loss, v_metric = evaluate(model, val_data, loss_fn, metric, device,
                                             max_samples=val_samples)
@@ -484,7 +479,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     finally:
         model.train(was_training)
     return RangeCurve(lrs, moms, raw, smoothed, val_step, val_lr, val_loss, val_metric,
-                      reason, seed, statistics.median(took) if took else None)
+                      reason, seed)
 
 
 def _device_of(model: nn.Module) -> torch.device:

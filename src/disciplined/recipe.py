@@ -373,7 +373,7 @@ def _range_test(ctx: Context) -> Outcome:
         reason += "; short runs at candidate LRs decide it next"
     units = 0.0 if ctx.plan is None else len(rt.runs[0].lr) / ctx.plan.final_steps
     return Outcome(Decision(max_lr=provisional), reason, range_test=rt,
-                   seconds_per_step=rt.runs[0].step_seconds, units=units)
+                   units=units)
 
 
 def _batch_size(ctx: Context) -> Outcome:
@@ -461,7 +461,8 @@ def nearest(values: Sequence[Any], likely: Any, k: int) -> list[Any]:
         return math.log10(v) if isinstance(v, float) and v > 0 else \
             (v[0] if isinstance(v, tuple) else float(v))
 
-    centre = min(range(len(values)), key=lambda i: abs(place(values[i]) - place(likely)))
+    centre = values.index(likely) if likely in values else \
+        min(range(len(values)), key=lambda i: abs(place(values[i]) - place(likely)))
     chosen = sorted(range(len(values)), key=lambda i: (abs(i - centre), i))[:k]
     return [values[i] for i in sorted(chosen)]
 

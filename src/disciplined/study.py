@@ -74,16 +74,14 @@ class FinalRun:
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """What a stage decided, the one-sentence reason, and its evidence: a range test, a
-    search, or the final training (with `seconds_per_step`, the range test's measured speed,
-    and `units`, what the stage's trainings cost in final trainings, which the budget
-    counts)."""
+    search, or the final training (with `units`, what the stage's trainings cost in final
+    trainings, which the budget counts)."""
 
     decision: Decision
     reason: str
     range_test: RangeTestResult | None = None
     search: SearchResult | None = None
     final: FinalRun | None = None
-    seconds_per_step: float | None = None
     units: float = 0.0
 
     def evidence_dict(self) -> dict[str, Any]:
@@ -92,7 +90,7 @@ class Outcome:
                 "range_test": None if self.range_test is None else self.range_test.to_dict(),
                 "search": None if self.search is None else self.search.to_dict(),
                 "final": None if self.final is None else dataclasses.asdict(self.final),
-                "seconds_per_step": self.seconds_per_step, "units": self.units}
+                "units": self.units}
 
     @classmethod
     def from_columns(cls, decision: dict[str, Any], payload: dict[str, Any]) -> Outcome:
@@ -104,7 +102,7 @@ class Outcome:
                    RangeTestResult.from_dict(payload["range_test"]),
                    None if some("search") is None else SearchResult.from_dict(payload["search"]),
                    None if some("final") is None else FinalRun(**payload["final"]),
-                   some("seconds_per_step"), some("units") or 0.0)
+                   some("units") or 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
