@@ -86,3 +86,13 @@ def ray_executor():
         pytest.skip(f"Ray cannot start on this machine: {type(err).__name__}: {err}")
     yield executor
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def digits_study(tmp_path_factory):
+    """One small tune on digits (final training of 4 epochs), shared by the tests that read a
+    finished study: its folder and its StudyResult."""
+    from disciplined import tune
+
+    out = tmp_path_factory.mktemp("tune")
+    return out, tune("digits", out=out, budget_epochs=4)

@@ -49,12 +49,6 @@ class Images(HTMLParser):
         self.text.append(data)
 
 
-@pytest.fixture(scope="module")
-def digits_study(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tune")
-    return out, tune("digits", out=out, **TINY)
-
-
 def test_tune_writes_a_complete_summary(digits_study):
     out, result = digits_study
     s = json.loads((out / "summary.json").read_text())
@@ -97,14 +91,19 @@ def test_the_report_is_self_contained_and_its_images_decode(digits_study):
     assert (out / "report.html").read_text() == page  # rebuilt from the journal alone
 
 
-def test_train_py_reproduces_the_final_training(digits_study):
-    out, _ = digits_study
-    run = subprocess.run([sys.executable, "train.py"], cwd=out, capture_output=True, text=True,
-                         timeout=300)
+def test_train_py_reproduces_the_final_training_from_any_folder(digits_study, tmp_path):
+    out, result = digits_study
+    run = subprocess.run([sys.executable, str(out / "train.py")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
+    final = result.summary["final"]
+    loss = float(re.search(r"validation loss ([\d.e-]+) ", run.stdout).group(1))
     accuracy = float(re.search(r"accuracy ([\d.]+)%", run.stdout).group(1)) / 100
-    assert accuracy > 0.85
-    assert (out / "model_reproduced.pt").exists()
+    assert loss == pytest.approx(final["val_loss"], rel=1e-5)  # printed to 6 figures
+    assert accuracy == pytest.approx(final["val_metric"], abs=5e-5)
+    reproduced = torch.load(tmp_path / "model_reproduced.pt", weights_only=True)
+    kept = torch.load(out / "model.pt", weights_only=True)
+    assert all(torch.equal(reproduced[k], kept[k]) for k in kept)  # the very same weights
 
 
 def test_a_killed_tune_resumes_with_the_same_decisions_and_no_rerun(tmp_path, digits_study):
@@ -194,7 +193,7 @@ def test_a_classification_task_file_runs_through_tune(tmp_path, digits_task_file
     assert result.summary["task"] == str(task)
     assert result.summary["final"]["val_metric"] > 0.8
     assert result.summary["seed"] == 3
-    assert "SEED = 3" in (tmp_path / "out" / "train.py").read_text()
+    assert '"seed": 3' in (tmp_path / "out" / "train.py").read_text()
 
 
 @pytest.mark.parametrize(

@@ -4,23 +4,27 @@ each command's work is a function in `disciplined.jobs` (or `disciplined.recipe.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from . import display
 from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR, WEIGHT_DECAY
 from .errors import DisciplinedError
 
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     help="Set hyper-parameters the disciplined way (Smith 2018), then train with them.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=HELP,
 )
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -29,7 +33,15 @@ MOMENTUM_TEXT = ",".join(f"{m:g}" for m in MOMENTUM)  # "0.95,0.85", as --moment
 
 OutDir = Annotated[Path, typer.Option("--out", help="Folder for the outputs.")]
 Seed = Annotated[int, typer.Option(help="Seed for weights and batch order.")]
-Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar; plain log lines.")]
+# the choices the library's functions take (range_test.Mode, policies.Policy,
+# searches.WeightDecayMode: tests/test_cli.py checks they agree), spelled here so that
+# `--help` lists them without importing torch
+RangeMode = Literal["exp", "linear"]
+PolicyName = Literal["one-cycle", "one-cycle-cos", "clr", "sgdr", "step", "inv", "constant"]
+WeightDecayModeName = Literal["grid", "combined", "fork"]
+ExecutorName = Literal["local", "ray"]
+Quiet = Annotated[bool, typer.Option("--quiet", metavar="",
+                                     help="No progress bar; plain log lines.")]
 BatchSize = Annotated[int | None, typer.Option(min=1,
                                                help="Per process; default: the task's.")]
 TaskArg = Annotated[str, typer.Argument(help="A built-in task (digits, mnist1d, mnist1d-mlp, "
@@ -40,7 +52,7 @@ Momentum = Annotated[str, typer.Option(help="max,min momentum (or beta1).")]
 WeightDecay = Annotated[float, typer.Option("--wd", help="Weight decay.")]
 MaxLr = Annotated[float | None, typer.Option(help="Peak LR; default: from a range test.")]
 Epochs = Annotated[float, typer.Option(help="Epochs each short run trains.")]
-ExecutorKind = Annotated[str, typer.Option(
+ExecutorKind = Annotated[ExecutorName, typer.Option(
     "--executor", help="Where short runs train: local (one after another) or ray.")]
 RayAddress = Annotated[str | None, typer.Option(
     "--ray-address", help="With --executor ray: auto (this machine's cluster) or HOST:PORT; "
@@ -61,7 +73,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True,
+        "--version", callback=_version, is_eager=True, metavar="",
         help="Print the version and exit.")] = False) -> None:
     """Set hyper-parameters the disciplined way (Smith 2018), then train with them."""
 
@@ -72,15 +84,20 @@ def _fail(err: Exception) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def _call(job: Callable[[], T], also: tuple[type[Exception], ...] = ()) -> T:
+def _call(job: Callable[[], T], also: tuple[type[Exception], ...] = (),
+          interrupted: str = "nothing was written") -> T:
     """Run a library call; the errors a user can fix (ValueError, DisciplinedError and the
-    command's `also`) become one line, not a traceback."""
+    command's `also`) become one line, not a traceback; Ctrl-C says what was kept
+    (`interrupted`) and exits 130, as shells expect of SIGINT."""
     try:
         return job()
     except (ValueError, DisciplinedError) as err:
         _fail(err)
     except also as err:
         _fail(err)
+    except KeyboardInterrupt:
+        errors.print(f"[bold]interrupted:[/] {escape(interrupted)}", highlight=False)
+        raise typer.Exit(code=130) from None
 
 
 def _is_main() -> bool:
@@ -120,19 +137,34 @@ def _batch_line(per_process: int) -> str:
 
 
 class _StepBar:
-    """A tqdm bar fed by a (step, total, loss) callback."""
+    """A tqdm bar fed by a (step, total, loss) callback; drawn from the first step on, so
+    that an argument refused before any work leaves no empty bar above its error. With
+    `quiet`, a plain line every tenth of the run instead (a log shows it is alive)."""
 
-    def __init__(self, total: int, quiet: bool, label: str) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=label, unit="step", disable=quiet, leave=False)
+    def __init__(self, total: int, quiet: bool, label: str, silent: bool = False) -> None:
+        self.total, self.quiet, self.label, self.silent = total, quiet, label, silent
+        self.bar: Any = None
+        self.done = 0
 
     def update(self, step: int, total: int, loss: float) -> None:
+        self.done += 1
+        if self.silent:
+            return
+        if self.quiet:
+            if self.done % max(1, self.total // 10) == 0 or self.done == self.total:
+                console.print(f"{self.label}: {self.done}/{self.total} steps, loss "
+                              f"{display.number(loss)}", highlight=False)
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.label, unit="step", leave=False)
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 @app.command()
@@ -148,8 +180,8 @@ def demo(
     from .jobs import demo as run_demo
 
     def show(label: str, epoch: int, loss: float, accuracy: float | None) -> None:
-        console.print(f"  {label}: epoch {epoch:2d}/{epochs}  val loss {loss:.4f}  acc "
-                      f"{accuracy or 0.0:.2%}", highlight=False)
+        console.print(f"  {label}: epoch {epoch:2d}/{epochs}  val loss {display.number(loss)}  "
+                      f"accuracy {display.percent(accuracy)}", highlight=False)
 
     job = _call(lambda: run_demo(out=out, epochs=epochs, max_lr=max_lr, seed=seed,
                                  progress=not quiet, on_eval=show))
@@ -192,7 +224,8 @@ def schedule(
     out: Annotated[Path | None, typer.Option(help="Write a plot here (.png or .svg).")] = None,
     steps: Annotated[int | None, typer.Option(help="Steps to plot or print; needed for "
                                                    "schedules without total_steps.")] = None,
-    log_y: Annotated[bool, typer.Option("--log-y", help="Log-scale the value axis.")] = False,
+    log_y: Annotated[bool, typer.Option("--log-y", metavar="",
+                                        help="Log-scale the value axis.")] = False,
 ) -> None:
     """Build a schedule, print it as JSON, and optionally plot it."""
     from .jobs import build_schedule
@@ -214,12 +247,12 @@ def schedule(
 def find_lr(
     task: TaskArg,
     out: OutDir = Path("runs/find-lr"),
-    val: Annotated[bool, typer.Option("--val", help="Read the validation loss "
-                                                     "(Smith's choice).")] = False,
+    val: Annotated[bool, typer.Option("--val", metavar="", help="Read the validation loss "
+                                                                  "(Smith's choice).")] = False,
     start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = START_LR,
     end_lr: Annotated[float, typer.Option(help="Last LR of the sweep.")] = END_LR,
     steps: Annotated[int, typer.Option(help="Optimizer steps in the sweep.")] = NUM_STEPS,
-    mode: Annotated[str, typer.Option(help="exp or linear spacing.")] = "exp",
+    mode: Annotated[RangeMode, typer.Option(help="LR spacing.")] = "exp",
     repeats: Annotated[int, typer.Option(help="Sweeps with different data orders.")] = 1,
     momentum: Annotated[str, typer.Option(help="Momentum swept from,to during the test.")
                         ] = MOMENTUM_TEXT,
@@ -236,11 +269,11 @@ def find_lr(
 
     pair = _momentum(momentum)
     main = _is_main()
-    bar = _StepBar(steps * repeats, quiet or not main, "range test")
+    bar = _StepBar(steps * repeats, quiet, "range test", silent=not main)
     try:
         job = _call(lambda: run_find_lr(
             task, out=out, val=val, start_lr=start_lr, end_lr=end_lr, steps=steps,
-            mode=mode, repeats=repeats, momentum=pair,  # type: ignore[arg-type]
+            mode=mode, repeats=repeats, momentum=pair,
             weight_decay=weight_decay, batch_size=batch_size, seed=seed,
             data_dir=_dir(data_dir), progress=bar.update))
     finally:
@@ -280,8 +313,8 @@ def find_lr(
 def train(
     task: TaskArg,
     max_lr: Annotated[float, typer.Option(help="Peak (or constant) learning rate.")],
-    policy: Annotated[str, typer.Option(help="one-cycle, one-cycle-cos, clr, sgdr, step, inv "
-                                             "or constant.")] = "one-cycle",
+    policy: Annotated[PolicyName, typer.Option(help="The LR (and momentum) policy.")
+                      ] = "one-cycle",
     momentum: Momentum = MOMENTUM_TEXT,
     weight_decay: WeightDecay = WEIGHT_DECAY,
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = 5,
@@ -306,13 +339,14 @@ def train(
     if h is None:
         return
     for step, loss, metric in zip(h.eval_step, h.val_loss, h.val_metric, strict=True):
-        extra = "" if metric is None else f"  val acc {metric:.2%}"
-        console.print(f"step {step:6d}  val loss {loss:.4f}{extra}", highlight=False)
+        extra = "" if metric is None else f"  accuracy {display.percent(metric)}"
+        console.print(f"step {step:6d}  val loss {display.number(loss)}{extra}",
+                      highlight=False)
     final = h.val_metric[-1] if h.val_metric else None
-    console.print(f"{policy}: {h.epochs:.1f} epochs in {h.wall_seconds:.1f} s, "
+    console.print(f"{policy}: {display.epochs(round(h.epochs, 2))} in {h.wall_seconds:.1f} s, "
                   f"{_batch_line(job.result.spec.batch_size or 0)} "
                   f"({h.samples_per_second:,.0f} samples/s)"
-                  + ("" if final is None else f", final val accuracy {final:.2%}"))
+                  + ("" if final is None else f", final val accuracy {display.percent(final)}"))
     _wrote(job.files)
     if h.stop_reason == "diverged":  # the files above say so too; the exit code must
         console.print(f"[bold red]diverged:[/] the training loss stopped being finite at step "
@@ -322,7 +356,7 @@ def train(
 
 
 search_app = typer.Typer(help="Short comparison runs of the paper's checklist (Section 5).",
-                         no_args_is_help=True)
+                         no_args_is_help=True, context_settings=HELP)
 app.add_typer(search_app, name="search")
 
 
@@ -336,18 +370,42 @@ def _executor(kind: str, address: str | None, cpus: float, gpus: float) -> Any:
     return None if kind == "local" else runner
 
 
+def _search_executor(kind: str, address: str | None, cpus: float, gpus: float,
+                     quiet: bool) -> Any:
+    """The executor of a search command: a live bar per short run (none with --quiet) and a
+    line as each one ends, so a search of minutes is never silent."""
+    from .executors import make_executor
+
+    def finished(result: Any) -> None:
+        if result.state != "complete":
+            console.print(f"  {result.label}: {result.state}: {result.error}", highlight=False)
+            return
+        metric = "" if result.val_metric is None else \
+            f", accuracy {display.percent(result.val_metric)}"
+        console.print(f"  {result.label}: {result.steps} steps in {result.seconds:.1f} s, val "
+                      f"loss {display.number(result.val_loss)}{metric}", highlight=False)
+
+    return _call(lambda: make_executor(kind, ray_address=address, cpus_per_trial=cpus,
+                                       gpus_per_trial=gpus, progress=not quiet,
+                                       on_result=finished))
+
+
+def _say_range_test(max_lr: float | None) -> None:
+    if max_lr is None:
+        console.print("no --max-lr given: a range test finds it first", highlight=False)
+
+
 def _print_search(job: Any) -> None:
     from rich.table import Table
 
     result = job.result
     for comparison in result.comparisons:
         table = Table(title=result.name)
-        for column in ("rank", "candidate", "val loss", "val metric", "verdict"):
+        for column in ("rank", "candidate", "val loss", "accuracy", "verdict"):
             table.add_column(column)
         for r in comparison.ranking:
             table.add_row("-" if r.rank is None else str(r.rank), r.label,
-                          "-" if r.val_loss is None else f"{r.val_loss:.4f}",
-                          "-" if r.val_metric is None else f"{r.val_metric:.2%}",
+                          display.number(r.val_loss), display.percent(r.val_metric),
                           r.verdict or f"failed: {r.error}")
         console.print(table)
     for note in result.notes:
@@ -358,38 +416,47 @@ def _print_search(job: Any) -> None:
 
 @search_app.command("momentum")
 def search_momentum(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
-                    policy: Annotated[str, typer.Option(help="one-cycle or constant.")
+                    policy: Annotated[Literal["one-cycle", "constant"], typer.Option(
+                        help="1cycle (momentum cycles) or a constant LR (momentum held).")
                                       ] = "one-cycle",
                     weight_decay: WeightDecay = WEIGHT_DECAY,
                     out: OutDir = Path("runs/search-momentum"), seed: Seed = 0,
                     data_dir: DataDir = None,
                     executor: ExecutorKind = "local", ray_address: RayAddress = None,
-                    cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0) -> None:
+                    cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0,
+                    batch_size: BatchSize = None, quiet: Quiet = False) -> None:
     """Momentum 0.99 / 0.97 / 0.95 / 0.9 in short runs (cycling down to 0.85 under 1cycle)."""
     from .jobs import search_momentum as run
 
-    runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
+    runner = _search_executor(executor, ray_address, cpus_per_trial, gpus_per_trial, quiet)
+    _say_range_test(max_lr)
     _print_search(_call(lambda: run(task, out=out, epochs=epochs, max_lr=max_lr, policy=policy,
                                     weight_decay=weight_decay, seed=seed,
-                                    data_dir=_dir(data_dir), executor=runner)))
+                                    data_dir=_dir(data_dir), batch_size=batch_size,
+                                    executor=runner)))
 
 
 @search_app.command("wd")
 def search_wd(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
               guess: Annotated[float | None, typer.Option(help="Prior guess of the weight "
                                                           "decay; none: 1e-3..0 grid.")] = None,
-              mode: Annotated[str, typer.Option(help="grid, combined or fork.")] = "grid",
+              mode: Annotated[WeightDecayModeName, typer.Option(
+                  help="grid; combined (each value's own range test); fork (one shared "
+                       "start)")] = "grid",
               out: OutDir = Path("runs/search-wd"), seed: Seed = 0,
               data_dir: DataDir = None,
               executor: ExecutorKind = "local", ray_address: RayAddress = None,
-              cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0) -> None:
+              cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0,
+              batch_size: BatchSize = None, quiet: Quiet = False) -> None:
     """Weight decay: a grid, then one bisection of the exponent (or combined/fork modes)."""
     from .jobs import search_weight_decay as run
 
-    runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
+    runner = _search_executor(executor, ray_address, cpus_per_trial, gpus_per_trial, quiet)
+    _say_range_test(max_lr)
     _print_search(_call(lambda: run(task, out=out, epochs=epochs, max_lr=max_lr, guess=guess,
-                                    mode=mode,  # type: ignore[arg-type]
-                                    seed=seed, data_dir=_dir(data_dir), executor=runner)))
+                                    mode=mode,
+                                    seed=seed, data_dir=_dir(data_dir), batch_size=batch_size,
+                                    executor=runner)))
 
 
 @search_app.command("batch-size")
@@ -402,7 +469,7 @@ def search_batch_size(task: TaskArg,
                       data_dir: DataDir = None,
                       executor: ExecutorKind = "local", ray_address: RayAddress = None,
                       cpus_per_trial: CpusPerTrial = 1.0,
-                      gpus_per_trial: GpusPerTrial = 0.0) -> None:
+                      gpus_per_trial: GpusPerTrial = 0.0, quiet: Quiet = False) -> None:
     """Total batch sizes compared at equal wall-clock time, each with its own LR range."""
     from .jobs import search_batch_size as run
 
@@ -410,7 +477,8 @@ def search_batch_size(task: TaskArg,
         values = [int(v) for v in sizes.split(",")]
     except ValueError:
         _fail(ValueError(f"--sizes takes comma-separated ints, got {sizes!r}"))
-    runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
+    runner = _search_executor(executor, ray_address, cpus_per_trial, gpus_per_trial, quiet)
+    console.print(f"each size: a range test, then {seconds:g} s of training", highlight=False)
     _print_search(_call(lambda: run(task, out=out, sizes=values, seconds=seconds, seed=seed,
                                     data_dir=_dir(data_dir), executor=runner)))
 
@@ -420,14 +488,17 @@ def search_schedule(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
                     out: OutDir = Path("runs/search-schedule"), seed: Seed = 0,
                     data_dir: DataDir = None,
                     executor: ExecutorKind = "local", ray_address: RayAddress = None,
-                    cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0) -> None:
+                    cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0,
+                    batch_size: BatchSize = None, quiet: Quiet = False) -> None:
     """Constant, step, CLR, SGDR and 1cycle (linear, cosine), each with constant or
     cyclical momentum, at an equal budget."""
     from .jobs import search_schedule as run
 
-    runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
+    runner = _search_executor(executor, ray_address, cpus_per_trial, gpus_per_trial, quiet)
+    _say_range_test(max_lr)
     _print_search(_call(lambda: run(task, out=out, epochs=epochs, max_lr=max_lr, seed=seed,
-                                    data_dir=_dir(data_dir), executor=runner)))
+                                    data_dir=_dir(data_dir), batch_size=batch_size,
+                                    executor=runner)))
 
 
 @app.command("interpolate")
@@ -437,7 +508,7 @@ def interpolate_cmd(
     task: TaskArg,
     out: OutDir = Path("runs/interpolate"),
     points: Annotated[int, typer.Option(help="Alphas from -0.5 to 1.5.")] = 21,
-    recompute_bn: Annotated[bool, typer.Option("--recompute-bn",
+    recompute_bn: Annotated[bool, typer.Option("--recompute-bn", metavar="",
                                                help="Re-estimate BatchNorm statistics.")
                             ] = False,
     data_dir: DataDir = None,
@@ -450,7 +521,8 @@ def interpolate_cmd(
                 also=(OSError, RuntimeError))  # a missing file; states of another model
     r = job.result
     for alpha, tl, vl in zip(r.alphas, r.train_loss, r.val_loss, strict=True):
-        console.print(f"alpha {alpha:+.2f}  train loss {tl:.4f}  val loss {vl:.4f}",
+        console.print(f"alpha {alpha:+.2f}  train loss {display.number(tl)}  val loss "
+                      f"{display.number(vl)}",
                       highlight=False)
     _wrote(job.files)
 
@@ -477,11 +549,13 @@ class _TuneProgress:
 
     def _stamp(self) -> str:
         elapsed = time.perf_counter() - self.start
-        eta = "" if self.eta is None else f", ETA ~{max(0.0, self.eta - elapsed):.0f} s"
+        left = None if self.eta is None else self.eta - elapsed
+        eta = "" if left is None else f", ETA ~{left:.0f} s" if left >= 1 else \
+            ", finishing"
         return f"[{elapsed:6.1f} s{eta}]"
 
     def stage(self, name: str, index: int, total: int, eta_seconds: float | None) -> None:
-        if eta_seconds is not None and self.eta is None:
+        if eta_seconds is not None:  # re-planned after each stage from what stages cost
             self.eta = (time.perf_counter() - self.start) + eta_seconds
         style = "" if self.quiet else "[bold cyan]"
         self._say(f"{self._stamp()} {style}stage {index}/{total}: {name}")
@@ -490,10 +564,11 @@ class _TuneProgress:
         if result.state != "complete":
             self._say(f"{self._stamp()}   {result.label}: {result.state}: {result.error}")
             return
-        metric = "" if result.val_metric is None else f", val metric {result.val_metric:.4g}"
+        metric = "" if result.val_metric is None else \
+            f", accuracy {display.percent(result.val_metric)}"
         verdict = result.diagnosis.verdict if result.diagnosis else "-"
         self._say(f"{self._stamp()}   {result.label}: {result.steps} steps, val loss "
-                  f"{result.val_loss:.4f}{metric} ({verdict})")
+                  f"{display.number(result.val_loss)}{metric} ({verdict})")
 
     def decided(self, record: Any) -> None:
         decision = record.outcome.decision.describe()
@@ -509,13 +584,16 @@ def tune(
     budget_minutes: Annotated[float | None, typer.Option(
         help="Wall-clock budget for everything; sizes the final training.")] = None,
     budget_epochs: Annotated[float | None, typer.Option(
-        help="Final training epochs (short runs take 1/6 each).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the study in --out.")
-                      ] = False,
+        help="Final training epochs; default: the task's own (a task file's `epochs`; "
+             "digits 10, mnist1d 30, fashion-mnist 4, a zoo task its file's), else 10. "
+             "Tuning then spends about 3 final trainings' worth of short runs.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", metavar="",
+                                         help="Continue the study in --out.")] = False,
     seed: Seed = 0,
     stages: Annotated[str | None, typer.Option(
-        help="Comma-separated: range_test,batch_size,momentum,weight_decay,confirm,final "
-             "(default: all but batch_size).")] = None,
+        help="Comma-separated, from range_test, batch_size, lr, momentum, weight_decay, "
+             "confirm, final, refine (default: range_test,lr,momentum,weight_decay,final,"
+             "refine).")] = None,
     data_dir: DataDir = None,
     quiet: Quiet = False,
     executor: ExecutorKind = "local", ray_address: RayAddress = None,
@@ -526,25 +604,28 @@ def tune(
 
     runner = _executor(executor, ray_address, cpus_per_trial, gpus_per_trial)
     main = _is_main()  # after: Ray and torchrun do not mix
+    again = [*sys.argv[1:], *([] if resume else ["--resume"])]
+    kept = (f"every finished trial and stage is kept in {out / 'study.db'}; continue "
+            f"where it stopped with: {shlex.join(['disciplined', *again])}")
     result = _call(lambda: run_tune(
         task, out=out, budget_epochs=budget_epochs, budget_minutes=budget_minutes,
         stages=None if stages is None else [s.strip() for s in stages.split(",")],
         resume=resume, seed=seed, data_dir=_dir(data_dir),
-        progress=_TuneProgress(quiet, silent=not main), executor=runner))
+        progress=_TuneProgress(quiet, silent=not main), executor=runner,
+        command=shlex.join(["disciplined", *sys.argv[1:]])), interrupted=kept)
     if not main:
         return
     s = result.summary
     hp = s["hyperparameters"]
     console.print("\n[bold]chosen hyper-parameters[/]")
     for key, value in hp.items():
-        shown = f"{value:.4g}" if isinstance(value, float) else value
-        console.print(f"  {key:13s} {shown}", highlight=False)
+        console.print(f"  {key:13s} {display.hyperparameter(key, value)}", highlight=False)
     final = s["final"]
     if final["val_metric"] is not None:
-        console.print(f"final accuracy: [bold]{final['val_metric']:.2%}[/] (val loss "
-                      f"{final['val_loss']:.4f})")
+        console.print(f"final accuracy: [bold]{display.percent(final['val_metric'])}[/] "
+                      f"(val loss {display.number(final['val_loss'])})")
     elif final["val_loss"] is not None:
-        console.print(f"final validation loss: [bold]{final['val_loss']:.4g}[/]")
+        console.print(f"final validation loss: [bold]{display.number(final['val_loss'])}[/]")
     if result.reused_trials:
         console.print(f"resumed: {result.reused_trials} finished trials taken from the journal")
     console.print(f"tuned for {_batch_line(hp['batch_size'])}")

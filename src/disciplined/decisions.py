@@ -47,7 +47,7 @@ class Decision:
         """One line for people, e.g. "momentum 0.95 -> 0.85"; "" when it sets nothing."""
         parts = []
         if self.max_lr is not None:
-            parts.append(f"max_lr {self.max_lr:.4g}")
+            parts.append(f"max_lr {self.max_lr:.3g}")
         if self.momentum is not None:
             parts.append(f"momentum {self.momentum[0]:g} -> {self.momentum[1]:g}")
         if self.weight_decay is not None:

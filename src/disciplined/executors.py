@@ -218,7 +218,7 @@ def _remote_trial(spec: TrialSpec, task_file: tuple[str, str] | None,
 
 def make_executor(kind: str, *, ray_address: str | None = None, cpus_per_trial: float = 1.0,
                   gpus_per_trial: float = 0.0, device: str | None = None,
-                  progress: bool = False) -> Executor:
+                  progress: bool = False, on_result: OnResult | None = None) -> Executor:
     """The executor a command line names: "local" or "ray". Ray and torchrun do not mix: a
     study runs its trials on Ray, or data-parallel under torchrun, not both."""
     if kind == "ray" and distributed.launched():
@@ -227,8 +227,8 @@ def make_executor(kind: str, *, ray_address: str | None = None, cpus_per_trial: 
     if kind == "local":
         if ray_address is not None:
             raise ValueError("--ray-address needs --executor ray")
-        return LocalExecutor(device=device, progress=progress)
+        return LocalExecutor(device=device, progress=progress, on_result=on_result)
     if kind == "ray":
         return RayExecutor(address=ray_address, cpus_per_trial=cpus_per_trial,
-                           gpus_per_trial=gpus_per_trial)
+                           gpus_per_trial=gpus_per_trial, on_result=on_result)
     raise ValueError(f"executor must be 'local' or 'ray', got {kind!r}")

@@ -116,27 +116,28 @@ def _search_files(result: SearchResult, out: Path) -> Job[SearchResult]:
 
 def search_momentum(task: str, *, out: Path, epochs: float = 3, max_lr: float | None = None,
                     policy: str = "one-cycle", weight_decay: float = WEIGHT_DECAY,
-                    seed: int = 0, data_dir: str | None = None,
+                    seed: int = 0, data_dir: str | None = None, batch_size: int | None = None,
                     executor: Executor | None = None) -> Job[SearchResult]:
     """Momentum short runs (searches.momentum_search): search.json and search.png."""
     _one_process()
     output_folder(out)
     return _search_files(momentum_search(
         task, budget=Budget(epochs=epochs), max_lr=max_lr, policy=check_policy(policy),
-        weight_decay=weight_decay, seed=seed, data_dir=data_dir, executor=executor), out)
+        weight_decay=weight_decay, seed=seed, data_dir=data_dir, batch_size=batch_size,
+        executor=executor), out)
 
 
 def search_weight_decay(task: str, *, out: Path, epochs: float = 3,
                         max_lr: float | None = None, guess: float | None = None,
                         mode: WeightDecayMode = "grid", seed: int = 0,
-                        data_dir: str | None = None,
+                        data_dir: str | None = None, batch_size: int | None = None,
                         executor: Executor | None = None) -> Job[SearchResult]:
     """Weight-decay short runs (searches.weight_decay_search): search.json and search.png."""
     _one_process()
     output_folder(out)
     return _search_files(weight_decay_search(
         task, budget=Budget(epochs=epochs), max_lr=max_lr, guess=guess, mode=mode, seed=seed,
-        data_dir=data_dir, executor=executor), out)
+        data_dir=data_dir, batch_size=batch_size, executor=executor), out)
 
 
 def search_batch_size(task: str, *, out: Path, sizes: list[int], seconds: float = 20.0,
@@ -150,13 +151,14 @@ def search_batch_size(task: str, *, out: Path, sizes: list[int], seconds: float 
 
 
 def search_schedule(task: str, *, out: Path, epochs: float = 3, max_lr: float | None = None,
-                    seed: int = 0, data_dir: str | None = None,
+                    seed: int = 0, data_dir: str | None = None, batch_size: int | None = None,
                     executor: Executor | None = None) -> Job[SearchResult]:
     """Every policy at an equal budget (searches.schedule_search): search.json and .png."""
     _one_process()
     output_folder(out)
     return _search_files(schedule_search(task, budget=Budget(epochs=epochs), max_lr=max_lr,
-                                         seed=seed, data_dir=data_dir, executor=executor), out)
+                                         seed=seed, data_dir=data_dir, batch_size=batch_size,
+                                         executor=executor), out)
 
 
 def interpolate_models(state_a: Path, state_b: Path, task: str, *, out: Path,

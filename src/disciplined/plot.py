@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,11 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def plot_history(history: History, path: str | Path) -> Path:
-    """Training and validation loss, validation metric and LR against the optimizer step."""
+def plot_history(history: History, path: str | Path, *, lr: bool = True) -> Path:
+    """Training and validation loss, validation metric and (with `lr`) the LR against the
+    optimizer step."""
     has_metric = any(m is not None for m in history.val_metric)
-    fig, axes = _canvas(3 if has_metric else 2)
+    fig, axes = _canvas(1 + has_metric + lr)
     ax = axes[0]
     ax.plot(history.step, history.train_loss, color="tab:blue", alpha=0.5, label="train loss")
     if history.eval_step:
@@ -103,11 +104,34 @@ def plot_history(history: History, path: str | Path) -> Path:
         axes[1].plot(history.eval_step, history.val_metric, "o-", color="tab:green")
         axes[1].set_ylabel("val accuracy")
         axes[1].grid(True, alpha=0.3)
-    axes[-1].plot(history.step, history.lr, color="tab:purple")
-    axes[-1].set_ylabel("learning rate")
+    if lr:
+        axes[-1].plot(history.step, history.lr, color="tab:purple")
+        axes[-1].set_ylabel("learning rate")
+        axes[-1].grid(True, alpha=0.3)
     axes[-1].set_xlabel("optimizer step")
-    axes[-1].grid(True, alpha=0.3)
     return _save(fig, path)
+
+
+def _until_low(curve: Sequence[float]) -> list[float]:
+    """A curve up to its lowest finite point."""
+    finite = [(v, i) for i, v in enumerate(curve) if math.isfinite(v)]
+    return list(curve[:min(finite)[1] + 1]) if finite else []
+
+
+def _useful_ylim(ax: Any, curves: Sequence[Sequence[float]], tail: float) -> None:
+    """A y-range from the lowest value up to what the curves' last `tail` of points reach
+    (or their start, for a range test), plus a margin: a divergence spike or the first
+    steps' high loss would otherwise squash the part a decision is read from."""
+    finite = [[v for v in c if math.isfinite(v)] for c in curves]
+    finite = [c for c in finite if c]
+    if not finite:
+        return
+    low = min(min(c) for c in finite)
+    top = max(max(c[int(len(c) * (1 - tail)):] or c) for c in finite)
+    high = max(v for c in finite for v in c)
+    top = min(high, top + 0.15 * (top - low))
+    margin = 0.05 * (top - low) + 1e-12
+    ax.set_ylim(low - margin, top + margin)
 
 
 def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
@@ -125,11 +149,9 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
             ax.plot(run.val_lr, run.val_loss, "o-", color="tab:red", ms=3, lw=1.2,
                     label="validation loss" if first else None)
     ax.set_xscale("log" if result.mode == "exp" else "linear")
-    finite = [v for run in result.runs for v in (run.val_loss or run.smoothed)
-              if math.isfinite(v)]
-    if finite:
-        low, high = min(finite), max(finite)
-        ax.set_ylim(low - 0.05 * (high - low), min(high, low + 3 * (high - low) / 2 + 1e-9))
+    # up to the loss the sweep started from: what lies above it is the divergence
+    _useful_ylim(ax, [_until_low(run.val_loss or run.smoothed) for run in result.runs],
+                 tail=1.0)
     styles = {"smith": ("tab:green", "-"), "steepest": ("tab:orange", "--"),
               "min/10": ("tab:gray", ":"), "valley": ("tab:purple", "-.")}
     for rule, sugg in result.suggestions.items():
@@ -158,12 +180,12 @@ def plot_comparison(comparison: Comparison, path: str | Path, title: str = "") -
         place = "failed" if r.rank is None else f"#{r.rank}"
         ax.plot(result.history.eval_step, result.history.val_loss, "o-", ms=3, lw=1.3,
                 label=f"{place} {result.label} ({r.verdict})")
-    finite = [v for res in comparison.results if res.history
-              for v in res.history.val_loss if math.isfinite(v)]
-    if finite:
-        low, high = min(finite), max(finite)
-        ax.set_ylim(low - 0.05 * (high - low + 1e-12), min(high, low + 2.5 * (high - low))
-                    + 1e-12)
+    # the second half of the best third of the runs, where the choice is made, fills the
+    # plot; runs that never learned and the first steps' high loss go off its top
+    curves = sorted((res.history.val_loss for res in comparison.results
+                     if res.history and res.history.eval_step
+                     and math.isfinite(res.history.val_loss[-1])), key=lambda c: c[-1])
+    _useful_ylim(ax, curves[:max(2, (len(curves) + 2) // 3)], tail=0.5)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("validation loss")
     if title:

@@ -22,6 +22,24 @@ def check_policy(policy: str) -> Policy:
     return policy  # narrowed by the check above
 
 
+
+def check_hyperparameters(*, max_lr: float | None = None,
+                          momentum: tuple[float, float] | None = None,
+                          weight_decay: float | None = None,
+                          batch_size: int | None = None) -> None:
+    """A ValueError naming the first value no optimizer can take (torch's own message names
+    no option and comes only after the data has loaded)."""
+    if max_lr is not None and not (math.isfinite(max_lr) and max_lr > 0):
+        raise ValueError(f"max_lr must be a number > 0, got {max_lr:g}")
+    if momentum is not None and not all(0 <= m < 1 for m in momentum):
+        raise ValueError("momentum (beta1 for Adam) must lie in [0, 1), got "
+                         + ", ".join(f"{m:g}" for m in momentum))
+    if weight_decay is not None and not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay:g}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
 def policy_schedules(policy: str, total_steps: int, max_lr: float, *,
                      momentum: tuple[float, float] = MOMENTUM,
                      steps_per_epoch: int = 1,
@@ -41,6 +59,12 @@ def policy_schedules(policy: str, total_steps: int, max_lr: float, *,
     lr: schedules.Schedule
     if policy in ("one-cycle", "one-cycle-cos"):
         anneal = "linear" if policy == "one-cycle" else "cos"
+        if total_steps * schedules.PCT_START <= 1:  # the schedule's own error names no cause
+            fewest = math.floor(1 / schedules.PCT_START) + 1
+            raise ValueError(
+                f"1cycle needs at least {fewest} optimizer steps (a warm-up and an anneal); "
+                f"this training has {total_steps}: train more epochs, use a smaller batch "
+                f"size, or give the task more training samples")
         lr = schedules.one_cycle(total_steps, max_lr, anneal=anneal)
         if cycle_momentum:
             return lr, schedules.one_cycle_momentum(total_steps, max_momentum=high,

@@ -42,6 +42,7 @@ from .engine import (
     set_rng_state,
 )
 from .hyper import HyperScheduler
+from .policies import check_hyperparameters
 from .tasks import Task
 
 Source = Literal["train", "val"]
@@ -411,7 +412,9 @@ def task_range_test(task: Task, *, weight_decay: float = WEIGHT_DECAY,
     """The range test on a task, as `find-lr` and `tune` run it: fresh weights drawn with
     `seed`, the task's optimizer at `weight_decay`, momentum swept over `momentum`, the
     suggestion read from the validation loss with `val`, else from the training loss."""
+    check_hyperparameters(momentum=momentum, weight_decay=weight_decay, batch_size=batch_size)
     train, val_data = task.datasets()
+    task.check_batch(train)
     model = task.model(seed)
     optimizer = build_optimizer(task.optimizer, model, momentum=momentum[0],
                                 weight_decay=weight_decay)

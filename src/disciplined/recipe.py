@@ -12,8 +12,10 @@ stage is one function and one entry in `STAGE_FUNCTIONS`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
+import platform
 import shutil
 import statistics
 import tempfile
@@ -24,7 +26,7 @@ from typing import Any, Literal, Protocol, get_args
 
 import torch
 
-from . import distributed
+from . import display, distributed
 from .compare import Comparison
 from .decisions import Decision, Hyper
 from .defaults import BASE_MOMENTUM, MAX_MOMENTUM, MOMENTUM, NUM_STEPS
@@ -607,10 +609,11 @@ def _final_run(result: TrialResult) -> FinalRun:
 
 
 def _final_reason(result: TrialResult, epochs: float, how: str) -> str:
-    metric = "" if result.val_metric is None else f", metric {result.val_metric:.4g}"
+    metric = "" if result.val_metric is None else \
+        f", accuracy {display.percent(result.val_metric)}"
     verdict = result.diagnosis.verdict if result.diagnosis else "-"
-    return (f"1cycle for {epochs:g} epochs ({how}): validation loss {result.val_loss:.4g}"
-            f"{metric} ({verdict})")
+    return (f"1cycle for {display.epochs(epochs)} ({how}): validation loss "
+            f"{display.number(result.val_loss)}{metric} ({verdict})")
 
 
 def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec],
@@ -671,8 +674,12 @@ def _refine(ctx: Context) -> Outcome:
             continue
         better = Comparison.of([best, result]).best is result and \
             Comparison.of([best, result]).ranking[0].tied_with == []
-        steps.append(f"{why} ({decision.describe()}): validation loss {result.val_loss:.4g} "
-                     f"against {best.val_loss:.4g}, {'kept' if better else 'not better'}")
+        lower = (result.val_loss or math.inf) < (best.val_loss or math.inf)
+        outcome = "kept" if better else "lower, but within both runs' noise: not kept" \
+            if lower else "not better"
+        steps.append(f"{why} ({decision.describe()}): validation loss "
+                     f"{display.number(result.val_loss)} against "
+                     f"{display.number(best.val_loss)}, {outcome}")
         if better:
             best, hyper = result, candidate
             ctx.study.record_trial("final", dataclasses.replace(
@@ -738,7 +745,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
          budget_minutes: float | None = None, stages: Sequence[str] | None = None,
          resume: bool = False, seed: int = 0, data_dir: str | None = None,
          device: str | None = None, progress: Progress | None = None,
-         executor: Executor | None = None) -> StudyResult:
+         executor: Executor | None = None, command: str | None = None) -> StudyResult:
     """Choose LR, batch size, momentum and weight decay the disciplined way, then train.
 
     `budget_epochs` is the final training's length (the task's own `epochs` when not given,
@@ -748,7 +755,8 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     `resume`, finished stages and trials come from `out/study.db`. `executor` runs each
     stage's short runs (default: one after another here; a `RayExecutor` runs them
     concurrently on a cluster); their results go to the journal either way. Writes
-    summary.json, report.html, train.py and model.pt into `out`.
+    summary.json, report.html, train.py and model.pt into `out`; `command` is the command
+    line that ran it, for the report.
     """
     if budget_epochs is not None and budget_epochs <= 0:
         raise ValueError(f"budget_epochs must be > 0, got {budget_epochs}")
@@ -769,9 +777,11 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         config = settings.journal_config(team.size)
         previous = study.meta("config")
         if previous is not None and previous != config:
+            differ = {k: previous.get(k) for k in sorted({*previous, *config})
+                      if previous.get(k) != config.get(k)}
             raise DisciplinedError(f"{settings.out} holds a study with other settings "
-                                   f"({previous}); resume it with the same ones, or use "
-                                   "another --out")
+                                   f"({display.settings(differ)} there); resume it with the "
+                                   "same ones, or use another --out")
         study.set_meta("config", config)
         ctx = Context(settings, task, study, Hyper(batch_size=task.batch_size), None, progress,
                       executor, ledger)
@@ -796,7 +806,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
                     ctx, plan=plan, anchor=record.outcome.range_test.reading.anchor,
                     hyper=dataclasses.replace(ctx.hyper, epochs=plan.final_epochs))
                 progress.plan(plan)
-        summary = _summary(ctx, records, time.perf_counter() - started)
+        summary = _summary(ctx, records, time.perf_counter() - started, command)
         if team.is_main:
             (settings.out / "summary.json").write_text(json.dumps(summary, indent=1))
             write_train_script(settings.out, summary)
@@ -902,14 +912,34 @@ def _plan(ctx: Context, spent: float) -> Plan:
     return plan
 
 
-def _summary(ctx: Context, records: list[StageRecord], wall: float) -> dict[str, Any]:
-    """summary.json: the hyper-parameters, each stage's decision, the final numbers."""
+def _portable(spec: TrialSpec) -> TrialSpec:
+    """The spec with a task file's and a data folder's paths made absolute, so that
+    train.py runs from any folder."""
+    task, data_dir = spec.task, spec.data_dir
+    if Path(task).is_file():
+        task = str(Path(task).resolve())
+    if data_dir is not None:
+        data_dir = str(Path(data_dir).resolve())
+    return spec.with_(task=task, data_dir=data_dir, label="train.py", save_model=None)
+
+
+def _summary(ctx: Context, records: list[StageRecord], wall: float,
+             command: str | None) -> dict[str, Any]:
+    """summary.json: the hyper-parameters, each stage's decision, the final numbers, and
+    what made them (command, date, versions)."""
+    from . import __version__
     final = next((r for r in reversed(records) if r.outcome.final is not None), None)
     run = final.outcome.final if final is not None else None
+    # the last run journaled as final trained the model in model.pt (refine replaces it)
+    finals = [r for r in ctx.study.trials("final") if r.state == "complete"]
     world = distributed.world().size
     return {
         "task": ctx.settings.task,
         "seed": ctx.settings.seed,
+        "command": command,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"disciplined": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
         "hyperparameters": ctx.hyper.to_dict(),
         "stages": [{"name": r.name, "decision": r.outcome.decision.to_dict(),
                     "reason": r.outcome.reason, "trials": len(ctx.study.trials(r.name)),
@@ -919,6 +949,7 @@ def _summary(ctx: Context, records: list[StageRecord], wall: float) -> dict[str,
             "val_metric": run.val_metric if run else None,
             "epochs": run.epochs if run else None,
             "wall_seconds": final.seconds if final else None,
+            "spec": _portable(finals[-1].spec).to_dict() if finals else None,
         },
         "wall_seconds_total": wall,
         "budget_seconds": ctx.plan.budget_seconds if ctx.plan else None,

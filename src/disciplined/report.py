@@ -7,26 +7,37 @@ import base64
 import functools
 import html
 import json
+import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from . import display
 from .compare import Comparison
+from .decisions import Decision
 from .defaults import MOMENTUM
 from .errors import DisciplinedError
 from .plot import plot_comparison, plot_history, plot_range_test, plot_schedule
 from .policies import policy_schedules
 from .study import Study
+from .trials import TrialSpec
 
 STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+body { font-family: system-ui, sans-serif; max-width: 980px; margin: 1.5em auto; padding: 0 1em;
+color: #222; line-height: 1.4; }
+h1 { font-size: 1.6em; overflow-wrap: anywhere; } h2 { margin-top: 2em; border-bottom: 1px solid
+#ddd; } .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.6em 0; } td, th { padding: 3px 10px;
-border-bottom: 1px solid #eee; text-align: left; } .reason { font-style: italic; }
-img { max-width: 100%; } code { background: #f4f4f4; padding: 1px 4px; }
+border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+tr.chosen td { background: #e8f4e8; font-weight: bold; } .reason { font-style: italic; }
+.note { color: #555; } img { max-width: 100%; height: auto; } .meta { color: #555; }
+code { background: #f4f4f4; padding: 1px 4px; overflow-wrap: anywhere; }
+.plot { overflow-x: auto; max-width: 100%; }
+@media (max-width: 640px) { .plot img { max-width: none; width: 720px; } }
 """
 
 
-def _png(draw: Any) -> str:
+def _png(draw: Any, alt: str) -> str:
     """Render a plot function (taking a path) to an inline <img> (base64 PNG)."""
     import tempfile
 
@@ -34,57 +45,114 @@ def _png(draw: Any) -> str:
         path = Path(tmp) / "plot.png"
         draw(path)
         data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+    return (f'<div class="plot"><img alt="{html.escape(alt)}" '
+            f'src="data:image/png;base64,{data}"></div>')
 
 
-def _table(rows: list[list[Any]], head: list[str]) -> str:
+def _table(rows: list[list[Any]], head: list[str], chosen: Collection[int] = ()) -> str:
+    """A table (in a box that scrolls sideways on a narrow screen); rows in `chosen` are
+    highlighted."""
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f"<table><tr>{cells}</tr>{body}</table>"
+    body = "".join(("<tr class='chosen'>" if i in chosen else "<tr>")
+                   + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for i, row in enumerate(rows))
+    return f"<div class='scroll'><table><tr>{cells}</tr>{body}</table></div>"
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return ", ".join(_fmt(v) for v in value)
-    return "-" if value is None else str(value)
+def _decision(data: dict[str, Any]) -> str:
+    return Decision.from_dict(data).describe() or "-"
 
 
-def _comparison(comparison: Comparison, title: str) -> list[str]:
-    """A ranking's table, its curves and each run's advice."""
+def _matches(spec: TrialSpec, decision: Decision) -> bool:
+    """Whether a trial trained at the values a decision sets (the one it chose)."""
+    pairs = [(decision.max_lr, spec.max_lr), (decision.weight_decay, spec.weight_decay),
+             (decision.batch_size, spec.batch_size)]
+    if decision.momentum is not None:
+        pairs += list(zip(decision.momentum, spec.momentum, strict=True))
+    set_ = [(a, b) for a, b in pairs if a is not None]
+    return bool(set_) and all(b is not None and math.isclose(a, b, rel_tol=1e-9)
+                              for a, b in set_)
+
+
+def _comparison(comparison: Comparison, title: str, decision: Decision) -> list[str]:
+    """A ranking's table (the chosen run highlighted, ties said), its curves and advice."""
     results = comparison.results
     nodes = {r.label: r.worker for r in results}
-    rows = [[r.rank if r.rank is not None else "failed", r.label,
-             _fmt(r.val_loss), _fmt(r.val_metric), r.verdict or r.error]
-            for r in comparison.ranking]
-    head = ["rank", "candidate", "val loss", "val metric", "diagnosis"]
+    specs = {r.label: r.spec for r in results}
+    rows, chosen = [], set()
+    for i, r in enumerate(comparison.ranking):
+        rank = "failed" if r.rank is None else f"{r.rank}{' (tied)' if r.tied_with else ''}"
+        picked = _matches(specs[r.label], decision)
+        if picked:
+            chosen.add(i)
+        rows.append([rank, r.label + (" (chosen)" if picked else ""),
+                     display.number(r.val_loss), display.percent(r.val_metric),
+                     r.verdict or r.error])
+    head = ["rank", "candidate", "val loss", "accuracy", "diagnosis"]
     if any(nodes.values()):  # trials ran on a Ray cluster: say where
-        rows = [[*row, nodes[str(row[1])] or "driver"] for row in rows]
+        rows = [[*row, nodes[r.label] or "driver"]
+                for row, r in zip(rows, comparison.ranking, strict=True)]
         head.append("Ray node")
+    parts = [_table(rows, head, chosen),
+             _png(functools.partial(plot_comparison, comparison, title=title),
+                  f"validation loss of each run: {title}")]
+    picked_verdicts = [comparison.ranking[i].verdict for i in chosen]
+    if "underfitting" in picked_verdicts:
+        parts.append("<p class='note'>The chosen run is diagnosed underfitting: a run shorter "
+                     "than the final training stops before its LR has annealed, and so still "
+                     "looks it. The ranking reads the validation loss, which tells the runs "
+                     "apart all the same; the final training's own diagnosis is the one the "
+                     "recipe acts on (stage refine).</p>")
     advice = {r.label: r.diagnosis.advice for r in results if r.diagnosis}
-    return [_table(rows, head),
-            _png(functools.partial(plot_comparison, comparison, title=title)),
-            "<ul>" + "".join(f"<li>{html.escape(label)}: {html.escape(text)}</li>"
-                             for label, text in advice.items()) + "</ul>"]
+    parts.append("<ul>" + "".join(f"<li>{html.escape(label)}: {html.escape(text)}</li>"
+                                  for label, text in advice.items()) + "</ul>")
+    return parts
+
+
+def _header(summary: dict[str, Any]) -> list[str]:
+    versions = summary.get("versions") or {}
+    made = ", ".join(f"{k} {v}" for k, v in versions.items())
+    command = summary.get("command")
+    lines = [f"<h1>disciplined tune: {html.escape(summary['task'])}</h1>",
+             "<p class='meta'>"
+             + (f"Command: <code>{html.escape(command)}</code><br>" if command else
+                "Run from Python (<code>disciplined.tune</code>).<br>")
+             + f"Seed {summary['seed']}"
+             + (f"; finished {html.escape(summary['finished'])}" if summary.get("finished")
+                else "")
+             + (f"; {html.escape(made)}" if made else "") + ".</p>"]
+    return lines
+
+
+def _final_note(study: Study, diagnosis: str) -> str:
+    """What the recipe did about the final training's diagnosis: a verdict left unexplained
+    reads as a contradiction (we chose it, and then call it unstable)."""
+    refine = study.finished_stage("refine")
+    if diagnosis == "balanced":
+        return ""
+    if refine is None:
+        return ("<p class='note'>The refine stage, which acts on this diagnosis with a "
+                "full-length training, was not run.</p>")
+    return (f"<p class='note'>The refine stage acted on this diagnosis: "
+            f"{html.escape(refine.outcome.reason)}.</p>")
 
 
 def build_report(study: Study, summary: dict[str, Any]) -> str:
     """The report as one HTML string."""
     hp = summary["hyperparameters"]
-    parts = [f"<h1>disciplined tune: {html.escape(summary['task'])}</h1>",
-             "<h2>Chosen hyper-parameters</h2>",
-             _table([[k, _fmt(v)] for k, v in hp.items()], ["hyper-parameter", "value"])]
+    parts = [*_header(summary), "<h2>Chosen hyper-parameters</h2>",
+             _table([[k, display.hyperparameter(k, v)] for k, v in hp.items()],
+                    ["hyper-parameter", "value"])]
     final = summary["final"]
     if final.get("val_loss") is not None:
-        metric = "" if final["val_metric"] is None else f", validation metric " \
-            f"{final['val_metric']:.4g}"
-        parts.append(f"<p>Final 1cycle training: {final['epochs']:g} epochs, validation loss "
-                     f"{final['val_loss']:.4g}{metric}, {final['wall_seconds']:.1f} s.</p>")
+        metric = "" if final["val_metric"] is None else \
+            f", accuracy {display.percent(final['val_metric'])}"
+        parts.append(f"<p>Final 1cycle training: {display.epochs(final['epochs'])}, validation "
+                     f"loss {display.number(final['val_loss'])}{metric}, "
+                     f"{final['wall_seconds']:.1f} s.</p>")
     parts += ["<h2>Budget spent per stage</h2>",
               _table([[s["name"], s["trials"], f"{s['wall_seconds']:.1f} s",
-                       _fmt(s["decision"])] for s in summary["stages"]],
+                       _decision(s["decision"])] for s in summary["stages"]],
                      ["stage", "trials", "wall time", "decision"]),
               f"<p>Total: {summary['wall_seconds_total']:.1f} s.</p>"]
     for stage in study.stages():
@@ -93,9 +161,10 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
         parts.append(f'<p class="reason">{html.escape(outcome.reason)}</p>')
         if outcome.range_test is not None:
             result = outcome.range_test
-            parts.append(_table([[rule, _fmt(s.value)] for rule, s in
+            parts.append(_table([[rule, display.number(s.value)] for rule, s in
                                  result.suggestions.items()], ["rule", "suggested max LR"]))
-            parts.append(_png(functools.partial(plot_range_test, result)))
+            parts.append(_png(functools.partial(plot_range_test, result),
+                              f"LR range test of stage {name}"))
         if outcome.search is not None:
             fractions = outcome.search.evidence.get("fractions")
             if fractions:  # growing short runs: one ranking per length
@@ -104,13 +173,13 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                     length = "the full length" if fraction >= 1 else \
                         f"{fraction:.3g} of the final length"
                     parts.append(f"<h3>Runs of {length}</h3>")
-                    parts += _comparison(comparison, f"{name}, {length}")
+                    parts += _comparison(comparison, f"{name}, {length}", outcome.decision)
             else:
                 results = study.trials(name)
                 if results:
-                    parts += _comparison(Comparison.of(results), name)
+                    parts += _comparison(Comparison.of(results), name, outcome.decision)
         elif name == "refine" and study.trials(name):  # the closed loop's corrections
-            parts += _comparison(Comparison.of(study.trials(name)), name)
+            parts += _comparison(Comparison.of(study.trials(name)), name, outcome.decision)
         if name == "final":
             finals = study.trials("final")
             if finals and finals[-1].history is not None:
@@ -121,19 +190,38 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                                            momentum=(high, low))
                 parts.append("<h3>Final schedules (learning rate and momentum)</h3>")
                 parts.append(_png(functools.partial(plot_schedule, lr=lr, momentum=mom,
-                                                    title="final schedules")))
+                                                    title="final schedules"),
+                                  "the final training's LR and momentum schedules"))
                 parts.append("<h3>Training curves</h3>")
-                parts.append(_png(functools.partial(plot_history, h)))
+                parts.append(_png(functools.partial(plot_history, h, lr=False),
+                                  "the final training's loss and accuracy"))
                 if finals[-1].diagnosis:
                     parts.append(f"<p>Diagnosis: {html.escape(finals[-1].diagnosis.advice)}</p>")
+                    parts.append(_final_note(study, finals[-1].diagnosis.verdict))
     body = "\n".join(parts)
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>disciplined: "
-            f"{html.escape(summary['task'])}</title><style>{STYLE}</style></head><body>"
-            f"{body}</body></html>")
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>disciplined: {html.escape(summary['task'])}</title>"
+            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+
+
+SUMMARY_KEYS = frozenset({"task", "seed", "hyperparameters", "final", "stages",
+                          "wall_seconds_total"})
 
 
 def write_report(out: Path, study: Study) -> Path:
-    summary = json.loads((out / "summary.json").read_text())
+    path = out / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DisciplinedError(f"{path} is not the summary tune writes ({err}); it was left "
+                               f"as it is: run `disciplined tune` again with another --out"
+                               ) from None
+    missing = SUMMARY_KEYS - set(summary) if isinstance(summary, dict) else SUMMARY_KEYS
+    if missing:
+        raise DisciplinedError(f"{path} is not the summary tune writes (it lacks "
+                               f"{', '.join(sorted(missing))}); it was left as it is: run "
+                               f"`disciplined tune` again with another --out")
     path = out / "report.html"
     path.write_text(build_report(study, summary))
     return path
@@ -149,72 +237,40 @@ def regenerate_report(directory: str | Path) -> Path:
         return write_report(out, study)
 
 
-TRAIN_SCRIPT = '''"""Reproduce the final training chosen by `disciplined tune` ({task}) in plain
-PyTorch.
+TRAIN_SCRIPT = '''"""Reproduce the final training that `disciplined tune` chose on {task}.
 
-Generated from summary.json; run it with `python train.py`.
+Generated with the study; run `python train.py` from any folder. It trains the very
+specification of the study's final model (seed, data order, batch size, epochs, 1cycle LR and
+cyclical momentum, weight decay) with the library's own trainer, so on the same machine, torch
+version and thread count it gives the same numbers bit for bit; on another device or thread
+count, floating-point sums add up in another order and the numbers differ within run-to-run
+noise. To train with these schedules in a loop of your own, see the README's "Schedules in a
+plain training loop" (`disciplined.HyperScheduler`).
 """
+
+import json
 
 import torch
 
-from disciplined import HyperScheduler, schedules
-from disciplined.tasks import load_task
+from disciplined.trials import TrialSpec, train
 
-HP = {hp}
-SEED = {seed}
+SPEC = json.loads(r"""{spec}""")
+STUDY = json.loads(r"""{study}""")  # what the study's final training measured
 
-task = load_task({task!r})
-train_data, val_data = task.datasets()
-torch.manual_seed(SEED)
-model = task.model()
-loader = torch.utils.data.DataLoader(train_data, batch_size=HP["batch_size"], shuffle=True,
-                                     generator=torch.Generator().manual_seed(SEED))
-total = max(2, round(HP["epochs"] * len(loader)))
-if task.optimizer == "adamw":
-    optimizer = torch.optim.AdamW(model.parameters(), lr=HP["max_lr"],
-                                  betas=(HP["momentum"][0], 0.999),
-                                  weight_decay=HP["weight_decay"])
-else:
-    optimizer = torch.optim.SGD(model.parameters(), lr=HP["max_lr"],
-                                momentum=HP["momentum"][0], weight_decay=HP["weight_decay"])
-scheduler = HyperScheduler(
-    optimizer,
-    lr=schedules.one_cycle(total, HP["max_lr"]),
-    momentum=schedules.one_cycle_momentum(total, max_momentum=HP["momentum"][0],
-                                          base_momentum=HP["momentum"][1]),
-)
-step = 0
-while step < total:
-    for x, y in loader:
-        loss = task.loss_fn(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        if step == total:
-            break
-
-model.eval()
-with torch.no_grad():
-    val = torch.utils.data.DataLoader(val_data, batch_size=1024)
-    losses, correct, seen = 0.0, 0, 0
-    for x, y in val:
-        out = model(x)
-        losses += float(task.loss_fn(out, y)) * len(y)
-        if task.metric == "accuracy":
-            correct += int((out.argmax(1) == y).sum())
-        seen += len(y)
-print(f"validation loss {{losses / seen:.4f}}" + (
-    f", accuracy {{correct / seen:.2%}}" if task.metric == "accuracy" else ""))
+result, model = train(TrialSpec.from_dict(SPEC), progress=True)
+print(f"validation loss {{result.val_loss:.6g}} (the study: {{STUDY['val_loss']:.6g}})" + (
+    "" if result.val_metric is None else
+    f", accuracy {{result.val_metric:.2%}} (the study: {{STUDY['val_metric']:.2%}})"))
 torch.save(model.state_dict(), "model_reproduced.pt")
+print("wrote model_reproduced.pt")
 '''
 
 
 def write_train_script(out: Path, summary: dict[str, Any]) -> Path:
-    """train.py: the final training as a plain loop with `disciplined.schedules`, with the
-    study's seed."""
+    """train.py: the final model's training specification, trained again by the library."""
+    final = summary["final"]
     path = out / "train.py"
-    path.write_text(TRAIN_SCRIPT.format(task=summary["task"], seed=summary["seed"],
-                                        hp=json.dumps(summary["hyperparameters"])))
+    path.write_text(TRAIN_SCRIPT.format(
+        task=summary["task"], spec=json.dumps(final["spec"], indent=1),
+        study=json.dumps({"val_loss": final["val_loss"], "val_metric": final["val_metric"]})))
     return path

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch
 
-from . import distributed
+from . import display, distributed
 from .compare import Comparison, compare
 from .decisions import Decision
 from .defaults import BASE_MOMENTUM, MOMENTUM, WEIGHT_DECAY
@@ -81,24 +81,24 @@ def _tie_note(c: Comparison) -> str:
 
 def task_max_lr(task: str, *, weight_decay: float = WEIGHT_DECAY,
                 momentum: tuple[float, float] = MOMENTUM, seed: int = 0,
-                data_dir: str | None = None) -> float:
+                data_dir: str | None = None, batch_size: int | None = None) -> float:
     """The task's max LR by a default range test, for searches not given one."""
     result = task_range_test(load_task(task, data_dir=data_dir), weight_decay=weight_decay,
-                             momentum=momentum, seed=seed)
+                             momentum=momentum, seed=seed, batch_size=batch_size)
     if result.max_lr is None:
         raise ValueError(f"the range test on {task} found no decreasing loss; give max_lr")
     return result.max_lr
 
 
-def _max_lr(task: str, max_lr: float | None, seed: int,
-            data_dir: str | None) -> tuple[float, tuple[str, ...]]:
+def _max_lr(task: str, max_lr: float | None, seed: int, data_dir: str | None,
+            batch_size: int | None) -> tuple[float, tuple[str, ...]]:
     """`max_lr` if given, else a default range test's; with a note saying where it came
     from."""
     if max_lr is not None:
         if not max_lr > 0:
             raise ValueError(f"max_lr must be > 0, got {max_lr}")
         return max_lr, ()
-    found = task_max_lr(task, seed=seed, data_dir=data_dir)
+    found = task_max_lr(task, seed=seed, data_dir=data_dir, batch_size=batch_size)
     return found, (f"max_lr {found:.3g} from a range test",)
 
 
@@ -110,7 +110,7 @@ def momentum_search(task: str, *, budget: Budget, max_lr: float | None = None,
     """Short runs at each maximum momentum, cycling down to `base_momentum` under 1cycle (or
     held constant under a constant LR); the lowest early validation loss wins. Without
     `max_lr`, a range test finds it first."""
-    peak, notes = _max_lr(task, max_lr, seed, data_dir)
+    peak, notes = _max_lr(task, max_lr, seed, data_dir, batch_size)
     cyclical = policy != "constant"
     candidates = [{"momentum": (m, base_momentum if cyclical else m),
                    "cycle_momentum": cyclical, "label": f"momentum {m:g}"} for m in values]
@@ -118,7 +118,7 @@ def momentum_search(task: str, *, budget: Budget, max_lr: float | None = None,
                 weight_decay=weight_decay, seed=seed, data_dir=data_dir, batch_size=batch_size)
     best = c.best
     reason = (f"{best.label} reached the lowest early validation loss "
-              f"({best.val_loss:.4g}, {_verdict(c, best.label)}){_tie_note(c)}")
+              f"({display.number(best.val_loss)}, {_verdict(c, best.label)}){_tie_note(c)}")
     return SearchResult("momentum", Decision(momentum=best.spec.momentum), reason, [c],
                         {"policy": policy, "values": list(values), "max_lr": peak}, notes)
 
@@ -188,7 +188,7 @@ def weight_decay_search(task: str, *, budget: Budget, max_lr: float | None = Non
         notes += (f"initial loss {l0:.3g} is far from order 1: the grid is scaled by it",)
     if mode == "combined":
         return _combined(task, grid, evidence, notes, momentum, seed, data_dir)
-    peak, found = _max_lr(task, max_lr, seed, data_dir)
+    peak, found = _max_lr(task, max_lr, seed, data_dir, batch_size)
     notes += found
     evidence["max_lr"] = peak
     common = dict(max_lr=peak, momentum=momentum, seed=seed, data_dir=data_dir,
@@ -209,7 +209,7 @@ def weight_decay_search(task: str, *, budget: Budget, max_lr: float | None = Non
     final = Comparison.of([r for c in comparisons for r in c.results])
     best = final.best
     reason = (f"{best.label} reached the lowest early validation loss "
-              f"({best.val_loss:.4g}, {_verdict(final, best.label)}) after a grid of "
+              f"({display.number(best.val_loss)}, {_verdict(final, best.label)}) after a grid of "
               f"{len(grid)} and a follow-up at {follow:g}{_tie_note(final)}")
     return SearchResult("weight decay", Decision(weight_decay=best.spec.weight_decay), reason,
                         [final], evidence, notes)
@@ -225,7 +225,7 @@ def _combined(task: str, grid: list[float], evidence: dict[str, Any], notes: tup
     evidence["range_tests"] = {str(wd): {"max_lr": r.max_lr, "lowest_val_loss": lowest[wd]}
                                for wd, r in tests.items()}
     reason = (f"the range test at weight decay {best:g} reached the lowest validation loss "
-              f"({lowest[best]:.4g}); its max_lr is {tests[best].max_lr:.3g}")
+              f"({display.number(lowest[best])}); its max_lr is {tests[best].max_lr:.3g}")
     return SearchResult("weight decay (combined with LR)",
                         Decision(weight_decay=best, max_lr=tests[best].max_lr), reason, [],
                         evidence, notes, {f"wd {wd:g}": r for wd, r in tests.items()})
@@ -265,7 +265,8 @@ def _fork(task: str, grid: list[float], budget: Budget, evidence: dict[str, Any]
                     steps_saved=independent - forked)
     best = comparison.best
     reason = (f"{best.label} reached the lowest validation loss after the fork "
-              f"({best.val_loss:.4g}){_tie_note(comparison)}; forking at step {prefix} saved "
+              f"({display.number(best.val_loss)}){_tie_note(comparison)}; forking at step "
+              f"{prefix} saved "
               f"{independent - forked} of {independent} steps")
     return SearchResult("weight decay (snapshot fork)",
                         Decision(weight_decay=best.spec.weight_decay), reason, [comparison],
@@ -288,18 +289,18 @@ def schedule_search(task: str, *, budget: Budget, max_lr: float | None = None,
                     policies: Sequence[str] = SCHEDULES,
                     momentum: tuple[float, float] = MOMENTUM,
                     weight_decay: float = WEIGHT_DECAY, seed: int = 0,
-                    data_dir: str | None = None,
+                    data_dir: str | None = None, batch_size: int | None = None,
                     executor: Executor | None = None) -> SearchResult:
     """Every policy with constant and with cyclical momentum, at an equal step budget.
     Without `max_lr`, a range test finds it first."""
-    peak, notes = _max_lr(task, max_lr, seed, data_dir)
+    peak, notes = _max_lr(task, max_lr, seed, data_dir, batch_size)
     candidates = [{"policy": p, "cycle_momentum": cyc,
                    "label": f"{p}, {'cyclical' if cyc else 'constant'} momentum"}
                   for p in policies for cyc in (False, True)]
     c = compare(candidates, task, budget, executor=executor, max_lr=peak, momentum=momentum,
-                weight_decay=weight_decay, seed=seed, data_dir=data_dir)
+                weight_decay=weight_decay, seed=seed, data_dir=data_dir, batch_size=batch_size)
     best = c.best
-    reason = f"{best.label} reached the lowest validation loss ({best.val_loss:.4g})" \
+    reason = f"{best.label} reached the lowest validation loss ({display.number(best.val_loss)})" \
              f"{_tie_note(c)}"
     return SearchResult("schedule", Decision(policy=best.spec.policy,
                                              cycle_momentum=best.spec.cycle_momentum),
@@ -362,7 +363,7 @@ def batch_size_search(task: str, *, sizes: Sequence[int], seconds: float,
     c = compare(specs, executor=executor)
     best = c.best
     reason = (f"{best.label} reached the lowest validation loss in {seconds:g} s "
-              f"({best.val_loss:.4g}){_tie_note(c)}")
+              f"({display.number(best.val_loss)}){_tie_note(c)}")
     return SearchResult("total batch size", Decision(batch_size=best.spec.batch_size,
                                                      max_lr=best.spec.max_lr), reason, [c],
                         {"seconds": seconds, "measured": measured}, tuple(notes))

@@ -210,22 +210,32 @@ class Study:
             raise StudyBusyError(
                 f"{self.dir} is in use by another disciplined process; wait for it to "
                 f"finish or use another --out") from None
-        if self.path.exists() and not resume and self._has_rows():
+        try:
+            if self.path.exists() and not resume and self._has_rows():
+                raise DisciplinedError(
+                    f"{self.path} already holds a study: pass --resume to continue it, or use "
+                    f"another --out")
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as err:  # not a journal at all: say so, touch nothing
             self._lock_file.close()
             raise DisciplinedError(
-                f"{self.path} already holds a study: pass --resume to continue it, or use "
-                f"another --out")
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+                f"the journal {self.path} is unreadable ({err}); it was left as it is: start "
+                f"the study in another --out") from None
+        except DisciplinedError:
+            self._lock_file.close()
+            raise
 
     def _has_rows(self) -> bool:
         with sqlite3.connect(self.path) as db:
             try:
                 return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] > 0 or \
                     db.execute("SELECT COUNT(*) FROM stages").fetchone()[0] > 0
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as err:
+                if "no such table" not in str(err):
+                    raise
                 return False
 
     def close(self) -> None:

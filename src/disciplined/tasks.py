@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from . import zoo
 from .errors import DisciplinedError
@@ -88,6 +88,7 @@ class Task:
         """This task with its datasets built once, now: a caller that needs the data before
         training (to count steps) and the trainer after it then share one copy."""
         data = self.datasets()
+        self.check_batch(data[0])
         return dataclasses.replace(self, build_datasets=lambda: data)
 
     def datasets(self) -> tuple[Dataset, Dataset]:
@@ -101,7 +102,58 @@ class Task:
         if not (isinstance(out, tuple | list) and len(out) == 2):
             raise TaskError(f"{self.source}: build_datasets() must return (train_dataset, "
                             f"val_dataset), got {type(out).__name__}")
+        for data, which in zip(out, ("training", "validation"), strict=True):
+            self._check_dataset(data, which)
         return out[0], out[1]
+
+    def _check_dataset(self, data: Any, which: str) -> None:
+        """The protocol's shape of a dataset, said in the protocol's words: raw tensors and
+        arrays index to rows, not (input, target) pairs, and fail later with torch's errors."""
+        expect = ("build_datasets() must return two torch Datasets (or DataLoaders) whose "
+                  "items are (input, target) pairs, e.g. TensorDataset(x, y)")
+        if isinstance(data, DataLoader):
+            return
+        if isinstance(data, torch.Tensor | np.ndarray) or not (
+                hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+            raise TaskError(f"{self.source}: {expect}; its {which} dataset is of type "
+                            f"{type(data).__name__}")
+        if len(data) == 0:
+            raise TaskError(f"{self.source}: its {which} dataset is empty")
+        item = data[0]
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            raise TaskError(f"{self.source}: {expect}; item 0 of its {which} dataset is "
+                            f"a {_describe(item)}")
+
+    def check_batch(self, train: Dataset) -> None:
+        """Two training samples through a fresh model and the loss, before any training (or
+        a file written): a shape or dtype mismatch is said here, with the shapes, instead of
+        as torch's error after a range test. The global RNG is left as it was."""
+        if isinstance(train, DataLoader):
+            inputs, targets = next(iter(train))
+        else:
+            first = min(2, len(train))  # type: ignore[arg-type]  # checked by datasets()
+            inputs, targets = default_collate([train[i] for i in range(first)])
+        batch = f"inputs {_describe(inputs)}, targets {_describe(targets)}"
+        with torch.random.fork_rng(), torch.no_grad():
+            model = self.model().eval()
+            try:
+                loss = self.loss_fn(model(inputs), targets)
+            except Exception as err:
+                raise TaskError(f"{self.source}: the model and loss fail on a batch of the "
+                                f"training data ({batch}): {type(err).__name__}: {err}"
+                                ) from err
+        if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+            raise TaskError(f"{self.source}: loss_fn must return one number per batch (a "
+                            f"mean), got {_describe(loss)} on a batch ({batch})")
+
+
+def _describe(value: Any) -> str:
+    """A value's type and, for arrays, shape and dtype: what a protocol error shows."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} ({value.dtype})"
+    if isinstance(value, tuple | list):
+        return f"{type(value).__name__} of {len(value)}"
+    return f"{type(value).__name__}"
 
 
 # --- built-in data ----------------------------------------------------------------------------

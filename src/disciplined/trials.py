@@ -24,7 +24,7 @@ from .defaults import MOMENTUM, WEIGHT_DECAY
 from .diagnose import Diagnosis, diagnose
 from .engine import History, Trainer, build_optimizer, steps_per_epoch
 from .hyper import HyperScheduler
-from .policies import Policy, check_policy, policy_schedules
+from .policies import Policy, check_hyperparameters, check_policy, policy_schedules
 from .tasks import Task, load_task
 
 State = Literal["complete", "failed", "lost"]
@@ -91,6 +91,8 @@ class TrialSpec:
 
     def __post_init__(self) -> None:
         check_policy(self.policy)
+        check_hyperparameters(max_lr=self.max_lr, momentum=self.momentum,
+                              weight_decay=self.weight_decay, batch_size=self.batch_size)
 
     def with_(self, **changes: Any) -> TrialSpec:
         return dataclasses.replace(self, **changes)
@@ -102,6 +104,7 @@ class TrialSpec:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        out["momentum"] = list(self.momentum)  # as JSON reads it back
         if out["save_model"] is None:  # journals written before the field keep their keys
             del out["save_model"]
         return out

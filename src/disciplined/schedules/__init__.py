@@ -45,7 +45,7 @@ from ._cyclic import (
     triangular2,
 )
 from ._join import Join, Mirror, join, mirror, warmup
-from ._one_cycle import OneCycle, OneCycleMomentum, one_cycle, one_cycle_momentum
+from ._one_cycle import PCT_START, OneCycle, OneCycleMomentum, one_cycle, one_cycle_momentum
 
 Quantity = Literal["lr", "momentum"]
 
@@ -72,6 +72,7 @@ CONSTRUCTORS: dict[str, tuple[Callable[..., Schedule], Quantity]] = {
 
 __all__ = [
     "CONSTRUCTORS",
+    "PCT_START",
     "Constant",
     "Cosine",
     "CosineRestarts",

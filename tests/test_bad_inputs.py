@@ -1,0 +1,254 @@
+"""Bad input, table-driven: every case is refused with exit code 2 and one line that says what
+was wrong, never a traceback, and leaves the disk as it found it (nothing half-written,
+nothing lost). A fuzz pass over arguments and task files asserts "a clear error or success"."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import typing
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from disciplined import TrialSpec, cli, tune
+from disciplined.errors import DisciplinedError
+from disciplined.policies import POLICIES
+from disciplined.range_test import Mode
+from disciplined.searches import WeightDecayMode
+from disciplined.study import Study
+from disciplined.tasks import TaskError, load_task
+from disciplined.trials import Budget
+
+runner = CliRunner()
+
+TASK = """
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+def build_model():
+    return torch.nn.Linear(8, 3)
+
+def build_datasets():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn({n}, 8, generator=g), torch.randint(0, 3, ({n},), generator=g)
+    return {datasets}
+"""
+TASKS = {  # name: (samples, what build_datasets returns)
+    "tensors": (200, "x, y"),
+    "arrays": (200, "x.numpy(), y.numpy()"),
+    "rows": (200, "TensorDataset(x), TensorDataset(x)"),
+    "empty": (200, "TensorDataset(x[:0], y[:0]), TensorDataset(x, y)"),
+    "doubles": (200, "TensorDataset(x.double(), y), TensorDataset(x.double(), y)"),
+    "wide": (200, "TensorDataset(torch.randn(len(y), 9), y), TensorDataset(x, y)"),
+    "tiny": (10, "TensorDataset(x, y), TensorDataset(x, y)"),
+    "fine": (200, "TensorDataset(x, y), TensorDataset(x, y)"),
+}
+
+
+@pytest.fixture
+def task_files(tmp_path):
+    for name, (n, datasets) in TASKS.items():
+        (tmp_path / f"{name}.py").write_text(TASK.format(n=n, datasets=datasets))
+    return tmp_path
+
+
+PROTOCOL = ("must return two torch Datasets (or DataLoaders) whose items are (input, target) "
+            "pairs")
+CASES = [  # (command line, words the one-line error must hold)
+    (["search", "momentum", "digits", "--max-lr", "-1"], "max_lr must be > 0"),
+    (["search", "momentum", "digits", "--epochs", "0"], "epochs must be > 0"),
+    (["search", "batch-size", "digits", "--sizes", "0,-4"], "batch sizes must be positive"),
+    (["search", "batch-size", "digits", "--sizes", "a,b"], "--sizes takes comma-separated"),
+    (["search", "wd", "digits", "--guess", "-1"], "guess must be a weight decay > 0"),
+    (["search", "schedule", "digits", "--max-lr", "0.1", "--batch-size", "0"], "--batch-size"),
+    (["train", "digits", "--max-lr", "-1"], "max_lr must be a number > 0, got -1"),
+    (["train", "digits", "--max-lr", "nan"], "max_lr must be a number > 0, got nan"),
+    (["train", "digits", "--max-lr", "0.1", "--wd", "-1"], "weight_decay must be a number >= 0"),
+    (["train", "digits", "--max-lr", "0.1", "--epochs", "0"], "epochs must be > 0"),
+    (["train", "digits", "--max-lr", "0.1", "--policy", "nope"], "'nope' is not one of"),
+    (["find-lr", "digits", "--wd", "-0.1"], "weight_decay must be a number >= 0"),
+    (["find-lr", "digits", "--steps", "0"], "num_steps must be an int >= 2"),
+    (["find-lr", "digits", "--start-lr", "1", "--end-lr", "0.1"], "end_lr must be > start_lr"),
+    (["find-lr", "digits", "--mode", "log"], "'log' is not one of"),
+    (["tune", "digits", "--budget-minutes", "-1"], "budget_minutes must be > 0"),
+    (["tune", "digits", "--stages", "range_test,nap"], "unknown stage 'nap'"),
+    (["tune", "digits", "--executor", "slurm"], "'slurm' is not one of"),
+    (["train", "{tmp}/tensors.py", "--max-lr", "0.1"], f"{PROTOCOL}, e.g. TensorDataset(x, y); "
+                                                       "its training dataset is of type Tensor"),
+    (["find-lr", "{tmp}/arrays.py"], "its training dataset is of type ndarray"),
+    (["tune", "{tmp}/rows.py"], "item 0 of its training dataset is a tuple of 1"),
+    (["train", "{tmp}/empty.py", "--max-lr", "0.1"], "its training dataset is empty"),
+    (["train", "{tmp}/doubles.py", "--max-lr", "0.1"],
+     "the model and loss fail on a batch of the training data (inputs Tensor of shape (2, 8) "
+     "(torch.float64)"),
+    (["find-lr", "{tmp}/wide.py"], "(inputs Tensor of shape (2, 9) (torch.float32)"),
+    (["train", "{tmp}/tiny.py", "--max-lr", "0.1", "--epochs", "1"],
+     "1cycle needs at least 3 optimizer steps"),
+    (["train", "{tmp}/missing.py", "--max-lr", "0.1"], "missing.py"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(c[0][:3]) for c in CASES])
+def test_bad_input_is_one_clear_line_and_writes_nothing(task_files, args, message):
+    out = task_files / "out"
+    args = [a.format(tmp=task_files) for a in args]
+    result = runner.invoke(cli.app, [*args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()  # refused before any work
+
+
+def _corrupt_study(directory):
+    directory.mkdir()
+    noise = bytes(range(256)) * 16
+    (directory / "study.db").write_bytes(noise)
+    return noise
+
+
+@pytest.mark.parametrize("args", [["tune", "digits", "--resume"], ["tune", "digits"],
+                                  ["report"]])
+def test_a_corrupt_journal_is_said_and_kept(tmp_path, args):
+    study = tmp_path / "study"
+    noise = _corrupt_study(study)
+    command = [*args, str(study)] if args == ["report"] else [*args, "--out", str(study)]
+    (study / "summary.json").write_text(json.dumps(
+        {"task": "digits", "seed": 0, "hyperparameters": {}, "final": {}, "stages": [],
+         "wall_seconds_total": 1.0}))
+    result = runner.invoke(cli.app, command)
+    assert result.exit_code == 2, result.output
+    assert "unreadable" in result.output and "another --out" in result.output
+    assert "Traceback" not in result.output
+    assert (study / "study.db").read_bytes() == noise
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"task": "digits"}', "\udcff"])
+def test_a_garbage_summary_names_its_file(tmp_path, text):
+    copy = tmp_path / "copy"
+    with Study(copy):  # a readable journal beside it
+        pass
+    (copy / "summary.json").write_text(text, errors="surrogateescape")
+    result = runner.invoke(cli.app, ["report", str(copy)])
+    assert result.exit_code == 2, result.output
+    assert str(copy / "summary.json") in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (copy / "report.html").exists()
+
+
+def test_the_library_refuses_what_the_command_line_refuses(task_files):
+    with pytest.raises(ValueError, match="max_lr must be a number > 0"):
+        TrialSpec("digits", max_lr=0.0, budget=Budget(epochs=1))
+    with pytest.raises(ValueError, match=r"momentum \(beta1 for Adam\) must lie in \[0, 1\)"):
+        TrialSpec("digits", max_lr=0.1, budget=Budget(epochs=1), momentum=(0.95, 1.0))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        TrialSpec("digits", max_lr=0.1, budget=Budget(epochs=1), batch_size=0)
+    with pytest.raises(TaskError, match="its training dataset is of type Tensor"):
+        load_task(str(task_files / "tensors.py")).datasets()
+    with pytest.raises(TaskError, match="fail on a batch"):
+        load_task(str(task_files / "wide.py")).loaded()
+    with pytest.raises(DisciplinedError, match="unreadable"):
+        corrupt = task_files / "corrupt"
+        _corrupt_study(corrupt)
+        tune("digits", out=corrupt, resume=True)
+
+
+def test_the_command_lines_choices_are_the_librarys():
+    assert typing.get_args(cli.RangeMode) == typing.get_args(Mode)
+    assert typing.get_args(cli.PolicyName) == POLICIES
+    assert typing.get_args(cli.WeightDecayModeName) == typing.get_args(WeightDecayMode)
+
+
+def test_conventions_version_short_help_and_choices_shown():
+    assert runner.invoke(cli.app, ["--version"]).output.startswith("disciplined ")
+    shown = runner.invoke(cli.app, ["train", "-h"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    assert "one-cycle|one-cycle-cos|clr" in shown.output
+    assert "--quiet <bool>" not in " ".join(shown.output.split())
+    assert "--install-completion" in runner.invoke(cli.app, ["-h"]).output
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
+    out = tmp_path / "study"
+    proc = subprocess.Popen([sys.executable, "-m", "disciplined.cli", "tune", "digits", "--out",
+                             str(out), "--budget-epochs", "4", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:  # once a stage is journaled, there is something to keep
+        if "-> range_test" in line:
+            break
+    proc.send_signal(2)  # SIGINT, as Ctrl-C sends
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted:" in err and str(out / "study.db") in err
+    assert f"disciplined tune digits --out {out} --budget-epochs 4 --quiet --resume" in err
+    assert "Traceback" not in err
+
+
+# --- fuzz ---------------------------------------------------------------------------------
+
+NUMBERS = st.sampled_from(["-1", "0", "1e-9", "0.1", "3", "nan", "inf", "1e400", "x", ""])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture])
+@given(max_lr=NUMBERS, wd=NUMBERS, epochs=NUMBERS, batch=NUMBERS,
+       momentum=st.sampled_from(["0.95,0.85", "0.9", "1,0", "a,b", "-0.1,0.5", "0.5,0.5,0.5"]))
+def test_fuzz_train_arguments_give_a_clear_error_or_a_result(task_files, max_lr, wd, epochs,
+                                                             batch, momentum):
+    out = task_files / "fuzz"
+    result = runner.invoke(cli.app, [
+        "train", str(task_files / "fine.py"), "--max-lr", max_lr, "--wd", wd, "--epochs",
+        epochs, "--batch-size", batch, "--momentum", momentum, "--out", str(out), "--quiet"])
+    assert result.exit_code in (0, 1, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        result.exception
+    assert "Traceback" not in result.output
+    if result.exit_code == 2:
+        assert not out.exists()
+
+
+PIECES = {
+    "model": ["torch.nn.Linear(8, 3)", "torch.nn.Linear(8, 1)", "torch.nn.Linear(5, 3)",
+              "None", "torch.nn.Sequential()"],
+    "datasets": ["TensorDataset(x, y), TensorDataset(x, y)", "x, y", "(x, y)",
+                 "TensorDataset(x, y)", "[TensorDataset(x, y.float()), TensorDataset(x, y)]",
+                 "TensorDataset(x[:0], y[:0]), TensorDataset(x, y)",
+                 "TensorDataset(x, y, y), TensorDataset(x, y)", "None", "1 / 0"],
+    "loss": ["", "loss_fn = torch.nn.MSELoss()", "loss_fn = lambda out, y: out.sum(1)",
+             "loss_fn = 3"],
+    "extra": ["", "batch_size = 0", "optimizer = 'lion'", "epochs = -2", "batch_size = 'x'"],
+}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(PIECES["model"]), datasets=st.sampled_from(PIECES["datasets"]),
+       loss=st.sampled_from(PIECES["loss"]), extra=st.sampled_from(PIECES["extra"]))
+def test_fuzz_task_files_give_a_clear_error_or_a_result(tmp_path, model, datasets, loss, extra):
+    task = tmp_path / "fuzzed.py"
+    task.write_text(textwrap.dedent(f"""
+        import torch
+        from torch.utils.data import TensorDataset
+
+        def build_model():
+            return {model}
+
+        def build_datasets():
+            x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+            return {datasets}
+
+        {loss}
+        {extra}
+        """))
+    out = tmp_path / "out"
+    result = runner.invoke(cli.app, ["train", str(task), "--max-lr", "0.05", "--epochs", "1",
+                                     "--batch-size", "8", "--out", str(out), "--quiet"])
+    assert result.exit_code in (0, 1, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    assert "Traceback" not in result.output
