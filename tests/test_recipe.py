@@ -255,11 +255,12 @@ def test_a_sweep_that_cannot_tell_escalates_and_short_runs_decide(tmp_path, noth
     reason = stages["range_test"]["reason"]
     assert "100-step sweep could not tell" in reason and "400-step one could not" in reason
     assert "cannot tell" in reason
-    assert stages["lr"]["trials"] >= 2  # the runs were tried, not skipped
-    # random labels: no run learns, so no ranking of them is trusted and the priors stand
-    for name in ("lr", "momentum", "weight_decay"):
-        assert "learned at the longest runs the budget allowed" in stages[name]["reason"]
-        assert stages[name]["decision"] == {}
+    assert stages["lr"]["trials"] >= 2  # the LR comes from runs, not from the sweep
+    assert "chosen by validation loss among" in stages["lr"]["reason"]
+    assert "every run underfits" in stages["lr"]["reason"]  # and it says what it saw
+    # the 50-step final is shorter than a short run may be, so every run was full-length:
+    # the weight-decay stage's winner is the final training, kept and not trained again
+    assert "kept, not repeated" in stages["final"]["reason"]
     assert stages["final"]["trials"] == 1 and (tmp_path / "out" / "model.pt").exists()
     assert stages["refine"]["trials"] >= 1  # the budget left went to the closed loop
     # a 2-epoch final is shorter than the 60 steps a short run may take: no run is longer

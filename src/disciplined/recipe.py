@@ -35,7 +35,7 @@ from .errors import DisciplinedError
 from .executors import Executor
 from .halving import AllFailedError, plan_rungs, successive_halving
 from .plot import plot_range_test
-from .range_test import MIN_RELATIVE_DROP, RangeTestResult, task_range_test
+from .range_test import RangeTestResult, task_range_test
 from .report import write_report, write_train_script
 from .searches import MOMENTA, SearchResult, batch_size_search
 from .study import FinalRun, JournalExecutor, Outcome, StageRecord, Study, output_folder
@@ -363,15 +363,11 @@ def _range_test(ctx: Context) -> Outcome:
                      f"a {NUM_STEPS * LONGER_SWEEP}-step one ")
         rt, reading = longer, longer.reading
         escalated += "could: " if reading.conclusive else "could not either: "
-    # the prior the LR stage starts from, and the max LR when no short run fits the budget:
-    # the minimum / 10 rule, which of the four rules alone came closest to the grids on the
-    # zoo's dev half (bench-decisions: 6.0 points, loss 1.19x; Smith's 27.6 points, 1.93x)
-    by_rule = rt.suggestions["min/10"].value
-    provisional = by_rule if by_rule is not None and reading.conclusive else \
+    provisional = rt.max_lr if rt.max_lr is not None and reading.conclusive else \
         reading.anchor / 10
     if reading.conclusive:
-        reason = (f"{escalated}{reading.why}; the minimum / 10 rule reads max LR "
-                  f"{provisional:.3g} (Smith's rule: {display.number(rt.max_lr)})")
+        reason = (f"{escalated}{reading.why}; Smith's rule (the loss still falls clearly) reads "
+                  f"max LR {provisional:.3g}")
     else:
         reason = (f"{escalated}cannot tell: {reading.why}. Max LR {provisional:.3g}, a decade "
                   f"below {reading.anchor:.3g}")
@@ -445,18 +441,6 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         return Outcome(Decision(), f"kept {describe(current)}: every candidate diverged or "
                                    "failed at the longest runs (see the report); check the "
                                    "task, or give the value yourself")
-    if not _learned(last.results):  # a ranking of runs that all sit at their start is noise
-        reason = (f"kept {describe(current)}: no candidate among "
-                  f"{', '.join(describe(k) for k in keys)} learned at the longest runs the "
-                  f"budget allowed ({found.rungs[-1].fraction:.0%} of the final length: none "
-                  f"took its loss {MIN_RELATIVE_DROP:.0%} below where it started), so they "
-                  f"cannot be ranked; the prior stands")
-        search = SearchResult(stage, Decision(), reason, [r.comparison for r in found.rungs],
-                              {"values": list(keys), "fractions": [r.fraction for r in
-                                                                   found.rungs],
-                               "tied": found.tied, "learned": False, "share_finals": share,
-                               "planned_finals": rungs.cost}, tuple(notes))
-        return Outcome(Decision(), reason, search=search)
     verdicts = [r.diagnosis.verdict for r in last.results if r.diagnosis is not None]
     reason = (f"{describe(winner)}, chosen by validation loss among "
               f"{', '.join(describe(k) for k in keys)}; {found.length_note}")
@@ -470,22 +454,6 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                            "tied": found.tied, "share_finals": share,
                            "planned_finals": rungs.cost}, tuple(notes))
     return Outcome(decision, reason, search=search)
-
-
-def _learned(results: Sequence[TrialResult]) -> bool:
-    """Whether any run took its validation loss, or its training loss over its last tenth,
-    clearly (the range test's MIN_RELATIVE_DROP) below the loss it started from. All runs of
-    a stage start from the same weights on the same first batch, so they share that start."""
-    for r in results:
-        h = r.history
-        if r.state != "complete" or h is None or not h.train_loss:
-            continue
-        start = h.train_loss[0]
-        tail = h.train_loss[-max(1, len(h.train_loss) // 10):]
-        ends = [statistics.fmean(tail), *(h.val_loss[-1:] or [])]
-        if any(math.isfinite(v) and v < start - MIN_RELATIVE_DROP * abs(start) for v in ends):
-            return True
-    return False
 
 
 def nearest(values: Sequence[Any], likely: Any, k: int) -> list[Any]:
@@ -534,7 +502,7 @@ def _lr(ctx: Context) -> Outcome:
     # a tie was already settled toward the lower LR; a clear winner of runs shorter than the
     # final training is corrected by the measured bias, never below the lowest LR tried
     if search is not None and search.evidence["fractions"][-1] < 1 \
-            and not search.evidence["tied"] and search.evidence.get("learned", True):
+            and not search.evidence["tied"]:
         length = search.evidence["fractions"][-1]
         chosen = outcome.decision.max_lr or 0.0
         corrected = max(horizon_corrected(chosen, length), min(search.evidence["values"]))
