@@ -262,6 +262,12 @@ def test_a_sweep_that_cannot_tell_escalates_and_short_runs_decide(tmp_path, noth
         assert stages[name]["decision"] == {}
     assert stages["final"]["trials"] == 1 and (tmp_path / "out" / "model.pt").exists()
     assert stages["refine"]["trials"] >= 1  # the budget left went to the closed loop
+    # a 2-epoch final is shorter than the 60 steps a short run may take: no run is longer
+    # than the final training (a short run longer than it misjudges what the final rewards)
+    with Study(tmp_path / "out", resume=True) as study:
+        final_steps = study.trials("final")[0].steps
+        assert final_steps < 60
+        assert all(t.steps <= final_steps for t in study.trials() if t.state == "complete")
 
 
 def test_short_runs_lr_is_corrected_by_the_measured_horizon_bias():
