@@ -11,7 +11,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint typecheck layers horizon-bias bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
+.PHONY: test demo lint bench-gpu typecheck layers horizon-bias bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ $(BENCH_STAMP): pyproject.toml
 
 $(FASHION):
 	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+
+# On a GPU machine (the device tool): our Trainer, Lightning's and a raw loop; see the script.
+bench-gpu: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/bench_gpu.py --write benchmarks/RESULTS.md
 
 bench-range-test: $(BENCH_STAMP) $(FASHION)
 	$(BENCH_VENV)/bin/python benchmarks/range_test_overhead.py --write benchmarks/RESULTS.md

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from disciplined import TrialSpec, cli, tune
+from disciplined.engine import AMP_CHOICES
 from disciplined.errors import DisciplinedError
 from disciplined.policies import POLICIES
 from disciplined.range_test import Mode
@@ -161,6 +162,7 @@ def test_the_command_lines_choices_are_the_librarys():
     assert typing.get_args(cli.RangeMode) == typing.get_args(Mode)
     assert typing.get_args(cli.PolicyName) == POLICIES
     assert typing.get_args(cli.WeightDecayModeName) == typing.get_args(WeightDecayMode)
+    assert typing.get_args(cli.AmpName) == AMP_CHOICES
 
 
 def test_conventions_version_short_help_and_choices_shown():

@@ -1,10 +1,12 @@
 """The engine: real short trainings on digits, snapshots, accumulation, clipping, budgets."""
 
+import math
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from disciplined import HyperScheduler
+from disciplined import HyperScheduler, engine
 from disciplined import schedules as S
 from disciplined.engine import BatchStream, History, Trainer, build_optimizer, steps_per_epoch
 from disciplined.plot import plot_history
@@ -138,3 +140,61 @@ def test_divergence_stops_the_run():
     trainer = make_trainer(lr=S.constant(1e6))
     h = trainer.run(steps=200)
     assert h.stop_reason == "diverged" and len(h.step) < 200
+
+
+def _counting(monkeypatch, name):
+    calls = []
+    original = getattr(torch.Tensor, name)
+
+    def counted(self, *args, **kwargs):
+        calls.append(name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls
+
+
+def test_the_loss_reaches_the_host_once_per_sync_every_steps(monkeypatch):
+    trainer = make_trainer(lr=S.one_cycle(64, 0.1))
+    trainer.val_data = None  # evaluations sync by nature; the training steps must not
+    items, lists = _counting(monkeypatch, "item"), _counting(monkeypatch, "tolist")
+    h = trainer.run(steps=64)
+    assert items == []  # no per-step loss.item()
+    assert len(lists) == 64 // engine.SYNC_EVERY  # one copy per SYNC_EVERY steps
+    assert len(h.train_loss) == len(h.step) == 64
+
+
+@pytest.mark.parametrize("max_lr", [0.1, 1e6])  # a run that trains, one that diverges
+def test_batched_reading_records_what_reading_every_step_records(monkeypatch, max_lr):
+    histories = []
+    for every in (1, engine.SYNC_EVERY):
+        monkeypatch.setattr(engine, "SYNC_EVERY", every)
+        histories.append(make_trainer(lr=S.one_cycle(150, max_lr), eval_every=37).run(
+            steps=150))
+    each_step, batched = histories
+    assert batched.stop_reason == each_step.stop_reason
+    if max_lr > 1:  # diverged: the history ends at the first non-finite loss either way
+        assert batched.stop_reason == "diverged" and len(batched.step) < 150
+        assert not math.isfinite(batched.train_loss[-1])
+    for field in ("step", "lr", "momentum", "train_loss", "eval_step", "val_loss",
+                  "val_metric"):
+        assert getattr(batched, field) == pytest.approx(getattr(each_step, field),
+                                                        nan_ok=True), field
+
+
+def test_amp_auto_is_bf16_only_on_a_gpu_that_has_it():
+    assert engine.resolve_amp("auto", torch.device("cpu")) is None
+    assert engine.resolve_amp("off", torch.device("cpu")) is None
+    assert engine.resolve_amp("bf16", torch.device("cpu")) == "bf16"
+    if torch.cuda.is_available():
+        assert engine.resolve_amp("auto", torch.device("cuda")) == (
+            "bf16" if torch.cuda.is_bf16_supported() else None)
+    with pytest.raises(ValueError, match="amp must be None or one of"):
+        make_trainer(amp="fp8")
+
+
+def test_a_compiled_forward_trains_like_the_eager_one():
+    eager = make_trainer(lr=S.one_cycle(40, 0.1)).run(steps=40)
+    compiled = make_trainer(lr=S.one_cycle(40, 0.1), compile=True).run(steps=40)
+    assert compiled.train_loss[0] == pytest.approx(eager.train_loss[0], rel=1e-4)
+    assert compiled.val_loss[-1] == pytest.approx(eager.val_loss[-1], rel=0.05)

@@ -164,3 +164,27 @@ def test_load_state_dict_refuses_foreign_state():
     hs = HyperScheduler(torch.optim.SGD(params(1), lr=0.1), lr=S.constant(0.1))
     with pytest.raises(ValueError, match=r"HyperScheduler\.state_dict"):
         hs.load_state_dict({"last_epoch": 3})
+
+
+def test_it_is_a_torch_scheduler_that_frameworks_can_step_save_and_resume():
+    from torch.optim.lr_scheduler import LRScheduler
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1.0)
+    sched = HyperScheduler(opt, lr=S.one_cycle(50, 0.1),
+                           momentum=S.one_cycle_momentum(50))
+    assert isinstance(sched, LRScheduler)
+    assert "initial_lr" not in opt.param_groups[0]  # torch's bookkeeping is not written
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    assert sched.last_epoch == 7 and sched.state_dict() == {"step": 7}
+    assert sched.get_last_lr() == sched.get_lr() == [opt.param_groups[0]["lr"]]
+    assert sched.get_last_lr()[0] == pytest.approx(S.one_cycle(50, 0.1)(7))
+    fresh = HyperScheduler(torch.optim.AdamW(model.parameters(), lr=1.0),
+                           lr=S.one_cycle(50, 0.1), momentum=S.one_cycle_momentum(50))
+    fresh.load_state_dict(sched.state_dict())
+    assert fresh.get_last_lr() == sched.get_last_lr()
+    assert fresh.get_last_momentum() == sched.get_last_momentum()
+    with pytest.raises(TypeError, match="takes no epoch"):
+        sched.step(3)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from disciplined import engine
 from disciplined.curves import smooth
 from disciplined.engine import build_optimizer
 from disciplined.plot import plot_range_test
@@ -254,3 +255,21 @@ def test_a_result_saved_with_the_former_per_step_time_still_loads():
     saved = result.to_dict()
     saved["runs"][0]["step_seconds"] = 0.01
     assert RangeTestResult.from_dict(saved).runs == result.runs
+
+
+@pytest.mark.parametrize("end_lr", [1.0, 1e4])  # a sweep that ends, one that diverges
+def test_batched_reading_stops_where_reading_every_step_stops(monkeypatch, end_lr):
+    results = []
+    for every in (1, engine.SYNC_EVERY):
+        monkeypatch.setattr(engine, "SYNC_EVERY", every)
+        model, opt = setup()
+        before = snapshot(model, opt)
+        results.append(lr_range_test(model, opt, LOSS, DIGITS[0], val_data=DIGITS[1],
+                                     start_lr=1e-3, end_lr=end_lr, num_steps=90,
+                                     val_every=7, batch_size=64))
+        assert_restored(before, model, opt)
+    each_step, batched = (r.runs[0] for r in results)
+    assert batched.stop_reason == each_step.stop_reason
+    if end_lr > 1:  # stopped mid-way, most likely between two flushes
+        assert batched.stop_reason.startswith("diverged") and len(batched.lr) < 90
+    assert batched == each_step  # the same curve, point for point

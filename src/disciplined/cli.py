@@ -40,6 +40,13 @@ RangeMode = Literal["exp", "linear"]
 PolicyName = Literal["one-cycle", "one-cycle-cos", "clr", "sgdr", "step", "inv", "constant"]
 WeightDecayModeName = Literal["grid", "combined", "fork"]
 ExecutorName = Literal["local", "ray"]
+AmpName = Literal["auto", "off", "bf16", "fp16"]
+Amp = Annotated[AmpName, typer.Option(
+    help="Autocast: auto is bf16 on a GPU that supports it (none on CPUs); off; bf16; fp16 "
+         "(CUDA).")]
+Compile = Annotated[bool, typer.Option("--compile", metavar="", help=(
+    "Run the training forward through torch.compile (tune: the final training only; the "
+    "range test and short runs stay eager)."))]
 Quiet = Annotated[bool, typer.Option("--quiet", metavar="",
                                      help="No progress bar; plain log lines.")]
 BatchSize = Annotated[int | None, typer.Option(min=1,
@@ -323,6 +330,8 @@ def train(
     seed: Seed = 0,
     data_dir: DataDir = None,
     quiet: Quiet = False,
+    amp: Amp = "auto",
+    compile: Compile = False,
 ) -> None:
     """Train a task with a named policy; write history.json, curves.png and model.pt."""
     from .jobs import train as run_train
@@ -332,7 +341,7 @@ def train(
     job = _call(lambda: run_train(task, max_lr=max_lr, out=out, policy=policy, momentum=pair,
                                   weight_decay=weight_decay, epochs=epochs,
                                   batch_size=batch_size, seed=seed, data_dir=_dir(data_dir),
-                                  progress=not quiet and main))
+                                  progress=not quiet and main, amp=amp, compile=compile))
     if not main:
         return
     h = job.result.history
@@ -598,6 +607,8 @@ def tune(
     quiet: Quiet = False,
     executor: ExecutorKind = "local", ray_address: RayAddress = None,
     cpus_per_trial: CpusPerTrial = 1.0, gpus_per_trial: GpusPerTrial = 0.0,
+    amp: Amp = "auto",
+    compile: Compile = False,
 ) -> None:
     """The checklist end to end: range test, momentum, weight decay, confirm, final 1cycle."""
     from .recipe import tune as run_tune
@@ -612,7 +623,8 @@ def tune(
         stages=None if stages is None else [s.strip() for s in stages.split(",")],
         resume=resume, seed=seed, data_dir=_dir(data_dir),
         progress=_TuneProgress(quiet, silent=not main), executor=runner,
-        command=shlex.join(["disciplined", *sys.argv[1:]])), interrupted=kept)
+        command=shlex.join(["disciplined", *sys.argv[1:]]), amp=amp, compile=compile),
+        interrupted=kept)
     if not main:
         return
     s = result.summary

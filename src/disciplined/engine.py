@@ -29,6 +29,10 @@ from .hyper import HyperScheduler
 Data = Dataset | DataLoader
 StopReason = Literal["", "budget", "time", "diverged"]
 EVAL_BATCH = 1024
+# Steps between host syncs of the training loss: the divergence stop reads the losses this
+# many steps late at most (the history still ends at the first non-finite one).
+SYNC_EVERY = 16
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -40,6 +44,17 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def resolve_amp(amp: str | None, device: torch.device) -> str | None:
+    """The autocast a run uses: "auto" is bf16 on a CUDA GPU that supports it (Ampere and
+    later), else none; "off" (or None) is none; "bf16" and "fp16" are themselves."""
+    if amp == "auto":
+        cuda = device.type == "cuda" and torch.cuda.is_available()
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else None
+    if amp in (None, "off"):
+        return None
+    return amp
 
 
 def build_optimizer(kind: str, model: nn.Module, *, lr: float = 1e-3, momentum: float = 0.9,
@@ -96,6 +111,8 @@ class BatchStream:
                  device: torch.device | None = None) -> None:
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.device = device or torch.device("cpu")
+        # page-locked host batches make the copies to a GPU asynchronous (non_blocking)
+        self._pin = self.device.type == "cuda"
         self.world = distributed.world()
         self._tensors = _tensors(data)
         if self._tensors is not None:
@@ -131,11 +148,12 @@ class BatchStream:
             loader = self.data
         elif self.world.size == 1:
             loader = DataLoader(self.data, batch_size=self.batch_size, shuffle=True,
-                                generator=self._generator())
+                                generator=self._generator(), pin_memory=self._pin)
         else:
             order = torch.randperm(num_samples(self.data), generator=self._generator())
             loader = DataLoader(self.data, batch_sampler=[
-                self._slice(order, i).tolist() for i in range(self.batches_per_epoch)])
+                self._slice(order, i).tolist() for i in range(self.batches_per_epoch)],
+                pin_memory=self._pin)
         self._iter = iter(loader)
         for _ in range(self.position):  # resuming mid-epoch: skip what was seen
             next(self._iter)
@@ -221,6 +239,30 @@ def _autocast(device: torch.device, amp: str | None) -> Any:
     return torch.autocast(device.type, dtype=dtype)
 
 
+class LossBuffer:
+    """Per-step training losses kept on the device and brought to the host `every` steps in
+    one copy, so the host does not wait for the device at each step (a `loss.item()` per
+    step idles a GPU while Python prepares the next step). Under torchrun the values are
+    averaged over ranks at the flush: one collective per flush, every rank the same values."""
+
+    def __init__(self, every: int | None = None) -> None:
+        self.every = SYNC_EVERY if every is None else every
+        self.pending: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor | float) -> None:
+        self.pending.append(torch.as_tensor(loss).detach().reshape(()))
+
+    def full(self) -> bool:
+        return len(self.pending) >= self.every
+
+    def flush(self) -> list[float]:
+        if not self.pending:
+            return []
+        values = [float(v) for v in torch.stack(self.pending).float().tolist()]
+        self.pending = []
+        return distributed.mean(values)
+
+
 @dataclasses.dataclass
 class History:
     """What a run recorded: per optimizer step and per evaluation, with timings."""
@@ -285,6 +327,7 @@ class Trainer:
         accumulate: int = 1,
         clip_grad_norm: float | None = None,
         amp: str | None = None,
+        compile: bool = False,
         device: str | torch.device | None = None,
         seed: int = 0,
         progress: bool = False,
@@ -294,14 +337,18 @@ class Trainer:
     ) -> None:
         if accumulate < 1:
             raise ValueError(f"accumulate must be an int >= 1, got {accumulate}")
-        if amp not in (None, "bf16", "fp16"):
-            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        if amp is not None and amp not in AMP_CHOICES:
+            raise ValueError(f"amp must be None or one of {', '.join(AMP_CHOICES)}, got "
+                             f"{amp!r}")
         self.device = pick_device(device)
+        amp = resolve_amp(amp, self.device)
         if amp == "fp16" and self.device.type != "cuda":
             raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' or none")
         self.model = model.to(self.device)
         self.world = distributed.world()
         self._net: Any = distributed.wrap(self.model)  # the DDP wrapper under torchrun
+        if compile:  # the training forward only: evaluation stays eager (no recompiles)
+            self._net = torch.compile(self._net)
         self.optimizer, self.loss_fn, self.scheduler = optimizer, loss_fn, scheduler
         self.val_data, self.metric = val_data, metric
         self.batch_size, self.accumulate, self.clip = batch_size, accumulate, clip_grad_norm
@@ -317,6 +364,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         self.step = 0
         self.history = History()
+        self._losses = LossBuffer()
         self._samples_per_step = batch_size * accumulate * self.world.size
         self._bar: Any = None
         self.label = label  # shown on the progress bar
@@ -350,16 +398,23 @@ class Trainer:
                     reason = "time"
                     break
                 t0 = time.perf_counter()
-                loss = self._train_step()
+                self._train_step()
+                evaluate_now = self.val_data is not None and self.step % self.eval_every == 0
+                if self._losses.full() or evaluate_now or self.step >= limit:
+                    if not self._flush():
+                        reason = "diverged"
+                        trained_seconds += time.perf_counter() - t0
+                        break
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{self.history.train_loss[-1]:.4f}",
+                                        refresh=False)
                 trained_seconds += time.perf_counter() - t0
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                if not math.isfinite(loss):
-                    reason = "diverged"
-                    break
-                if self.val_data is not None and self.step % self.eval_every == 0:
+                if evaluate_now:
                     self._evaluate(start)
+            if not self._flush():  # a budget in seconds may stop between flushes
+                reason = "diverged"
             if self.val_data is not None and (not self.history.eval_step
                                               or self.history.eval_step[-1] != self.step):
                 self._evaluate(start)
@@ -375,9 +430,25 @@ class Trainer:
         h.stop_reason = reason
         return h
 
-    def _train_step(self) -> float:
+    def _flush(self) -> bool:
+        """Bring the losses of the steps since the last flush to the host (one sync) into the
+        history; False if one was not finite. The run stops there: the history ends at that
+        step, as if it had been read at once, and the steps taken after it (at most
+        SYNC_EVERY - 1, on weights already ruined) are not counted."""
+        values = self._losses.flush()
+        h = self.history
+        h.train_loss.extend(values)
+        bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+        if bad is None:
+            return True
+        keep = len(h.train_loss) - len(values) + bad + 1
+        del h.train_loss[keep:], h.step[keep:], h.lr[keep:], h.momentum[keep:]
+        self.step = h.step[-1] + 1
+        return False
+
+    def _train_step(self) -> None:
         opt, model = self.optimizer, self.model
-        total = 0.0
+        total: torch.Tensor | float = 0.0
         for micro in range(self.accumulate):
             x, y = self.batches.next()
             # DDP all-reduces gradients on the last micro-batch only
@@ -390,9 +461,7 @@ class Trainer:
                     self.scaler.scale(loss).backward()
                 else:
                     loss.backward()
-            total += loss.item()
-        if self.world.size > 1:
-            total = distributed.mean([total])[0]
+            total = total + loss.detach()  # kept on the device: no host sync per step
         if self.clip is not None:
             if self.scaler is not None:
                 self.scaler.unscale_(opt)
@@ -402,7 +471,7 @@ class Trainer:
         self.history.lr.append(float(group["lr"]))
         mom = group["betas"][0] if "betas" in group else group.get("momentum")
         self.history.momentum.append(None if mom is None else float(mom))
-        self.history.train_loss.append(total)
+        self._losses.add(total)  # the history gets it at the next flush
         if self.scaler is not None:
             self.scaler.step(opt)
             self.scaler.update()
@@ -412,7 +481,6 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.step += 1
-        return total
 
     def _evaluate(self, start: float) -> None:
         assert self.val_data is not None

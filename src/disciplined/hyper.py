@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from .schedules import Schedule
 
@@ -67,7 +68,7 @@ def _setter(key: str, groups: list[dict[str, Any]]) -> Any:
     return assign
 
 
-class HyperScheduler:
+class HyperScheduler(LRScheduler):
     """Schedules `lr`, `momentum` and `weight_decay` of any torch optimizer, per param group.
 
     Each of `lr`, `momentum`, `weight_decay` is optional and is either one schedule for every
@@ -76,6 +77,11 @@ class HyperScheduler:
     `momentum` is SGD's and RMSprop's `momentum`, and `betas[0]` for Adam, AdamW, NAdam,
     RAdam and Adamax. Call `step()` after each `optimizer.step()`, as with torch's schedulers;
     the values for step 0 are set here.
+
+    It is a `torch.optim.lr_scheduler.LRScheduler`, so frameworks that take one (Lightning's
+    `configure_optimizers`, Hugging Face's `Trainer(optimizers=...)`) step it, checkpoint it
+    and resume it; its state stays `{"step": n}`. Unlike torch's schedulers it reads no
+    `initial_lr` and does not wrap `optimizer.step`: every value is a function of the step.
     """
 
     def __init__(
@@ -88,9 +94,12 @@ class HyperScheduler:
         lr_scale: Sequence[float] | None = None,
         weight_decay_scale: Sequence[float] | None = None,
     ) -> None:
+        # LRScheduler.__init__ is not called: it would write `initial_lr` into the groups,
+        # wrap optimizer.step and take a step of its own; what its methods read is set here
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer)}")
         self.optimizer = optimizer
+        self._step_count = 1
         groups = optimizer.param_groups
         plans = []
         if lr is not None:
@@ -114,6 +123,7 @@ class HyperScheduler:
         self._plans = tuple(plans)
         self._step = 0
         self._apply()
+        self.base_lrs = list[float | torch.Tensor](self.get_last_lr())
 
     # --- construction helpers -----------------------------------------------------------
 
@@ -187,10 +197,27 @@ class HyperScheduler:
         for plan in self._plans:
             plan.apply(groups, self._step)
 
-    def step(self) -> None:
+    def step(self, epoch: int | None = None) -> None:
         """Advance one optimizer step and set the values for the next one."""
+        if epoch is not None:  # torch's deprecated form; a step count is what we follow
+            raise TypeError("HyperScheduler.step() takes no epoch: it advances one step; "
+                            "use load_state_dict({'step': n}) to jump to step n")
         self._step += 1
+        self._step_count += 1
         self._apply()
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """The learning rates the schedules set for the current step."""
+        return self.get_last_lr()
+
+    @property
+    def last_epoch(self) -> int:
+        """torch's name for the step count (for code that reads it from any scheduler)."""
+        return self._step
+
+    @last_epoch.setter
+    def last_epoch(self, step: int) -> None:
+        self.load_state_dict({"step": step})
 
     # --- inspection and resume ----------------------------------------------------------
 
@@ -199,7 +226,7 @@ class HyperScheduler:
         """How many times `step()` has been called since construction (or the loaded state)."""
         return self._step
 
-    def get_last_lr(self) -> list[float]:
+    def get_last_lr(self) -> list[float]:  # type: ignore[override]
         """The learning rate of each param group, as torch's schedulers return it."""
         return [float(g["lr"]) for g in self.optimizer.param_groups]
 

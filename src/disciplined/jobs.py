@@ -78,7 +78,8 @@ def find_lr(task: str, *, out: Path, val: bool = False, start_lr: float = START_
 def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
           momentum: tuple[float, float] = MOMENTUM, weight_decay: float = WEIGHT_DECAY,
           epochs: float = 5, batch_size: int | None = None, seed: int = 0,
-          data_dir: str | None = None, progress: bool = False) -> Job[TrialResult]:
+          data_dir: str | None = None, progress: bool = False, amp: str = "auto",
+          compile: bool = False) -> Job[TrialResult]:
     """Train a task from fresh weights with a named policy, evaluating the whole validation
     set once per epoch: history.json, curves.png and model.pt."""
     output_folder(out)
@@ -89,7 +90,8 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
     spec = TrialSpec(task, max_lr=max_lr, budget=Budget(epochs=epochs),
                      policy=check_policy(policy), momentum=momentum,
                      weight_decay=weight_decay, batch_size=batch_size, seed=seed,
-                     eval_every=per_epoch, eval_samples=None, data_dir=data_dir)
+                     eval_every=per_epoch, eval_samples=None, data_dir=data_dir, amp=amp,
+                     compile=compile)
     result, model = train_spec(spec, task=loaded, progress=progress)
     history = result.history
     if history is None:

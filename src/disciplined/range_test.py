@@ -35,6 +35,7 @@ from .defaults import (
 from .engine import (
     BatchStream,
     Data,
+    LossBuffer,
     build_optimizer,
     evaluate,
     pick_device,
@@ -446,43 +447,59 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     val_loss: list[float] = []
     val_metric: list[float | None] = []
     ema = Ema(smoothing)
-    best, reason = math.inf, "end_lr reached"
+    best, reason = math.inf, ""
     total = sweep.total_steps or 0
-    try:
-        for step in range(total):
-            x, y = batches.next()
-            loss = loss_fn(net(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            # every rank decides from the same (mean) loss, so all stop at the same step
-            value = distributed.mean([loss.item()])[0]
-            lr = sweep(step)
-            lrs.append(lr)
+    losses = LossBuffer()
+
+    def read(first: int) -> str:
+        """The losses of steps `first`... brought to the host at once (every rank the same
+        mean, so all stop at the same step) and read one by one as if each had been read
+        at its own step: the stop a step calls for ("" for none)."""
+        nonlocal best
+        for step, value in enumerate(losses.flush(), start=first):
+            lrs.append(sweep(step))
             moms.append(None if mom_sched is None else mom_sched(step))
             raw.append(value)
             smoothed.append(ema.update(value))
             if progress is not None:
                 progress(step, total, smoothed[-1])
             if not math.isfinite(smoothed[-1]):
-                reason = "loss not finite"
-                break
+                return "loss not finite"
             best = min(best, smoothed[-1])
             if diverge_factor is not None and smoothed[-1] > diverge_factor * best:
-                reason = f"diverged (smoothed loss > {diverge_factor:g}x its best)"
-                break
+                return f"diverged (smoothed loss > {diverge_factor:g}x its best)"
+        return ""
+
+    try:
+        first = 0
+        for step in range(total):
+            x, y = batches.next()
+            loss = loss_fn(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            losses.add(loss)
+            # the steps after one that stops the sweep are trained but never read: the
+            # caller restores the weights, and the curve ends where it stopped
             loss.backward()
             optimizer.step()
             hs.step()
-            if val_data is not None and (step + 1) % val_every == 0:
+            evaluate_now = val_data is not None and (step + 1) % val_every == 0
+            if losses.full() or evaluate_now or step == total - 1:
+                reason = read(first)
+                first = step + 1
+                if reason:
+                    break
+            if evaluate_now:
+                assert val_data is not None
                 v_loss, v_metric = evaluate(model, val_data, loss_fn, metric, device,
                                             max_samples=val_samples)
                 val_step.append(step)
-                val_lr.append(lr)
+                val_lr.append(sweep(step))
                 val_loss.append(v_loss)
                 val_metric.append(v_metric)
     finally:
         model.train(was_training)
     return RangeCurve(lrs, moms, raw, smoothed, val_step, val_lr, val_loss, val_metric,
-                      reason, seed)
+                      reason or "end_lr reached", seed)
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -30,7 +30,7 @@ from . import display, distributed
 from .compare import Comparison
 from .decisions import Decision, Hyper
 from .defaults import BASE_MOMENTUM, MAX_MOMENTUM, MOMENTUM, NUM_STEPS
-from .engine import evaluate, num_samples, steps_per_epoch
+from .engine import AMP_CHOICES, evaluate, num_samples, steps_per_epoch
 from .errors import DisciplinedError
 from .executors import Executor
 from .halving import AllFailedError, plan_rungs, successive_halving
@@ -178,14 +178,19 @@ class Settings:
     seed: int = 0
     data_dir: str | None = None
     device: str | None = None
+    amp: str = "auto"
+    compile: bool = False  # the final training's forward only: short runs stay eager
 
     def journal_config(self, world_size: int) -> dict[str, Any]:
-        """The settings a resumed study must share (the output folder and device may move)."""
+        """The settings a resumed study must share (the output folder, the device and the
+        final training's compilation may change)."""
         config: dict[str, Any] = {"task": self.task, "budget_epochs": self.budget_epochs,
                                   "budget_minutes": self.budget_minutes,
                                   "stages": list(self.stages), "seed": self.seed}
         if world_size > 1:  # a study keeps the total batch it was tuned for
             config["world_size"] = world_size
+        if self.amp != "auto":  # studies from before the option keep their config
+            config["amp"] = self.amp
         return config
 
 
@@ -424,6 +429,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
             epochs=plan.final_epochs * fraction), momentum=h.momentum,
             weight_decay=h.weight_decay, batch_size=h.batch_size, seed=s.seed,
             data_dir=s.data_dir, label=label, eval_samples=None if full else EVAL_SAMPLES,
+            amp=s.amp,
             save_model=ctx.weights_file(stage, label) if full else None)
         return base.with_(**{field: value})
 
@@ -577,7 +583,7 @@ def _final_spec(ctx: Context, hyper: Hyper) -> TrialSpec:
                      budget=Budget(epochs=ctx.planned().final_epochs),
                      momentum=hyper.momentum, weight_decay=hyper.weight_decay,
                      batch_size=hyper.batch_size, seed=s.seed, data_dir=s.data_dir,
-                     label="final", eval_samples=None)
+                     label="final", eval_samples=None, amp=s.amp, compile=s.compile)
 
 
 def _final(ctx: Context) -> Outcome:
@@ -745,7 +751,8 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
          budget_minutes: float | None = None, stages: Sequence[str] | None = None,
          resume: bool = False, seed: int = 0, data_dir: str | None = None,
          device: str | None = None, progress: Progress | None = None,
-         executor: Executor | None = None, command: str | None = None) -> StudyResult:
+         executor: Executor | None = None, command: str | None = None, amp: str = "auto",
+         compile: bool = False) -> StudyResult:
     """Choose LR, batch size, momentum and weight decay the disciplined way, then train.
 
     `budget_epochs` is the final training's length (the task's own `epochs` when not given,
@@ -756,8 +763,13 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     stage's short runs (default: one after another here; a `RayExecutor` runs them
     concurrently on a cluster); their results go to the journal either way. Writes
     summary.json, report.html, train.py and model.pt into `out`; `command` is the command
-    line that ran it, for the report.
+    line that ran it, for the report. `amp` is every training's autocast ("auto": bf16 on a
+    GPU that supports it; "off"; "bf16"; "fp16"), and `compile` runs the final training's
+    forward through torch.compile (the range test and short runs stay eager: compiling each
+    short run would cost more than it saves).
     """
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
     if budget_epochs is not None and budget_epochs <= 0:
         raise ValueError(f"budget_epochs must be > 0, got {budget_epochs}")
     if budget_minutes is not None and budget_minutes <= 0:
@@ -765,7 +777,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     if budget_epochs is not None and budget_minutes is not None:
         raise ValueError("give budget_epochs or budget_minutes, not both")
     settings = Settings(task_name, output_folder(out), stage_list(stages), budget_epochs,
-                        budget_minutes, seed, data_dir, device)
+                        budget_minutes, seed, data_dir, device, amp, compile)
     team = distributed.world()
     # built once, now: fails early with the task's own message if the data are missing, and
     # every trial in this process shares the datasets
@@ -842,7 +854,7 @@ def _measure(ctx: Context) -> tuple[float, float, float]:
     h, s = ctx.hyper, ctx.settings
     spec = TrialSpec(s.task, max_lr=ctx.max_lr(), budget=Budget(steps=MEASURE_STEPS + 2),
                      momentum=h.momentum, weight_decay=h.weight_decay,
-                     batch_size=h.batch_size, seed=s.seed, data_dir=s.data_dir)
+                     batch_size=h.batch_size, seed=s.seed, data_dir=s.data_dir, amp=s.amp)
     began = time.perf_counter()
     trainer, _ = build_trainer(spec, task=ctx.task, device=s.device, evaluate=False)
     setup = time.perf_counter() - began

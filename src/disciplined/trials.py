@@ -22,7 +22,7 @@ import torch
 from . import distributed
 from .defaults import MOMENTUM, WEIGHT_DECAY
 from .diagnose import Diagnosis, diagnose
-from .engine import History, Trainer, build_optimizer, steps_per_epoch
+from .engine import AMP_CHOICES, History, Trainer, build_optimizer, steps_per_epoch
 from .hyper import HyperScheduler
 from .policies import Policy, check_hyperparameters, check_policy, policy_schedules
 from .tasks import Task, load_task
@@ -72,7 +72,9 @@ class TrialSpec:
     `eval_every` is in optimizer steps (None: EVALS_PER_TRIAL evaluations over the run);
     `eval_samples` caps the validation samples each evaluation reads (None: all of them);
     `save_model` is a file the trained weights are written to (so that a full-length trial
-    can be kept as the final training instead of being trained again)."""
+    can be kept as the final training instead of being trained again); `amp` is the
+    autocast ("auto": bf16 on a GPU that supports it, else none; "off"; "bf16"; "fp16") and
+    `compile` runs the training forward through torch.compile."""
 
     task: str
     max_lr: float
@@ -88,11 +90,15 @@ class TrialSpec:
     data_dir: str | None = None
     label: str = ""
     save_model: str | None = None
+    amp: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_policy(self.policy)
         check_hyperparameters(max_lr=self.max_lr, momentum=self.momentum,
                               weight_decay=self.weight_decay, batch_size=self.batch_size)
+        if self.amp not in AMP_CHOICES:
+            raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
 
     def with_(self, **changes: Any) -> TrialSpec:
         return dataclasses.replace(self, **changes)
@@ -105,8 +111,10 @@ class TrialSpec:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["momentum"] = list(self.momentum)  # as JSON reads it back
-        if out["save_model"] is None:  # journals written before the field keep their keys
-            del out["save_model"]
+        # journals written before these fields keep their keys while they hold the default
+        for name, default in (("save_model", None), ("amp", "auto"), ("compile", False)):
+            if out[name] == default:
+                del out[name]
         return out
 
     @classmethod
@@ -184,7 +192,8 @@ def build_trainer(spec: TrialSpec, *, task: Task | None = None, device: str | No
                       metric=task.metric, batch_size=batch_size,
                       eval_every=spec.eval_every or max(1, steps // EVALS_PER_TRIAL),
                       eval_samples=spec.eval_samples, seed=spec.seed, device=device,
-                      progress=progress, on_eval=on_eval, label=spec.label)
+                      progress=progress, on_eval=on_eval, label=spec.label, amp=spec.amp,
+                      compile=spec.compile)
     return trainer, steps
 
 
