@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import typing
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -202,7 +203,7 @@ NUMBERS = st.sampled_from(["-1", "0", "1e-9", "0.1", "3", "nan", "inf", "1e400",
        momentum=st.sampled_from(["0.95,0.85", "0.9", "1,0", "a,b", "-0.1,0.5", "0.5,0.5,0.5"]))
 def test_fuzz_train_arguments_give_a_clear_error_or_a_result(task_files, max_lr, wd, epochs,
                                                              batch, momentum):
-    out = task_files / "fuzz"
+    out = task_files / f"fuzz-{uuid.uuid4().hex}"  # examples share the fixture's folder
     result = runner.invoke(cli.app, [
         "train", str(task_files / "fine.py"), "--max-lr", max_lr, "--wd", wd, "--epochs",
         epochs, "--batch-size", batch, "--momentum", momentum, "--out", str(out), "--quiet"])
@@ -232,7 +233,7 @@ PIECES = {
 @given(model=st.sampled_from(PIECES["model"]), datasets=st.sampled_from(PIECES["datasets"]),
        loss=st.sampled_from(PIECES["loss"]), extra=st.sampled_from(PIECES["extra"]))
 def test_fuzz_task_files_give_a_clear_error_or_a_result(tmp_path, model, datasets, loss, extra):
-    task = tmp_path / "fuzzed.py"
+    task = tmp_path / f"fuzzed_{uuid.uuid4().hex}.py"
     task.write_text(textwrap.dedent(f"""
         import torch
         from torch.utils.data import TensorDataset
@@ -247,7 +248,7 @@ def test_fuzz_task_files_give_a_clear_error_or_a_result(tmp_path, model, dataset
         {loss}
         {extra}
         """))
-    out = tmp_path / "out"
+    out = tmp_path / f"out-{task.stem}"
     result = runner.invoke(cli.app, ["train", str(task), "--max-lr", "0.05", "--epochs", "1",
                                      "--batch-size", "8", "--out", str(out), "--quiet"])
     assert result.exit_code in (0, 1, 2), result.output
