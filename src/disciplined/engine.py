@@ -400,17 +400,18 @@ class Trainer:
                 t0 = time.perf_counter()
                 self._train_step()
                 evaluate_now = self.val_data is not None and self.step % self.eval_every == 0
+                finite = True
                 if self._losses.full() or evaluate_now or self.step >= limit:
-                    if not self._flush():
-                        reason = "diverged"
-                        trained_seconds += time.perf_counter() - t0
-                        break
+                    finite = self._flush()
                     if bar is not None:
                         bar.set_postfix(loss=f"{self.history.train_loss[-1]:.4f}",
                                         refresh=False)
                 trained_seconds += time.perf_counter() - t0
                 if bar is not None:
                     bar.update(1)
+                if not finite:
+                    reason = "diverged"
+                    break
                 if evaluate_now:
                     self._evaluate(start)
             if not self._flush():  # a budget in seconds may stop between flushes

@@ -66,7 +66,8 @@ def find_lr(task: str, *, out: Path, val: bool = False, start_lr: float = START_
             progress: StepProgress | None = None) -> Job[RangeTestResult]:
     """The LR range test on a task: lr_range.json and lr_range.png."""
     output_folder(out)
-    result = task_range_test(load_task(task, data_dir=data_dir), weight_decay=weight_decay,
+    result = task_range_test(load_task(task, data_dir=data_dir).loaded(),
+                             weight_decay=weight_decay,
                              momentum=momentum, batch_size=batch_size, val=val,
                              start_lr=start_lr, end_lr=end_lr, num_steps=steps, mode=mode,
                              repeats=repeats, seed=seed, progress=progress)

@@ -22,7 +22,6 @@ def check_policy(policy: str) -> Policy:
     return policy  # narrowed by the check above
 
 
-
 def check_hyperparameters(*, max_lr: float | None = None,
                           momentum: tuple[float, float] | None = None,
                           weight_decay: float | None = None,

@@ -415,7 +415,6 @@ def task_range_test(task: Task, *, weight_decay: float = WEIGHT_DECAY,
     suggestion read from the validation loss with `val`, else from the training loss."""
     check_hyperparameters(momentum=momentum, weight_decay=weight_decay, batch_size=batch_size)
     train, val_data = task.datasets()
-    task.check_batch(train)
     model = task.model(seed)
     optimizer = build_optimizer(task.optimizer, model, momentum=momentum[0],
                                 weight_decay=weight_decay)

@@ -83,7 +83,8 @@ def task_max_lr(task: str, *, weight_decay: float = WEIGHT_DECAY,
                 momentum: tuple[float, float] = MOMENTUM, seed: int = 0,
                 data_dir: str | None = None, batch_size: int | None = None) -> float:
     """The task's max LR by a default range test, for searches not given one."""
-    result = task_range_test(load_task(task, data_dir=data_dir), weight_decay=weight_decay,
+    result = task_range_test(load_task(task, data_dir=data_dir).loaded(),
+                             weight_decay=weight_decay,
                              momentum=momentum, seed=seed, batch_size=batch_size)
     if result.max_lr is None:
         raise ValueError(f"the range test on {task} found no decreasing loss; give max_lr")

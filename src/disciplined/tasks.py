@@ -85,8 +85,10 @@ class Task:
         return model
 
     def loaded(self) -> Task:
-        """This task with its datasets built once, now: a caller that needs the data before
-        training (to count steps) and the trainer after it then share one copy."""
+        """This task with its datasets built once, now, and one batch checked through the
+        model and the loss: a caller that needs the data before training (to count steps)
+        and the trainer after it then share one copy, and a mismatch is said before any
+        work."""
         data = self.datasets()
         self.check_batch(data[0])
         return dataclasses.replace(self, build_datasets=lambda: data)
