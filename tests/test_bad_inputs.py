@@ -49,6 +49,9 @@ TASKS = {  # name: (samples, what build_datasets returns)
     "wide": (200, "TensorDataset(torch.randn(len(y), 9), y), TensorDataset(x, y)"),
     "tiny": (10, "TensorDataset(x, y), TensorDataset(x, y)"),
     "fine": (200, "TensorDataset(x, y), TensorDataset(x, y)"),
+    # labels the one-batch check (two samples) cannot see: 0 for those two, 5 after them
+    "late_label": (200, "TensorDataset(x, torch.where(torch.arange(len(y)) < 2, 0, 5)), "
+                        "TensorDataset(x, y)"),
 }
 
 
@@ -92,6 +95,11 @@ CASES = [  # (command line, words the one-line error must hold)
     (["train", "{tmp}/tiny.py", "--max-lr", "0.1", "--epochs", "1"],
      "1cycle needs at least 3 optimizer steps"),
     (["train", "{tmp}/missing.py", "--max-lr", "0.1"], "missing.py"),
+    (["train", "{tmp}/late_label.py", "--max-lr", "0.1"],
+     "the model or loss failed on a batch at training step 0 (inputs Tensor of shape (128, 8) "
+     "(torch.float32), targets Tensor of shape (128,) (torch.int64) with values 0..5): "
+     "IndexError: Target 5 is out of bounds"),
+    (["find-lr", "{tmp}/late_label.py"], "failed on a batch at range test step 0"),
 ]
 
 
@@ -104,6 +112,31 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(task_files, args, messag
     assert message in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
     assert not out.exists()  # refused before any work
+
+
+def test_an_error_in_the_users_loss_names_its_line(tmp_path):
+    """An exception raised by the task's own code mid-training (after the one-batch check
+    passed) is one line naming the batch and the task file's line, not a traceback."""
+    task = tmp_path / "buggy.py"
+    task.write_text(TASK.format(n=200, datasets="TensorDataset(x, y), TensorDataset(x, y)") +
+                    textwrap.dedent("""
+                    calls = []
+
+                    def loss_fn(out, y):
+                        calls.append(1)
+                        if len(calls) == 3:
+                            raise RuntimeError("my bug")
+                        return torch.nn.functional.cross_entropy(out, y)
+                    """))
+    line = task.read_text().splitlines().index('        raise RuntimeError("my bug")') + 1
+    result = runner.invoke(cli.app, ["train", str(task), "--max-lr", "0.1", "--batch-size", "50",
+                                     "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    # the check's batch is call 1, training step 0 call 2: step 1 raises
+    assert "failed on a batch at training step 1" in text, text
+    assert f"RuntimeError: my bug [raised at {task}:{line} in loss_fn]" in text, text
+    assert "Traceback" not in result.output
 
 
 def _corrupt_study(directory):
@@ -242,6 +275,7 @@ def test_fuzz_task_files_give_a_clear_error_or_a_result(tmp_path, model, dataset
             return {model}
 
         def build_datasets():
+            torch.manual_seed(0)  # the same data at every call: a failure reproduces
             x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
             return {datasets}
 

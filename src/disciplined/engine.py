@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from . import distributed
 from .hyper import HyperScheduler
+from .tasks import batch_error
 
 Data = Dataset | DataLoader
 StopReason = Literal["", "budget", "time", "diverged"]
@@ -219,8 +220,13 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
                 if max_samples is not None and seen >= max_samples:
                     break
                 x, y = batch[0].to(device), batch[1].to(device)
-                out = model(x)
-                total_loss += float(loss_fn(out.float(), y)) * len(y)
+                try:
+                    out = model(x)
+                    total_loss += float(loss_fn(out.float(), y)) * len(y)
+                except (MemoryError, torch.OutOfMemoryError):
+                    raise
+                except Exception as err:
+                    raise batch_error(err, x, y, "validation") from err
                 if metric == "accuracy":
                     correct += int((out.argmax(1) == y).sum())
                 seen += len(y)
@@ -457,7 +463,12 @@ class Trainer:
             sync = contextlib.nullcontext() if last else self._net.no_sync()
             with sync:
                 with _autocast(self.device, self.amp):
-                    loss = self.loss_fn(self._net(x), y) / self.accumulate
+                    try:
+                        loss = self.loss_fn(self._net(x), y) / self.accumulate
+                    except (MemoryError, torch.OutOfMemoryError):
+                        raise  # a batch size too large, said as such by the searches
+                    except Exception as err:
+                        raise batch_error(err, x, y, f"training step {self.step}") from err
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:

@@ -149,6 +149,36 @@ class Task:
                             f"mean), got {_describe(loss)} on a batch ({batch})")
 
 
+def batch_error(err: Exception, inputs: Any, targets: Any, where: str) -> TaskError:
+    """What the trainer raises when the task's model or loss fails on a batch the one-batch
+    check did not see (a target out of range in batch 7): the batch's shapes and, for class
+    labels, their range, and the line of the user's code that raised, in one message; the
+    original error stays chained for a library caller's traceback."""
+    batch = f"inputs {_describe(inputs)}, targets {_describe(targets)}"
+    if isinstance(targets, torch.Tensor) and targets.numel() and not (
+            targets.is_floating_point() or targets.is_complex()):
+        batch += f" with values {int(targets.min())}..{int(targets.max())}"
+    origin = _user_frame(err)
+    return TaskError(f"the model or loss failed on a batch at {where} ({batch}): "
+                     f"{type(err).__name__}: {err}" + (f" [{origin}]" if origin else ""))
+
+
+def _user_frame(err: BaseException) -> str:
+    """'file.py:12 in loss' for the innermost frame of the traceback outside torch, this
+    package and the standard library: the line a user's task file would fix; '' if none."""
+    import sysconfig
+    import traceback
+
+    skip = tuple(str(Path(d).resolve()) for d in (
+        Path(torch.__file__).parent, Path(__file__).parent, sysconfig.get_paths()["stdlib"]))
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not str(Path(f.filename).resolve()).startswith(skip)]
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"raised at {last.filename}:{last.lineno} in {last.name}"
+
+
 def _describe(value: Any) -> str:
     """A value's type and, for arrays, shape and dtype: what a protocol error shows."""
     if isinstance(value, torch.Tensor | np.ndarray):
