@@ -9,6 +9,8 @@ TORCH := torch==2.13.0
 
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
+# the integrations' packages, at versions whose requirements keep this torch (pip --dry-run)
+FRAMEWORKS := lightning==2.6.6 transformers==5.23.0 accelerate==1.15.0
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 .PHONY: test demo lint bench-gpu typecheck layers horizon-bias bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
@@ -19,7 +21,8 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[dev,ray,tune]'
+	$(PY) -m pip install --quiet $(FRAMEWORKS)
+	$(PY) -m pip install --quiet -e '.[dev,ray,tune,lightning,hf]'
 	touch $(STAMP)
 
 # The report is tested in a real browser: Debian's headless Chromium.

@@ -7,14 +7,13 @@ all-reduce), so collectives time out after 60 s and every launch after 300 s.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from launch import env, torchrun
 
 from disciplined import distributed
 from disciplined.errors import DisciplinedError
@@ -27,31 +26,13 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 TOLERANCE = 1e-4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "DISCIPLINED_DIST_TIMEOUT": "60", "OMP_NUM_THREADS": "1"}
-
-
-def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
-
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Rank 0 and rank 1 of a 2-process run with batch 32, and one process with batch 64."""
     out = tmp_path_factory.mktemp("ddp")
     torchrun(str(WORKER), str(out / "two"), "32")
     single = subprocess.run([sys.executable, str(WORKER), str(out / "one"), "64"],
-                            capture_output=True, text=True, timeout=300, env=_env())
+                            capture_output=True, text=True, timeout=300, env=env())
     assert single.returncode == 0, single.stderr[-3000:]
     return {name: json.loads(path.read_text()) for name, path in (
         ("rank0", out / "two" / "rank0.json"), ("rank1", out / "two" / "rank1.json"),

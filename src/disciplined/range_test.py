@@ -390,7 +390,16 @@ def lr_range_test(
         _load_state(model, optimizer, saved)
         if saved.get("path"):
             os.unlink(saved["path"])
-    source: Source = "val" if val_data is not None else "train"
+    return range_test_result(runs, source="val" if val_data is not None else "train",
+                             mode=mode, start_lr=start_lr, end_lr=end_lr,
+                             batch_size=batch_size, world_size=distributed.world().size)
+
+
+def range_test_result(runs: list[RangeCurve], *, source: Source, mode: Mode,
+                      start_lr: float, end_lr: float, batch_size: int | None,
+                      world_size: int = 1) -> RangeTestResult:
+    """Every rule's suggestion (the median over `runs`) from sweeps however they were run:
+    by `lr_range_test`, or inside Lightning's or Hugging Face's trainer."""
     per_run = [suggest(run.val_lr, run.val_loss) if source == "val"
                else suggest(run.lr, run.smoothed) for run in runs]
     suggestions = {}
@@ -400,7 +409,47 @@ def lr_range_test(
         median = float(np.exp(statistics.median(np.log(found)))) if found else None
         suggestions[rule] = Suggestion(rule, median, values)
     return RangeTestResult(runs, suggestions, source, mode, float(start_lr), float(end_lr),
-                           batch_size, distributed.world().size)
+                           batch_size, world_size)
+
+
+class SweepRecord:
+    """A sweep's training-loss curve, read one optimizer step at a time as it runs: the LR
+    and momentum the schedules gave that step, the raw and smoothed loss, and the stop the
+    loss calls for (not finite, or diverged). The one reading every sweep shares."""
+
+    def __init__(self, sweep: schedules.Schedule, momentum: schedules.Schedule | None,
+                 smoothing: float = SMOOTHING,
+                 diverge_factor: float | None = DIVERGE_FACTOR) -> None:
+        if diverge_factor is not None and diverge_factor <= 1:
+            raise ValueError(f"diverge_factor must be > 1 or None, got {diverge_factor}")
+        self.sweep, self.momentum, self.diverge_factor = sweep, momentum, diverge_factor
+        self.ema = Ema(smoothing)
+        self.best = math.inf
+        self.lr: list[float] = []
+        self.moms: list[float | None] = []
+        self.raw: list[float] = []
+        self.smoothed: list[float] = []
+
+    def add(self, step: int, value: float) -> str:
+        """Record the loss of optimizer step `step`; the reason to stop now ("" for none)."""
+        self.lr.append(self.sweep(step))
+        self.moms.append(None if self.momentum is None else self.momentum(step))
+        self.raw.append(value)
+        self.smoothed.append(self.ema.update(value))
+        if not math.isfinite(self.smoothed[-1]):
+            return "loss not finite"
+        self.best = min(self.best, self.smoothed[-1])
+        if self.diverge_factor is not None and \
+                self.smoothed[-1] > self.diverge_factor * self.best:
+            return f"diverged (smoothed loss > {self.diverge_factor:g}x its best)"
+        return ""
+
+    def curve(self, stop_reason: str, seed: int, val_step: list[int] | None = None,
+              val_lr: list[float] | None = None, val_loss: list[float] | None = None,
+              val_metric: list[float | None] | None = None) -> RangeCurve:
+        return RangeCurve(self.lr, self.moms, self.raw, self.smoothed, val_step or [],
+                          val_lr or [], val_loss or [], val_metric or [],
+                          stop_reason or "end_lr reached", seed)
 
 
 def task_range_test(task: Task, *, weight_decay: float = WEIGHT_DECAY,
@@ -437,16 +486,12 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     batches = BatchStream(train_data, batch_size, seed=seed, device=device)
     was_training = model.training
     model.train()
-    lrs: list[float] = []
-    moms: list[float | None] = []
-    raw: list[float] = []
-    smoothed: list[float] = []
+    record = SweepRecord(sweep, mom_sched, smoothing, diverge_factor)
     val_step: list[int] = []
     val_lr: list[float] = []
     val_loss: list[float] = []
     val_metric: list[float | None] = []
-    ema = Ema(smoothing)
-    best, reason = math.inf, ""
+    reason = ""
     total = sweep.total_steps or 0
     losses = LossBuffer()
 
@@ -454,19 +499,12 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
         """The losses of steps `first`... brought to the host at once (every rank the same
         mean, so all stop at the same step) and read one by one as if each had been read
         at its own step: the stop a step calls for ("" for none)."""
-        nonlocal best
         for step, value in enumerate(losses.flush(), start=first):
-            lrs.append(sweep(step))
-            moms.append(None if mom_sched is None else mom_sched(step))
-            raw.append(value)
-            smoothed.append(ema.update(value))
+            stop = record.add(step, value)
             if progress is not None:
-                progress(step, total, smoothed[-1])
-            if not math.isfinite(smoothed[-1]):
-                return "loss not finite"
-            best = min(best, smoothed[-1])
-            if diverge_factor is not None and smoothed[-1] > diverge_factor * best:
-                return f"diverged (smoothed loss > {diverge_factor:g}x its best)"
+                progress(step, total, record.smoothed[-1])
+            if stop:
+                return stop
         return ""
 
     try:
@@ -502,8 +540,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
                 val_metric.append(v_metric)
     finally:
         model.train(was_training)
-    return RangeCurve(lrs, moms, raw, smoothed, val_step, val_lr, val_loss, val_metric,
-                      reason or "end_lr reached", seed)
+    return record.curve(reason, seed, val_step, val_lr, val_loss, val_metric)
 
 
 def _device_of(model: nn.Module) -> torch.device:

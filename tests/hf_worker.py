@@ -1,0 +1,23 @@
+"""Run by tests/test_hf.py under `torchrun --nproc_per_node=2`: the Trainer's DDP on gloo runs
+our range test; each process writes the curve it read and its suggestion."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch.distributed as dist
+from hf_tiny import Majority, model_init
+from transformers import TrainingArguments
+
+from disciplined.hf import range_test
+
+out = Path(sys.argv[1])
+args = TrainingArguments(output_dir=str(out / "unused"), per_device_train_batch_size=16,
+                         report_to="none", disable_tqdm=True, use_cpu=True)
+found = range_test(model_init, Majority(1000, 0), args, num_steps=40)
+rank = dist.get_rank() if dist.is_initialized() else 0
+out.mkdir(parents=True, exist_ok=True)
+(out / f"rank{rank}.json").write_text(json.dumps(
+    {"loss": found.runs[0].loss, "max_lr": found.max_lr, "world_size": found.world_size}))
