@@ -13,7 +13,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 FRAMEWORKS := lightning==2.6.6 transformers==5.23.0 accelerate==1.15.0
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint bench-gpu typecheck layers horizon-bias bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
+.PHONY: test demo lint bench-gpu typecheck layers horizon-bias bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-integrations bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,9 @@ bench-super-convergence: $(BENCH_STAMP) $(FASHION)
 
 bench-mnist1d: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/mnist1d_reference.py --write benchmarks/RESULTS.md
+
+bench-integrations: $(STAMP)
+	$(VENV)/bin/python benchmarks/integrations.py --write benchmarks/RESULTS.md
 
 bench-lr-finders: $(BENCH_STAMP) $(FASHION)
 	$(BENCH_VENV)/bin/python benchmarks/lr_finders.py --write benchmarks/RESULTS.md
