@@ -75,6 +75,8 @@ CASES = [  # (command line, words the one-line error must hold)
     (["train", "digits", "--max-lr", "nan"], "max_lr must be a number > 0, got nan"),
     (["train", "digits", "--max-lr", "0.1", "--wd", "-1"], "weight_decay must be a number >= 0"),
     (["train", "digits", "--max-lr", "0.1", "--epochs", "0"], "epochs must be > 0"),
+    (["train", "digits", "--max-lr", "0.1", "--epochs", "inf"], "epochs must be > 0 and finite"),
+    (["tune", "digits", "--budget-epochs", "inf"], "budget_epochs must be > 0 and finite"),
     (["train", "digits", "--max-lr", "0.1", "--policy", "nope"], "'nope' is not one of"),
     (["find-lr", "digits", "--wd", "-0.1"], "weight_decay must be a number >= 0"),
     (["find-lr", "digits", "--steps", "0"], "num_steps must be an int >= 2"),

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from . import distributed
 from .hyper import HyperScheduler
-from .tasks import batch_error
+from .tasks import blamed
 
 Data = Dataset | DataLoader
 StopReason = Literal["", "budget", "time", "diverged"]
@@ -220,13 +220,9 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
                 if max_samples is not None and seen >= max_samples:
                     break
                 x, y = batch[0].to(device), batch[1].to(device)
-                try:
+                with blamed(x, y, "validation"):
                     out = model(x)
                     total_loss += float(loss_fn(out.float(), y)) * len(y)
-                except (MemoryError, torch.OutOfMemoryError):
-                    raise
-                except Exception as err:
-                    raise batch_error(err, x, y, "validation") from err
                 if metric == "accuracy":
                     correct += int((out.argmax(1) == y).sum())
                 seen += len(y)
@@ -462,13 +458,8 @@ class Trainer:
             last = micro == self.accumulate - 1 or self._net is model
             sync = contextlib.nullcontext() if last else self._net.no_sync()
             with sync:
-                with _autocast(self.device, self.amp):
-                    try:
-                        loss = self.loss_fn(self._net(x), y) / self.accumulate
-                    except (MemoryError, torch.OutOfMemoryError):
-                        raise  # a batch size too large, said as such by the searches
-                    except Exception as err:
-                        raise batch_error(err, x, y, f"training step {self.step}") from err
+                with _autocast(self.device, self.amp), blamed(x, y, "training step", self.step):
+                    loss = self.loss_fn(self._net(x), y) / self.accumulate
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:

@@ -44,7 +44,7 @@ from .engine import (
 )
 from .hyper import HyperScheduler
 from .policies import check_hyperparameters
-from .tasks import Task, batch_error
+from .tasks import Task, blamed
 
 Source = Literal["train", "val"]
 Mode = Literal["exp", "linear"]
@@ -511,12 +511,8 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
         first = 0
         for step in range(total):
             x, y = batches.next()
-            try:
+            with blamed(x, y, "range test step", step):
                 loss = loss_fn(net(x), y)
-            except (MemoryError, torch.OutOfMemoryError):
-                raise
-            except Exception as err:
-                raise batch_error(err, x, y, f"range test step {step}") from err
             optimizer.zero_grad(set_to_none=True)
             losses.add(loss)
             # the steps after one that stops the sweep are trained but never read: the

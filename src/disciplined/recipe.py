@@ -770,10 +770,10 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     """
     if amp not in AMP_CHOICES:
         raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
-    if budget_epochs is not None and budget_epochs <= 0:
-        raise ValueError(f"budget_epochs must be > 0, got {budget_epochs}")
-    if budget_minutes is not None and budget_minutes <= 0:
-        raise ValueError(f"budget_minutes must be > 0, got {budget_minutes}")
+    if budget_epochs is not None and not (0 < budget_epochs < math.inf):
+        raise ValueError(f"budget_epochs must be > 0 and finite, got {budget_epochs}")
+    if budget_minutes is not None and not (0 < budget_minutes < math.inf):
+        raise ValueError(f"budget_minutes must be > 0 and finite, got {budget_minutes}")
     if budget_epochs is not None and budget_minutes is not None:
         raise ValueError("give budget_epochs or budget_minutes, not both")
     settings = Settings(task_name, output_folder(out), stage_list(stages), budget_epochs,

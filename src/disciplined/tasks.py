@@ -163,6 +163,27 @@ def batch_error(err: Exception, inputs: Any, targets: Any, where: str) -> TaskEr
                      f"{type(err).__name__}: {err}" + (f" [{origin}]" if origin else ""))
 
 
+class blamed:
+    """`with blamed(x, y, "training step", n):` around the task's model and loss: an error
+    they raise becomes `batch_error`'s, except running out of memory, which stays itself
+    (the batch-size search catches it). A class, not a generator: it wraps every step."""
+
+    __slots__ = ("inputs", "step", "targets", "where")
+
+    def __init__(self, inputs: Any, targets: Any, where: str, step: int | None = None) -> None:
+        self.inputs, self.targets, self.where, self.step = inputs, targets, where, step
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, err: BaseException | None, trace: Any) -> Literal[False]:
+        if not isinstance(err, Exception) or isinstance(err, MemoryError |
+                                                        torch.OutOfMemoryError):
+            return False
+        where = self.where if self.step is None else f"{self.where} {self.step}"
+        raise batch_error(err, self.inputs, self.targets, where) from err
+
+
 def _user_frame(err: BaseException) -> str:
     """'file.py:12 in loss' for the innermost frame of the traceback outside torch, this
     package and the standard library: the line a user's task file would fix; '' if none."""

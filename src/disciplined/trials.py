@@ -48,8 +48,8 @@ class Budget:
             raise ValueError("a budget needs epochs, steps or seconds")
         for name in ("epochs", "steps", "seconds"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"a budget's {name} must be > 0, got {value}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"a budget's {name} must be > 0 and finite, got {value}")
 
     def total_steps(self, per_epoch: int) -> int:
         """Optimizer steps the schedules span: the step or epoch budget, whichever is less
