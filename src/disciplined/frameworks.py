@@ -1,12 +1,15 @@
 """What the Lightning and Hugging Face integrations share: a policy (1cycle by default) as a
-torch scheduler on an optimizer the framework built, and a range test's sweep on it, with
-the RNGs left as they were. The framework modules only say when to call these."""
+torch scheduler on an optimizer the framework built, a range test's sweep on it, with the
+RNGs left as they were, and a trial's history recorded as our engine records it (so that
+`tune` reads a framework's trials like its own). The framework modules only say when to
+call these."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 import random
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,10 +17,12 @@ import torch
 
 from . import schedules
 from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR
-from .engine import rng_state, set_rng_state
+from .engine import History, StopReason, rng_state, set_rng_state
 from .hyper import HyperScheduler
 from .policies import check_hyperparameters, policy_schedules
 from .range_test import Mode, SweepRecord
+from .tasks import OptimizerKind, TaskError
+from .trials import EVALS_PER_TRIAL, TrialSpec
 
 
 def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
@@ -82,3 +87,137 @@ def isolated_rng(seed: int) -> Iterator[None]:
         yield
     finally:
         set_rng_state(saved)
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """Every param group that decays gets `weight_decay`; a group without decay (biases and
+    norms in a no-decay group) stays without, unless no group decays at all (an optimizer
+    built with the default 0), and then every group gets it."""
+    groups = optimizer.param_groups
+    decaying = [g for g in groups if g.get("weight_decay", 0)] or groups
+    for group in decaying:
+        group["weight_decay"] = weight_decay
+
+
+def optimizer_kind(optimizer: torch.optim.Optimizer) -> OptimizerKind | None:
+    """"adamw" for an optimizer with betas, "sgd" for one with momentum, else None."""
+    group = optimizer.param_groups[0]
+    return "adamw" if "betas" in group else "sgd" if "momentum" in group else None
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer, declared: OptimizerKind,
+                    where: str) -> None:
+    """The task said which kind of optimizer it trains with (the weight decays tune tries
+    depend on it); the framework's must be of that kind."""
+    kind = optimizer_kind(optimizer)
+    if kind != declared:
+        raise TaskError(f"{where} trains with {type(optimizer).__name__}, but the task says "
+                        f"optimizer={declared!r}: say optimizer="
+                        f"{kind!r}" if kind else f"{where} trains with "
+                        f"{type(optimizer).__name__}, which has neither momentum nor betas: "
+                        "tune needs SGD (with momentum) or Adam/AdamW")
+
+
+def check_trial(spec: TrialSpec, framework: str) -> None:
+    """What a trial on a framework's task cannot ask: the framework sets the precision."""
+    if spec.amp != "auto" or spec.compile:
+        raise TaskError(f"amp and compile cannot be set on a {framework} task's trial: set "
+                        f"the precision and compilation in {framework}'s own settings")
+
+
+def evals_every(spec: TrialSpec, steps: int) -> int:
+    """Optimizer steps between a trial's evaluations, as our engine spaces them."""
+    return spec.eval_every or max(1, steps // EVALS_PER_TRIAL)
+
+
+def momentum_of(optimizer: torch.optim.Optimizer) -> float | None:
+    group = optimizer.param_groups[0]
+    if "betas" in group:
+        return float(group["betas"][0])
+    return float(group["momentum"]) if "momentum" in group else None
+
+
+# the optimizer steps a framework's speed measurement trains before it times any
+MEASURE_SKIP = 2
+
+
+class Recorder:
+    """A framework's trial as our engine's `History`: each optimizer step's LR, momentum and
+    training loss (the mean of its micro-batches), each evaluation's loss, metric and
+    seconds. The framework's callback calls it; a non-finite loss asks for a stop."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.history = History()
+        self.stop: StopReason = ""
+        self.seconds = seconds  # a budget in wall seconds, else None
+        self.began = time.perf_counter()
+        self.step_ends: list[float] = []  # when each optimizer step ended
+        self.first_batch: float | None = None
+        self.eval_took: list[float] = []  # each evaluation's seconds
+        self._pending: list[float] = []
+        self._lr = 0.0
+        self._momentum: float | None = None
+
+    def batch_started(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.first_batch is None:
+            self.first_batch = time.perf_counter()
+        if not self._pending:  # the step's first micro-batch: the LR it trains at
+            self._lr = max(float(g["lr"]) for g in optimizer.param_groups)
+            self._momentum = momentum_of(optimizer)
+
+    def batch_loss(self, loss: float) -> None:
+        self._pending.append(loss)
+
+    def stepped(self, step: int) -> bool:
+        """Optimizer step `step` (from 0) ended; False when training must stop."""
+        if not self._pending:
+            return not self.stop
+        h = self.history
+        loss = sum(self._pending) / len(self._pending)
+        self._pending = []
+        h.step.append(step)
+        h.lr.append(self._lr)
+        h.momentum.append(self._momentum)
+        h.train_loss.append(loss)
+        self.step_ends.append(time.perf_counter())
+        if not math.isfinite(loss):
+            self.stop = "diverged"
+        elif self.seconds is not None and time.perf_counter() - self.began >= self.seconds:
+            self.stop = "time"
+        return not self.stop
+
+    def evaluated(self, loss: float, metric: float | None, took: float) -> None:
+        """An evaluation after the steps so far, which took `took` seconds (the history
+        keeps, as our engine's does, the seconds since the start at which it ended)."""
+        h = self.history
+        h.eval_step.append(len(h.step))
+        h.val_loss.append(loss)
+        h.val_metric.append(metric)
+        h.eval_seconds.append(time.perf_counter() - self.began)
+        self.eval_took.append(took)
+
+    def evaluated_last(self) -> bool:
+        h = self.history
+        return bool(h.eval_step) and h.eval_step[-1] == len(h.step)
+
+    def finish(self, per_epoch: int, samples_per_step: int) -> History:
+        h = self.history
+        h.wall_seconds = time.perf_counter() - self.began
+        h.epochs = len(h.step) / max(1, per_epoch)
+        h.stop_reason = self.stop or "budget"
+        if len(self.step_ends) > 1:
+            trained = self.step_ends[-1] - self.step_ends[0] - sum(self.eval_took[:-1])
+            if trained > 0:
+                h.samples_per_second = (len(self.step_ends) - 1) * samples_per_step / trained
+        return h
+
+    def speeds(self, samples: int) -> tuple[float, float, float]:
+        """A timed run's seconds per optimizer step (after the first MEASURE_SKIP, which
+        pay for lazy initialisation), per sample of its last evaluation (of `samples`), and
+        of its set-up (until the first batch)."""
+        ends = self.step_ends
+        if len(ends) <= MEASURE_SKIP + 1 or not self.eval_took:
+            raise RuntimeError("the timed run trained too few steps or did not evaluate")
+        step = (ends[-1] - ends[MEASURE_SKIP]) / (len(ends) - 1 - MEASURE_SKIP)
+        setup = (self.first_batch or self.began) - self.began
+        return step, self.eval_took[-1] / samples, setup

@@ -16,6 +16,8 @@ scheduler is saved in checkpoints as {"step": n} and resumed from them.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -25,10 +27,22 @@ from torch import nn
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR
+from .engine import History
 from .errors import DisciplinedError
-from .frameworks import isolated_rng, policy_scheduler, sweep_scheduler
+from .frameworks import (
+    MEASURE_SKIP,
+    Recorder,
+    check_optimizer,
+    check_trial,
+    evals_every,
+    isolated_rng,
+    policy_scheduler,
+    sweep_scheduler,
+)
 from .policies import check_hyperparameters, check_policy
 from .range_test import Mode, RangeTestResult, SweepRecord, range_test_result
+from .tasks import OptimizerKind, Task, TaskError
+from .trials import Budget, TrialSpec
 
 
 class OneCycleTrainer(Trainer):
@@ -154,3 +168,196 @@ def range_test(model_init: Callable[[], nn.Module], train_dataset: Any,
                              mode=mode, start_lr=start_lr, end_lr=end_lr,
                              batch_size=sweep_args.per_device_train_batch_size,
                              world_size=sweep_args.world_size)
+
+
+# --- tune on a model_init ---------------------------------------------------------------------
+
+
+class _Trial(TrainerCallback):
+    """A trial inside a Trainer: each step's LR, momentum and logged loss and each
+    evaluation into a `Recorder`; a diverged loss (or a spent budget in seconds) ends the
+    training."""
+
+    def __init__(self, recorder: Recorder, runner: _HFRunner) -> None:
+        self.recorder, self.runner = recorder, runner
+        self._checked = False
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
+                      **kwargs: Any) -> Any:
+        if not self._checked:
+            check_optimizer(optimizer, self.runner.optimizer, "the Trainer")
+            self._checked = True
+        self.recorder.batch_started(optimizer)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+               **kwargs: Any) -> Any:
+        if logs and "loss" in logs:  # logging_steps=1: this step's loss, over all processes
+            self.recorder.batch_loss(float(logs["loss"]))
+            if not self.recorder.stepped(state.global_step - 1):
+                control.should_training_stop = True
+        return control
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None,
+                    **kwargs: Any) -> Any:
+        runner, metrics = self.runner, metrics or {}
+        if "eval_loss" not in metrics:
+            raise TaskError("the Trainer's evaluate() gave no eval_loss (does the model "
+                            "return a loss when the batch has labels?)")
+        metric = None
+        if runner.metric is not None:
+            key = runner.metric if runner.metric.startswith("eval_") else \
+                f"eval_{runner.metric}"
+            if key not in metrics:
+                raise TaskError(f"evaluate() gave no {key!r}, the task's metric (it gave "
+                                f"{', '.join(sorted(metrics))}): return it from "
+                                "compute_metrics")
+            metric = float(metrics[key])
+        self.recorder.evaluated(float(metrics["eval_loss"]), metric,
+                                float(metrics.get("eval_runtime", 0.0)))
+
+
+def _device(device: str | None) -> dict[str, Any]:
+    """Our device names as TrainingArguments (None: the task's own)."""
+    return {} if device is None else {"use_cpu": device == "cpu"}
+
+
+def _subset(dataset: Any, n: int | None) -> Any:
+    """The first `n` samples (a datasets.Dataset selects them itself)."""
+    if n is None or n >= len(dataset):
+        return dataset
+    if hasattr(dataset, "select"):
+        return dataset.select(range(n))
+    return torch.utils.data.Subset(dataset, range(n))
+
+
+@dataclasses.dataclass(frozen=True)
+class _HFRunner:
+    """A `model_init`, datasets and TrainingArguments, trained by the Trainer for the recipe:
+    each trial a fresh model and Trainer, read by `evaluate()["eval_loss"]`."""
+
+    model_init: Callable[[], nn.Module]
+    datasets: Callable[[], tuple[Any, Any]]
+    args: TrainingArguments
+    data_collator: Any
+    compute_metrics: Callable[[Any], dict[str, float]] | None
+    optimizer: OptimizerKind
+    metric: str | None
+    framework: str = "Hugging Face"
+    lr_needs_runs: bool = True  # range tests misjudge transformers: short runs decide
+
+    @functools.cached_property
+    def _data(self) -> tuple[Any, Any]:
+        with isolated_rng(0):
+            train, val = self.datasets()
+        for data, which in ((train, "training"), (val, "evaluation")):
+            if not hasattr(data, "__len__") or len(data) == 0:
+                raise TaskError(f"the task's {which} dataset must be a non-empty dataset "
+                                f"with a length, got {type(data).__name__}")
+        return train, val
+
+    def batch_size(self) -> int:
+        return int(self.args.per_device_train_batch_size)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        batches = math.ceil(len(self._data[0]) / (batch_size * self.args.world_size))
+        return max(1, math.ceil(batches / self.args.gradient_accumulation_steps))
+
+    def val_samples(self) -> int:
+        return len(self._data[1])
+
+    def _trainer(self, spec: TrialSpec, root: str, *, steps: int, eval_every: int,
+                 eval_samples: int | None, recorder: Recorder, device: str | None,
+                 progress: bool) -> OneCycleTrainer:
+        check_trial(spec, self.framework)
+        train, val = self._data
+        args = dataclasses.replace(
+            self.args, output_dir=root, learning_rate=spec.max_lr,
+            weight_decay=spec.weight_decay, max_steps=steps,
+            per_device_train_batch_size=spec.batch_size or self.batch_size(),
+            eval_strategy="steps", eval_steps=eval_every, save_strategy="no",
+            logging_strategy="steps", logging_steps=1, logging_nan_inf_filter=False,
+            report_to="none", load_best_model_at_end=False, warmup_steps=0,
+            seed=spec.seed, data_seed=spec.seed, disable_tqdm=not progress,
+            **_device(device))
+        trainer = OneCycleTrainer(
+            model_init=self.model_init, args=args, train_dataset=train,
+            eval_dataset=_subset(val, eval_samples), data_collator=self.data_collator,
+            compute_metrics=self.compute_metrics, callbacks=[_Trial(recorder, self)],
+            momentum=spec.momentum, policy=spec.policy, cycle_momentum=spec.cycle_momentum)
+        trainer.remove_callback(PrinterCallback)  # each step's log line is not news
+        return trainer
+
+    def train(self, spec: TrialSpec, *, device: str | None,
+              progress: bool) -> tuple[History, nn.Module]:
+        per_epoch = self.steps_per_epoch(spec.batch_size or self.batch_size())
+        steps = spec.budget.total_steps(per_epoch)
+        recorder = Recorder(spec.budget.seconds)
+        with isolated_rng(spec.seed), tempfile.TemporaryDirectory() as root:
+            trainer = self._trainer(spec, root, steps=steps,
+                                    eval_every=evals_every(spec, steps),
+                                    eval_samples=spec.eval_samples, recorder=recorder,
+                                    device=device, progress=progress)
+            trainer.train()
+            if not recorder.stop and not recorder.evaluated_last():
+                trainer.evaluate()
+        batch = trainer.args.per_device_train_batch_size * trainer.args.world_size * \
+            trainer.args.gradient_accumulation_steps
+        if trainer.model is None:
+            raise RuntimeError("the Trainer lost its model")
+        return recorder.finish(per_epoch, batch), trainer.model
+
+    def range_test(self, *, weight_decay: float, momentum: tuple[float, float] | None,
+                   seed: int, device: str | None, num_steps: int, start_lr: float,
+                   end_lr: float, mode: Mode) -> RangeTestResult:
+        args = dataclasses.replace(self.args, weight_decay=weight_decay,
+                                   **_device(device))
+        return range_test(self.model_init, self._data[0], args,
+                          data_collator=self.data_collator, start_lr=start_lr, end_lr=end_lr,
+                          num_steps=num_steps, mode=mode, momentum=momentum, seed=seed)
+
+    def measure(self, spec: TrialSpec, *, steps: int, eval_samples: int,
+                device: str | None) -> tuple[float, float, float]:
+        total = steps + MEASURE_SKIP
+        samples = min(eval_samples, self.val_samples())
+        recorder = Recorder()
+        with isolated_rng(spec.seed), tempfile.TemporaryDirectory() as root:
+            trainer = self._trainer(spec.with_(budget=Budget(steps=total)), root, steps=total,
+                                    eval_every=total, eval_samples=samples, recorder=recorder,
+                                    device=device, progress=False)
+            trainer.train()
+            if not recorder.eval_took:
+                trainer.evaluate()
+        return recorder.speeds(samples)
+
+
+def task(model_init: Callable[[], nn.Module], datasets: Callable[[], tuple[Any, Any]],
+         args: TrainingArguments, *, data_collator: Any = None,
+         compute_metrics: Callable[[Any], dict[str, float]] | None = None,
+         metric: str | None = None, epochs: float | None = None) -> Task:
+    """A task for `disciplined tune` (and `train`, `find-lr`) that the Hugging Face Trainer
+    trains: define `TASK = task(model_init, datasets, args)` in a task file.
+
+    `model_init()` builds a fresh model (each trial trains its own, seeded by the trial);
+    `datasets()` returns (train_dataset, eval_dataset); `args` are the TrainingArguments
+    every trial starts from (batch size, optimizer, precision, accumulation): tune sets
+    their learning rate, weight decay, length, evaluation and seed, and trains with
+    `OneCycleTrainer` (1cycle with cyclical beta1). `metric` names an accuracy (a fraction)
+    that `compute_metrics` returns, reported beside the loss; `epochs` is the final
+    training's length when tune is given no budget. Because range tests misjudge
+    transformers, tune decides the LR here by short runs (the lr stage cannot be left
+    out)."""
+    if not isinstance(args, TrainingArguments):
+        raise TypeError(f"args must be transformers.TrainingArguments, got {type(args)}")
+    if metric is not None and compute_metrics is None:
+        raise TypeError(f"metric={metric!r} needs compute_metrics to compute it")
+    optimizer: OptimizerKind = "sgd" if str(args.optim).startswith("sgd") else "adamw"
+    runner = _HFRunner(model_init, datasets, args, data_collator, compute_metrics, optimizer,
+                       metric)
+    name = getattr(model_init, "__name__", "hf")
+    return Task(name, model_init, _no_datasets, metric="accuracy" if metric else None,
+                optimizer=optimizer, source=f"Hugging Face task {name!r}", epochs=epochs,
+                runner=runner)
+
+
+def _no_datasets() -> Any:
+    raise TaskError("a Hugging Face task's data come from its datasets()")

@@ -32,7 +32,7 @@ from .searches import (
 )
 from .study import output_folder
 from .tasks import load_task
-from .trials import Budget, TrialResult, TrialSpec, build_trainer
+from .trials import Budget, TrialResult, TrialSpec, build_trainer, epoch_steps
 from .trials import train as train_spec
 
 R = TypeVar("R")
@@ -85,9 +85,8 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
     set once per epoch: history.json, curves.png and model.pt."""
     output_folder(out)
     loaded = load_task(task, data_dir=data_dir).loaded()
-    train_data, _ = loaded.datasets()
     batch_size = batch_size or loaded.batch_size
-    per_epoch = steps_per_epoch(train_data, batch_size)
+    per_epoch = epoch_steps(loaded, batch_size)
     spec = TrialSpec(task, max_lr=max_lr, budget=Budget(epochs=epochs),
                      policy=check_policy(policy), momentum=momentum,
                      weight_decay=weight_decay, batch_size=batch_size, seed=seed,

@@ -16,22 +16,41 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import functools
 import logging
+import math
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities.types import LRSchedulerConfig
+from torch import nn
+from torch.utils.data import DataLoader
 
 from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR
+from .engine import History
 from .errors import DisciplinedError
-from .frameworks import isolated_rng, policy_scheduler, sweep_scheduler
+from .frameworks import (
+    MEASURE_SKIP,
+    Recorder,
+    check_optimizer,
+    check_trial,
+    evals_every,
+    isolated_rng,
+    policy_scheduler,
+    set_weight_decay,
+    sweep_scheduler,
+)
 from .hyper import HyperScheduler
 from .policies import check_hyperparameters, check_policy
 from .range_test import Mode, RangeTestResult, SweepRecord, range_test_result
+from .tasks import OPTIMIZERS, OptimizerKind, Task, TaskError
+from .trials import Budget, TrialSpec
 
 # what the range test's throwaway Trainer sets itself; the caller may not
 _SWEEP_OWNS = ("max_steps", "max_epochs", "callbacks", "logger", "enable_checkpointing",
@@ -63,15 +82,16 @@ class OneCycle(pl.Callback):
 
     A module whose `configure_optimizers` returns a scheduler of its own is refused: two
     schedulers writing one LR fight silently. Pass `replace=True` to drop the module's.
-    The optimizer's param groups keep their LR ratios and weight decays."""
+    The optimizer's param groups keep their LR ratios; with `weight_decay`, every group
+    that decays gets it (a no-decay group stays at 0), else each keeps its own."""
 
     def __init__(self, max_lr: float, *, momentum: tuple[float, float] = MOMENTUM,
                  policy: str = "one-cycle", cycle_momentum: bool = True,
-                 replace: bool = False) -> None:
-        check_hyperparameters(max_lr=max_lr, momentum=momentum)
+                 replace: bool = False, weight_decay: float | None = None) -> None:
+        check_hyperparameters(max_lr=max_lr, momentum=momentum, weight_decay=weight_decay)
         self.max_lr, self.momentum = max_lr, momentum
         self.policy, self.cycle_momentum = check_policy(policy), cycle_momentum
-        self.replace = replace
+        self.replace, self.weight_decay = replace, weight_decay
         self.scheduler: HyperScheduler | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -85,6 +105,8 @@ class OneCycle(pl.Callback):
                 f" and OneCycle would fight it for the learning rate: return only the "
                 f"optimizer, or pass OneCycle(..., replace=True) to train with ours alone")
         optimizer = _one_optimizer(trainer, "OneCycle")
+        if self.weight_decay is not None:
+            set_weight_decay(optimizer, self.weight_decay)
         self.scheduler = policy_scheduler(
             optimizer, total_steps=trainer.estimated_stepping_batches, max_lr=self.max_lr,
             policy=self.policy, momentum=self.momentum, cycle_momentum=self.cycle_momentum)
@@ -96,14 +118,16 @@ class _Sweep(pl.Callback):
     (the mean over every rank, so that all ranks read one curve and stop together) into
     the record; a diverged loss stops the fit."""
 
-    def __init__(self, **sweep: Any) -> None:
-        self.sweep = sweep
+    def __init__(self, weight_decay: float | None, **sweep: Any) -> None:
+        self.sweep, self.weight_decay = sweep, weight_decay
         self.record: SweepRecord | None = None
         self.stop = ""
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        scheduler, self.record = sweep_scheduler(_one_optimizer(trainer, "the range test"),
-                                                 **self.sweep)
+        optimizer = _one_optimizer(trainer, "the range test")
+        if self.weight_decay is not None:
+            set_weight_decay(optimizer, self.weight_decay)
+        scheduler, self.record = sweep_scheduler(optimizer, **self.sweep)
         _install(trainer, scheduler)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
@@ -136,13 +160,14 @@ def range_test(module: pl.LightningModule, datamodule: pl.LightningDataModule | 
                *, train_dataloaders: Any = None, start_lr: float = START_LR,
                end_lr: float = END_LR, num_steps: int = NUM_STEPS, mode: Mode = "exp",
                momentum: tuple[float, float] | None = MOMENTUM, seed: int = 0,
-               **trainer_kwargs: Any) -> RangeTestResult:
+               weight_decay: float | None = None, **trainer_kwargs: Any) -> RangeTestResult:
     """The LR range test on a copy of `module`, trained by a throwaway Trainer (no logger,
     no checkpoint, nothing written) for `num_steps` optimizer steps while the LR sweeps from
     `start_lr` to `end_lr` (momentum or beta1 from `momentum[0]` down to `momentum[1]`).
 
     `module`, its optimizer's settings and every RNG are as they were afterwards; param
-    groups keep their LR ratios (the suggestion is the largest group's LR). Under DDP the
+    groups keep their LR ratios (the suggestion is the largest group's LR) and their weight
+    decays (with `weight_decay`, each group that decays gets it instead). Under DDP the
     curve is the loss averaged over the ranks, so every rank gets the same suggestion.
     `trainer_kwargs` go to the Trainer (accelerator, devices, strategy, precision).
     The result's `reading` says whether the curve shows anything; when it does not, no
@@ -153,8 +178,9 @@ def range_test(module: pl.LightningModule, datamodule: pl.LightningDataModule | 
     if (datamodule is None) == (train_dataloaders is None):
         raise TypeError("give the training data as datamodule= or train_dataloaders= "
                         "(one of the two)")
-    sweep = _Sweep(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode,
-                   momentum=momentum)
+    check_hyperparameters(weight_decay=weight_decay)
+    sweep = _Sweep(weight_decay, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+                   mode=mode, momentum=momentum)
     model = copy.deepcopy(module)  # Lightning's __getstate__ leaves the trainer behind
     with isolated_rng(seed), tempfile.TemporaryDirectory() as root, _quiet():
         trainer = pl.Trainer(max_steps=num_steps, max_epochs=-1, callbacks=[sweep],
@@ -173,3 +199,218 @@ def range_test(module: pl.LightningModule, datamodule: pl.LightningDataModule | 
                              mode=mode, start_lr=start_lr, end_lr=end_lr,
                              batch_size=batch_size if isinstance(batch_size, int) else None,
                              world_size=trainer.world_size)
+
+
+# --- tune on a LightningModule ----------------------------------------------------------------
+
+# what a trial's Trainer sets itself; the task's trainer_kwargs may not
+_TRIAL_OWNS = ("max_steps", "max_epochs", "max_time", "min_steps", "min_epochs", "callbacks",
+               "logger", "enable_checkpointing", "val_check_interval",
+               "check_val_every_n_epoch", "limit_train_batches", "limit_val_batches",
+               "num_sanity_val_steps", "default_root_dir", "enable_progress_bar")
+
+
+class _Trial(pl.Callback):
+    """A trial inside a Trainer: the task's optimizer checked against what it declared, each
+    step and each validation into a `Recorder`; a diverged loss (or a spent budget in
+    seconds) stops the fit."""
+
+    def __init__(self, recorder: Recorder, runner: _LightningRunner) -> None:
+        self.recorder, self.runner = recorder, runner
+        self._began, self._steps = 0.0, 0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        check_optimizer(_one_optimizer(trainer, "tune"), self.runner.optimizer,
+                        type(pl_module).__name__)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                             batch: Any, batch_idx: int) -> None:
+        self.recorder.batch_started(trainer.optimizers[0])
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor):
+            mean = trainer.strategy.reduce(loss.detach().float(), reduce_op="mean")
+            self.recorder.batch_loss(float(mean))
+        stepped = trainer.global_step > self._steps  # an optimizer step ended
+        self._steps = trainer.global_step
+        if stepped and not self.recorder.stepped(trainer.global_step - 1):
+            trainer.should_stop = True
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._began = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        took = time.perf_counter() - self._began
+        logged = trainer.callback_metrics
+        runner = self.runner
+        if runner.monitor not in logged:
+            raise TaskError(
+                f"{type(pl_module).__name__}.validation_step logs no {runner.monitor!r} "
+                f"(it logs: {', '.join(sorted(logged)) or 'nothing'}): log the validation "
+                f"loss with self.log({runner.monitor!r}, loss), or name it in "
+                f"task(monitor=...)")
+        metric = None
+        if runner.metric is not None:
+            if runner.metric not in logged:
+                raise TaskError(f"{type(pl_module).__name__} logs no {runner.metric!r}, the "
+                                f"task's metric (it logs: {', '.join(sorted(logged))})")
+            metric = float(logged[runner.metric])
+        self.recorder.evaluated(float(logged[runner.monitor]), metric, took)
+
+
+def _accelerator(device: str | None) -> dict[str, Any]:
+    """Our device names as a Trainer's accelerator and devices (None: the task's own)."""
+    if device is None:
+        return {}
+    kind, _, index = device.partition(":")
+    accelerator = {"cuda": "gpu"}.get(kind, kind)
+    return {"accelerator": accelerator, "devices": [int(index)] if index else 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class _LightningRunner:
+    """A LightningModule and its DataModule, trained by Lightning for the recipe: each call
+    builds both afresh under the spec's seed."""
+
+    module: Callable[[], pl.LightningModule]
+    datamodule: Callable[[], pl.LightningDataModule]
+    optimizer: OptimizerKind
+    monitor: str
+    metric: str | None
+    trainer_kwargs: Mapping[str, Any]
+    framework: str = "Lightning"
+    lr_needs_runs: bool = False
+
+    @functools.cached_property
+    def _data(self) -> tuple[int, int, int, int]:
+        """The DataModule's batch size, training batches, training and validation samples."""
+        dm = self.datamodule()
+        with isolated_rng(0), _quiet():
+            dm.prepare_data()
+            dm.setup("fit")
+            train, val = dm.train_dataloader(), dm.val_dataloader()
+        val = val[0] if isinstance(val, list | tuple) else val
+        for loader, which in ((train, "train_dataloader"), (val, "val_dataloader")):
+            if not isinstance(loader, DataLoader) or not isinstance(loader.batch_size, int):
+                raise TaskError(f"{type(dm).__name__}.{which}() must return a DataLoader with "
+                                f"a batch_size, got {type(loader).__name__}")
+        return train.batch_size, len(train), len(train.dataset), len(val.dataset)
+
+    def _accumulate(self) -> int:
+        return int(self.trainer_kwargs.get("accumulate_grad_batches", 1))
+
+    def batch_size(self) -> int:
+        return self._data[0]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        own, batches, samples, _ = self._data
+        if batch_size != own:
+            batches = math.ceil(samples / batch_size)
+        return max(1, math.ceil(batches / self._accumulate()))
+
+    def val_samples(self) -> int:
+        return self._data[3]
+
+    def _datamodule(self, batch_size: int | None) -> pl.LightningDataModule:
+        dm = self.datamodule()
+        if batch_size is not None and batch_size != self.batch_size():
+            if not hasattr(dm, "batch_size"):
+                raise TaskError(f"{type(dm).__name__} has no batch_size attribute to set "
+                                f"{batch_size} in; train at its own {self.batch_size()}")
+            dm.batch_size = batch_size
+        return dm
+
+    def _fit(self, spec: TrialSpec, *, steps: int, eval_every: int, eval_batches: float,
+             recorder: Recorder, device: str | None, progress: bool
+             ) -> tuple[pl.LightningModule, pl.Trainer, pl.LightningDataModule]:
+        check_trial(spec, self.framework)
+        module, dm = self.module(), self._datamodule(spec.batch_size)
+        cycle = OneCycle(spec.max_lr, momentum=spec.momentum, policy=spec.policy,
+                         cycle_momentum=spec.cycle_momentum, weight_decay=spec.weight_decay)
+        with tempfile.TemporaryDirectory() as root, _quiet():
+            trainer = pl.Trainer(
+                max_steps=steps, max_epochs=-1, callbacks=[cycle, _Trial(recorder, self)],
+                val_check_interval=eval_every * self._accumulate(),
+                check_val_every_n_epoch=None, limit_val_batches=eval_batches,
+                num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+                default_root_dir=root, enable_progress_bar=progress,
+                enable_model_summary=False,
+                **{**self.trainer_kwargs, **_accelerator(device)})
+            trainer.fit(module, datamodule=dm)
+            if not recorder.stop and not recorder.evaluated_last() and eval_batches:
+                trainer.validate(module, datamodule=dm, verbose=False)
+        return module, trainer, dm
+
+    def _eval_batches(self, samples: int | None) -> float:
+        if samples is None or samples >= self.val_samples():
+            return 1.0
+        val_batch = self.batch_size()  # a DataModule's loaders usually share it
+        return max(1, math.ceil(samples / val_batch))
+
+    def train(self, spec: TrialSpec, *, device: str | None,
+              progress: bool) -> tuple[History, nn.Module]:
+        per_epoch = self.steps_per_epoch(spec.batch_size or self.batch_size())
+        steps = spec.budget.total_steps(per_epoch)
+        recorder = Recorder(spec.budget.seconds)
+        with isolated_rng(spec.seed):
+            module, _, _ = self._fit(spec, steps=steps, eval_every=evals_every(spec, steps),
+                                     eval_batches=self._eval_batches(spec.eval_samples),
+                                     recorder=recorder, device=device, progress=progress)
+        batch = (spec.batch_size or self.batch_size()) * self._accumulate()
+        return recorder.finish(per_epoch, batch), module
+
+    def range_test(self, *, weight_decay: float, momentum: tuple[float, float] | None,
+                   seed: int, device: str | None, num_steps: int, start_lr: float,
+                   end_lr: float, mode: Mode) -> RangeTestResult:
+        kwargs = {k: v for k, v in self.trainer_kwargs.items() if k not in _SWEEP_OWNS}
+        with isolated_rng(seed):
+            module, dm = self.module(), self._datamodule(None)
+        return range_test(module, dm, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+                          mode=mode, momentum=momentum, seed=seed, weight_decay=weight_decay,
+                          **{**kwargs, **_accelerator(device)})
+
+    def measure(self, spec: TrialSpec, *, steps: int, eval_samples: int,
+                device: str | None) -> tuple[float, float, float]:
+        total = steps + MEASURE_SKIP
+        samples = min(eval_samples, self.val_samples())
+        batches = self._eval_batches(samples)
+        recorder = Recorder()
+        with isolated_rng(spec.seed):
+            self._fit(spec.with_(budget=Budget(steps=total)), steps=total, eval_every=total,
+                      eval_batches=batches, recorder=recorder, device=device, progress=False)
+        return recorder.speeds(samples if batches == 1.0 else int(batches) * self.batch_size())
+
+
+def task(module: Callable[[], pl.LightningModule],
+         datamodule: Callable[[], pl.LightningDataModule], *,
+         optimizer: OptimizerKind = "sgd", monitor: str = "val_loss",
+         metric: str | None = None, epochs: float | None = None,
+         **trainer_kwargs: Any) -> Task:
+    """A task for `disciplined tune` (and `train`, `find-lr`) that Lightning trains: define
+    `TASK = task(MyModule, MyDataModule)` in a task file.
+
+    `module()` and `datamodule()` build fresh ones (each trial trains its own, seeded);
+    `configure_optimizers` returns one optimizer of the kind `optimizer` names ("sgd" with
+    momentum, or "adamw") and no scheduler: tune sets its LR policy, momentum (beta1) and
+    weight decay. `validation_step` logs the validation loss as `monitor`; `metric` names a
+    logged accuracy (a fraction) to report beside it. `epochs` is the final training's
+    length when tune is given no budget; `trainer_kwargs` go to every Trainer (accelerator,
+    devices, strategy, precision, accumulate_grad_batches, gradient_clip_val)."""
+    if taken := sorted(set(trainer_kwargs) & set(_TRIAL_OWNS)):
+        raise TypeError(f"task() sets {', '.join(taken)} of each trial's Trainer itself")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    runner = _LightningRunner(module, datamodule, optimizer, monitor, metric,
+                              dict(trainer_kwargs))
+    return Task(getattr(module, "__name__", "lightning"), module, _no_datasets,
+                metric="accuracy" if metric else None, optimizer=optimizer,
+                source=f"Lightning task {getattr(module, '__name__', module)!r}",
+                epochs=epochs, runner=runner)
+
+
+def _no_datasets() -> Any:
+    raise TaskError("a Lightning task's data come from its DataModule")

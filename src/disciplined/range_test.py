@@ -44,7 +44,7 @@ from .engine import (
 )
 from .hyper import HyperScheduler
 from .policies import check_hyperparameters
-from .tasks import Task, blamed
+from .tasks import Task, TaskError, blamed
 
 Source = Literal["train", "val"]
 Mode = Literal["exp", "linear"]
@@ -461,8 +461,23 @@ def task_range_test(task: Task, *, weight_decay: float = WEIGHT_DECAY,
                     ) -> RangeTestResult:
     """The range test on a task, as `find-lr` and `tune` run it: fresh weights drawn with
     `seed`, the task's optimizer at `weight_decay`, momentum swept over `momentum`, the
-    suggestion read from the validation loss with `val`, else from the training loss."""
+    suggestion read from the validation loss with `val`, else from the training loss. A
+    framework's task runs its own range test (on the training loss, once, at its batch
+    size)."""
     check_hyperparameters(momentum=momentum, weight_decay=weight_decay, batch_size=batch_size)
+    if task.runner is not None:
+        asked = [what for what, given in (("the validation loss (val)", val),
+                                          ("repeats", repeats > 1),
+                                          ("another batch size", batch_size not in
+                                           (None, task.batch_size))) if given]
+        if asked:
+            raise TaskError(f"{task.source}: the range test on a {task.runner.framework} task "
+                            f"reads the training loss, once, at the framework's batch size: "
+                            f"{', '.join(asked)} cannot be asked")
+        return task.runner.range_test(
+            weight_decay=weight_decay, momentum=momentum, seed=seed,
+            device=None if device is None else str(device), num_steps=num_steps,
+            start_lr=start_lr, end_lr=end_lr, mode=mode)
     train, val_data = task.datasets()
     model = task.model(seed)
     optimizer = build_optimizer(task.optimizer, model, momentum=momentum[0],

@@ -30,7 +30,7 @@ from . import display, distributed
 from .compare import Comparison
 from .decisions import Decision, Hyper
 from .defaults import BASE_MOMENTUM, MAX_MOMENTUM, MOMENTUM, NUM_STEPS
-from .engine import AMP_CHOICES, evaluate, num_samples, steps_per_epoch
+from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
 from .executors import Executor
 from .halving import AllFailedError, plan_rungs, successive_halving
@@ -39,7 +39,7 @@ from .range_test import RangeTestResult, task_range_test
 from .report import write_report, write_train_script
 from .searches import MOMENTA, SearchResult, batch_size_search
 from .study import FinalRun, JournalExecutor, Outcome, StageRecord, Study, output_folder
-from .tasks import Task, load_task
+from .tasks import Runner, Task, load_task
 from .trials import (
     EVAL_SAMPLES,
     EVALS_PER_TRIAL,
@@ -47,7 +47,9 @@ from .trials import (
     TrialResult,
     TrialSpec,
     build_trainer,
+    epoch_steps,
     train,
+    val_samples,
 )
 
 StageName = Literal["range_test", "batch_size", "lr", "momentum", "weight_decay", "confirm",
@@ -795,6 +797,8 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     # built once, now: fails early with the task's own message if the data are missing, and
     # every trial in this process shares the datasets
     task = load_task(task_name, data_dir=data_dir).loaded()
+    if task.runner is not None:
+        _check_framework(task.runner, settings)
     progress = progress or _Silent()
     ledger = Ledger()
     started = time.perf_counter()
@@ -840,6 +844,24 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         return StudyResult(settings.out, summary, study.reused)
 
 
+def _check_framework(runner: Runner, settings: Settings) -> None:
+    """What tune cannot do on a framework's task, said before any work: the framework owns
+    the data loading (so the batch size) and the precision; and where range tests misjudge
+    (transformers in the HF Trainer), the LR is decided by short runs."""
+    where = f"on a {runner.framework} task"
+    if "batch_size" in settings.stages:
+        raise DisciplinedError(f"the batch_size stage cannot run {where}: its data loading "
+                               "sets the batch size; leave the stage out")
+    if settings.amp != "auto" or settings.compile:
+        raise DisciplinedError(f"--amp and --compile cannot be given {where}: set its "
+                               "precision and compilation in its own settings")
+    if runner.lr_needs_runs and "range_test" in settings.stages \
+            and "lr" not in settings.stages:
+        raise DisciplinedError(f"{where} the range test alone does not decide the LR (its "
+                               "reading misjudges transformers): keep the lr stage, whose "
+                               "short runs decide it")
+
+
 def _run_stage(ctx: Context, name: StageName, index: int) -> tuple[StageRecord, bool]:
     """A stage's record, and whether it came from the journal (finished before) rather than
     being run and journaled now. A stage resumed mid-way is journaled with at least the
@@ -868,6 +890,9 @@ def _measure(ctx: Context) -> tuple[float, float, float]:
     spec = TrialSpec(s.task, max_lr=ctx.max_lr(), budget=Budget(steps=MEASURE_STEPS + 2),
                      momentum=h.momentum, weight_decay=h.weight_decay,
                      batch_size=h.batch_size, seed=s.seed, data_dir=s.data_dir, amp=s.amp)
+    if ctx.task.runner is not None:
+        return ctx.task.runner.measure(spec, steps=MEASURE_STEPS, eval_samples=EVAL_SAMPLES,
+                                       device=s.device)
     began = time.perf_counter()
     trainer, _ = build_trainer(spec, task=ctx.task, device=s.device, evaluate=False)
     setup = time.perf_counter() - began
@@ -905,15 +930,15 @@ def _plan(ctx: Context, spent: float) -> Plan:
     if saved is not None:
         return Plan.from_dict(saved)
     s = ctx.settings
-    train_data, val_data = ctx.task.datasets()
-    per_epoch = steps_per_epoch(train_data, ctx.hyper.batch_size)
+    per_epoch = epoch_steps(ctx.task, ctx.hyper.batch_size)
     step, per_sample, setup = distributed.from_main(_measure(ctx))
     report = distributed.from_main(_report_seconds(ctx))
     epochs = s.budget_epochs or ctx.task.epochs or FALLBACK_EPOCHS
+    samples = val_samples(ctx.task)
 
     def plan_for(epochs: float, seconds: float | None, units: float | None) -> Plan:
         return Plan(epochs, max(2, math.ceil(epochs * per_epoch)), seconds, units,
-                    num_samples(val_data), step, per_sample, setup, spent, report)
+                    samples, step, per_sample, setup, spent, report)
 
     draft = plan_for(epochs, None, math.inf)
     seconds, units = None, None

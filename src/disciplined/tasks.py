@@ -2,7 +2,10 @@
 
 A task file is a Python file that defines `build_model()` and `build_datasets()` (returning
 `(train_dataset, val_dataset)`), and optionally `loss_fn`, `metric`, `optimizer`, `batch_size`
-and `epochs` (the final training's length when the user gives no budget).
+and `epochs` (the final training's length when the user gives no budget). A task file may
+instead define `TASK`, a task another framework trains (`disciplined.lightning.task(...)`,
+`disciplined.hf.task(...)`): its `runner` trains the trials, runs the range tests and times
+the steps, where our own engine would otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -25,6 +28,11 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 from . import zoo
 from .errors import DisciplinedError
 from .zoo._mnist1d import generated_mnist1d
+
+if TYPE_CHECKING:
+    from .engine import History
+    from .range_test import RangeTestResult
+    from .trials import TrialSpec
 
 DEFAULT_BATCH_SIZE = 128
 ZOO_PREFIX = "zoo/"  # `zoo/transformer_parity` names a task file of disciplined.zoo
@@ -52,9 +60,47 @@ class TaskError(DisciplinedError):
     """A task that cannot be loaded: the message names the task and what to do."""
 
 
+class Runner(Protocol):
+    """What the recipe asks of our engine, asked of another framework instead: a task whose
+    model, data and training loop belong to Lightning or the Hugging Face Trainer. Each call
+    builds what it trains afresh, seeded by the spec, and leaves every RNG as it was."""
+
+    @property
+    def framework(self) -> str:
+        """Its name in messages: "Lightning"."""
+
+    @property
+    def lr_needs_runs(self) -> bool:
+        """Whether its range test's reading must be confirmed by short runs."""
+
+    def batch_size(self) -> int:
+        """The batch size the framework's data loading uses."""
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps in one pass over the training data."""
+
+    def val_samples(self) -> int:
+        """Samples in the validation data."""
+
+    def train(self, spec: TrialSpec, *, device: str | None,
+              progress: bool) -> tuple[History, nn.Module]:
+        """Train `spec` from fresh weights; the history (losses per optimizer step and per
+        evaluation, as our engine records them) and the trained model."""
+
+    def range_test(self, *, weight_decay: float, momentum: tuple[float, float] | None,
+                   seed: int, device: str | None, num_steps: int, start_lr: float,
+                   end_lr: float, mode: Literal["exp", "linear"]) -> RangeTestResult:
+        """The LR range test on the training loss."""
+
+    def measure(self, spec: TrialSpec, *, steps: int, eval_samples: int,
+                device: str | None) -> tuple[float, float, float]:
+        """Seconds per training step, per validation sample and per trial's set-up."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """Everything a run needs to know about what it trains."""
+    """Everything a run needs to know about what it trains (`runner`: the framework that
+    trains it, when it is not our engine)."""
 
     name: str
     build_model: Callable[[], nn.Module]
@@ -66,6 +112,14 @@ class Task:
     source: str = "built-in"
     # the final training's length (1cycle) when the user gives no budget; None: the recipe's
     epochs: float | None = None
+    runner: Runner | None = None
+
+    def engine_only(self, what: str) -> None:
+        """Refuse, in words, what only our own engine can do on a framework's task."""
+        if self.runner is not None:
+            raise TaskError(f"{self.source}: {what} needs a task of our own protocol "
+                            f"(build_model, build_datasets); on a {self.runner.framework} "
+                            "task use tune, train or find-lr")
 
     def model(self, seed: int | None = None) -> nn.Module:
         """A fresh model; with `seed`, its initial weights are drawn from torch's RNG seeded
@@ -88,12 +142,15 @@ class Task:
         """This task with its datasets built once, now, and one batch checked through the
         model and the loss: a caller that needs the data before training (to count steps)
         and the trainer after it then share one copy, and a mismatch is said before any
-        work."""
+        work. A framework's task reads its batch size from the framework instead."""
+        if self.runner is not None:
+            return dataclasses.replace(self, batch_size=self.runner.batch_size())
         data = self.datasets()
         self.check_batch(data[0])
         return dataclasses.replace(self, build_datasets=lambda: data)
 
     def datasets(self) -> tuple[Dataset, Dataset]:
+        self.engine_only("training with our engine")
         try:
             out = self.build_datasets()
         except TaskError:
@@ -379,6 +436,11 @@ def _task_from_file(path: Path) -> Task:
         sys.modules.pop(module_name, None)
         raise TaskError(f"{path}: importing the task file raised {type(err).__name__}: "
                         f"{err}") from err
+    if hasattr(module, "TASK"):
+        if not isinstance(module.TASK, Task):
+            raise TaskError(f"{path}: TASK must be a task (disciplined.lightning.task(...) or "
+                            f"disciplined.hf.task(...)), got {type(module.TASK).__name__}")
+        return dataclasses.replace(module.TASK, name=path.stem, source=str(path))
     missing = [name for name in ("build_model", "build_datasets")
                if not callable(getattr(module, name, None))]
     if missing:

@@ -22,7 +22,7 @@ import torch
 from . import distributed
 from .defaults import MOMENTUM, WEIGHT_DECAY
 from .diagnose import Diagnosis, diagnose
-from .engine import AMP_CHOICES, History, Trainer, build_optimizer, steps_per_epoch
+from .engine import AMP_CHOICES, History, Trainer, build_optimizer, num_samples, steps_per_epoch
 from .hyper import HyperScheduler
 from .policies import Policy, check_hyperparameters, check_policy, policy_schedules
 from .tasks import Task, load_task
@@ -206,18 +206,37 @@ def result_from(spec: TrialSpec, history: History, seconds: float) -> TrialResul
         len(history.step), seconds)
 
 
+def epoch_steps(task: Task, batch_size: int) -> int:
+    """Optimizer steps per epoch of `task` at `batch_size`, whoever trains it."""
+    if task.runner is not None:
+        return task.runner.steps_per_epoch(batch_size)
+    return steps_per_epoch(task.datasets()[0], batch_size)
+
+
+def val_samples(task: Task) -> int:
+    """Samples in `task`'s validation data, whoever trains it."""
+    if task.runner is not None:
+        return task.runner.val_samples()
+    return num_samples(task.datasets()[1])
+
+
 def train(spec: TrialSpec, *, task: Task | None = None, device: str | None = None,
           progress: bool = False) -> tuple[TrialResult, torch.nn.Module]:
     """Train one spec to the end of its budget: its result and the trained model. Errors
-    are raised (use `run_trial` to record them instead)."""
+    are raised (use `run_trial` to record them instead). A framework's task is trained by
+    its runner, everything else by our engine."""
     start = time.perf_counter()
-    trainer, steps = build_trainer(spec, task=task, device=device, progress=progress)
-    history = trainer.run(steps=steps, seconds=spec.budget.seconds)
+    task = task or load_task(spec.task, data_dir=spec.data_dir)
+    if task.runner is not None:
+        history, model = task.runner.train(spec, device=device, progress=progress)
+    else:
+        trainer, steps = build_trainer(spec, task=task, device=device, progress=progress)
+        history, model = trainer.run(steps=steps, seconds=spec.budget.seconds), trainer.model
     if spec.save_model is not None and distributed.world().is_main:
         # a worker that cannot write there (another Ray node) keeps its result all the same
         with contextlib.suppress(OSError):
-            torch.save(trainer.model.state_dict(), spec.save_model)
-    return result_from(spec, history, time.perf_counter() - start), trainer.model
+            torch.save(model.state_dict(), spec.save_model)
+    return result_from(spec, history, time.perf_counter() - start), model
 
 
 def run_trial(spec: TrialSpec, *, device: str | None = None, progress: bool = False,
