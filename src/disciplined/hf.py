@@ -10,7 +10,9 @@ range test on a `model_init`. Needs `pip install 'disciplined[hf]'`.
 
 `OneCycleTrainer` keeps the Trainer's optimizer (AdamW, with biases and LayerNorm weights in
 a group without weight decay: that group stays at 0) and replaces only its scheduler; the
-scheduler is saved in checkpoints as {"step": n} and resumed from them.
+scheduler is saved in checkpoints as {"step": n} and resumed from them. A task file with
+`TASK = task(model_init, datasets, args)` is a task `disciplined tune` runs the whole recipe
+on, every trial a fresh model and OneCycleTrainer, the LR always decided by short runs.
 """
 
 from __future__ import annotations

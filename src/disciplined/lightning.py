@@ -10,6 +10,8 @@ LightningModule. Needs `pip install 'disciplined[lightning]'`.
 
 The callback installs its scheduler as Lightning's own (stepped once per optimizer step, so
 gradient accumulation is counted; saved in checkpoints as {"step": n} and resumed from them).
+A task file with `TASK = task(MyModule, MyDataModule)` is a task `disciplined tune` runs the
+whole recipe on, every trial a Lightning fit.
 """
 
 from __future__ import annotations
