@@ -22,11 +22,9 @@ from disciplined.cli import app
 from disciplined.decisions import Hyper
 from disciplined.errors import DisciplinedError
 from disciplined.recipe import (
-    WEIGHT_DECAYS,
     _corrections,
     horizon_bias,
     horizon_corrected,
-    lean_up,
     lr_candidates,
     nearest,
     tune,
@@ -288,13 +286,3 @@ def test_a_budget_used_up_before_the_plan_is_a_clear_error(tmp_path):
     assert result.exit_code == 2
     assert "is used up by loading the task and the range test" in result.output
     assert "give at least" in result.output
-
-
-def test_tied_weight_decays_lean_at_most_one_step_above_the_prior():
-    adamw = WEIGHT_DECAYS["adamw"]  # 0, 1e-3, 1e-2, 1e-1, 1
-    prefer = lean_up(adamw, 5e-4)  # the prior sits nearest 1e-3
-    assert prefer(adamw) == 1e-2  # all tied (nothing learned): one step up, not 1.0
-    assert prefer([1e-1, 1.0]) == 1e-1  # nothing within a step: the smallest tied
-    assert prefer([0.0, 1e-3]) == 1e-3
-    assert lean_up(adamw, 0.0)([0.0, 1e-3, 1e-2]) == 1e-3
-    assert lean_up(adamw, 1.0)(adamw) == 1.0

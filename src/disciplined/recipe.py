@@ -545,25 +545,12 @@ def _momentum(ctx: Context) -> Outcome:
                    "momentum)", likely=MOMENTUM)
 
 
-def lean_up(values: Sequence[float], prior: float) -> Callable[[Sequence[float]], float]:
-    """How tied weight decays are settled: the largest of them at most one candidate above
-    the prior's (short runs undervalue regularization, so lean up; but a tie is no evidence
-    for more than one step: runs too short to learn are all tied, and the largest decay
-    would then be chosen on nothing), else the smallest."""
-    grid = list(values)
-    cap = grid[min(grid.index(nearest(grid, prior, 1)[0]) + 1, len(grid) - 1)]
-    return lambda tied: max((t for t in tied if t <= cap), default=min(tied))
-
-
 def _weight_decay(ctx: Context) -> Outcome:
-    values = WEIGHT_DECAYS[ctx.task.optimizer]
-    prior = ctx.hyper.weight_decay
     return _halving_stage(
-        ctx, "weight_decay", values, "weight_decay", lambda v: f"weight decay {v:g}",
-        prefer=lean_up(values, prior),
-        why_prefer=f"the largest up to one step above the prior {prior:g}, as short runs "
-                   "undervalue regularization but a tie is no evidence for more",
-        likely=prior)
+        ctx, "weight_decay", WEIGHT_DECAYS[ctx.task.optimizer], "weight_decay",
+        lambda v: f"weight decay {v:g}", prefer=max,
+        why_prefer="the largest, as short runs undervalue regularization",
+        likely=ctx.hyper.weight_decay)
 
 
 def _confirm(ctx: Context) -> Outcome:
