@@ -21,7 +21,7 @@ from hf_task import ARGS, datasets  # noqa: E402
 from hf_tiny import model_init  # noqa: E402
 from lightning_digits import DigitsData, DigitsModule  # noqa: E402
 
-from disciplined import lightning  # noqa: E402
+from disciplined import hf, lightning  # noqa: E402
 from disciplined.cli import app  # noqa: E402
 from disciplined.errors import DisciplinedError  # noqa: E402
 from disciplined.policies import policy_schedules  # noqa: E402
@@ -79,6 +79,8 @@ def test_a_lightning_trial_trains_the_policy_in_optimizer_steps(tmp_path):
     assert h.lr == pytest.approx([lr(i) for i in range(steps)])
     assert h.momentum == pytest.approx([momentum(i) for i in range(steps)])
     assert h.eval_step == [*range(5, steps, 5), steps]  # every 5 steps, and at the end
+    # a step's loss is its micro-batches' mean, not Lightning's share of it per micro-batch
+    assert h.train_loss[0] == pytest.approx(math.log(10), abs=0.25)
     assert module.trainer.optimizers[0].param_groups[0]["weight_decay"] == 1e-3
     assert result.diagnosis is not None and result.val_metric > 0.5  # chance: 0.1
 
@@ -115,6 +117,8 @@ def test_tune_on_an_hf_task_decides_the_lr_by_short_runs_and_beats_the_default(t
      "trains with SGD, but the task says optimizer='adamw': say optimizer='sgd'"),
     (lambda out: lightning.task(DigitsModule, DigitsData, max_epochs=3),
      "sets max_epochs of each trial's Trainer itself"),
+    (lambda out: hf.task(model_init, datasets, dataclasses.replace(ARGS, optim="rmsprop")),
+     "args.optim is 'rmsprop'"),
 ])
 def test_what_a_framework_task_cannot_do_is_refused_in_words(tmp_path, call, words):
     with pytest.raises((DisciplinedError, TypeError)) as caught:

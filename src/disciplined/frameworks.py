@@ -110,12 +110,13 @@ def check_optimizer(optimizer: torch.optim.Optimizer, declared: OptimizerKind,
     """The task said which kind of optimizer it trains with (the weight decays tune tries
     depend on it); the framework's must be of that kind."""
     kind = optimizer_kind(optimizer)
-    if kind != declared:
-        raise TaskError(f"{where} trains with {type(optimizer).__name__}, but the task says "
-                        f"optimizer={declared!r}: say optimizer="
-                        f"{kind!r}" if kind else f"{where} trains with "
-                        f"{type(optimizer).__name__}, which has neither momentum nor betas: "
+    name = type(getattr(optimizer, "optimizer", optimizer)).__name__  # a wrapper's inner one
+    if kind is None:
+        raise TaskError(f"{where} trains with {name}, which has neither momentum nor betas: "
                         "tune needs SGD (with momentum) or Adam/AdamW")
+    if kind != declared:
+        raise TaskError(f"{where} trains with {name}, but the task says optimizer="
+                        f"{declared!r}: say optimizer={kind!r} in task(...)")
 
 
 def check_trial(spec: TrialSpec, framework: str) -> None:

@@ -26,7 +26,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    PrinterCallback,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.training_args import OptimizerNames
 
 from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR
 from .engine import History
@@ -218,6 +225,14 @@ class _Trial(TrainerCallback):
                                 float(metrics.get("eval_runtime", 0.0)))
 
 
+class _Bar(ProgressCallback):
+    """The Trainer's progress bar without its log lines: a trial logs every step's loss for
+    the history, not for the screen."""
+
+    def on_log(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def _device(device: str | None) -> dict[str, Any]:
     """Our device names as TrainingArguments (None: the task's own)."""
     return {} if device is None else {"use_cpu": device == "cpu"}
@@ -287,6 +302,9 @@ class _HFRunner:
             compute_metrics=self.compute_metrics, callbacks=[_Trial(recorder, self)],
             momentum=spec.momentum, policy=spec.policy, cycle_momentum=spec.cycle_momentum)
         trainer.remove_callback(PrinterCallback)  # each step's log line is not news
+        if progress:
+            trainer.remove_callback(ProgressCallback)
+            trainer.add_callback(_Bar())
         return trainer
 
     def train(self, spec: TrialSpec, *, device: str | None,
@@ -352,7 +370,11 @@ def task(model_init: Callable[[], nn.Module], datasets: Callable[[], tuple[Any, 
         raise TypeError(f"args must be transformers.TrainingArguments, got {type(args)}")
     if metric is not None and compute_metrics is None:
         raise TypeError(f"metric={metric!r} needs compute_metrics to compute it")
-    optimizer: OptimizerKind = "sgd" if str(args.optim).startswith("sgd") else "adamw"
+    optim = OptimizerNames(args.optim).value
+    if not (optim.startswith("sgd") or "adam" in optim):
+        raise TypeError(f"tune trains with SGD or Adam/AdamW (the weight decays it tries "
+                        f"depend on which); args.optim is {optim!r}")
+    optimizer: OptimizerKind = "sgd" if optim.startswith("sgd") else "adamw"
     runner = _HFRunner(model_init, datasets, args, data_collator, compute_metrics, optimizer,
                        metric)
     name = getattr(model_init, "__name__", "hf")

@@ -232,9 +232,9 @@ class _Trial(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if isinstance(loss, torch.Tensor):
+        if isinstance(loss, torch.Tensor):  # divided by the accumulation: undone here
             mean = trainer.strategy.reduce(loss.detach().float(), reduce_op="mean")
-            self.recorder.batch_loss(float(mean))
+            self.recorder.batch_loss(float(mean) * trainer.accumulate_grad_batches)
         stepped = trainer.global_step > self._steps  # an optimizer step ended
         self._steps = trainer.global_step
         if stepped and not self.recorder.stepped(trainer.global_step - 1):
@@ -288,8 +288,9 @@ class _LightningRunner:
     lr_needs_runs: bool = False
 
     @functools.cached_property
-    def _data(self) -> tuple[int, int, int, int]:
-        """The DataModule's batch size, training batches, training and validation samples."""
+    def _data(self) -> tuple[int, int, int, int, int]:
+        """The DataModule's batch size, training batches, training samples, validation
+        samples and validation batch size."""
         dm = self.datamodule()
         with isolated_rng(0), _quiet():
             dm.prepare_data()
@@ -300,7 +301,8 @@ class _LightningRunner:
             if not isinstance(loader, DataLoader) or not isinstance(loader.batch_size, int):
                 raise TaskError(f"{type(dm).__name__}.{which}() must return a DataLoader with "
                                 f"a batch_size, got {type(loader).__name__}")
-        return train.batch_size, len(train), len(train.dataset), len(val.dataset)
+        return (train.batch_size, len(train), len(train.dataset), len(val.dataset),
+                val.batch_size)
 
     def _accumulate(self) -> int:
         return int(self.trainer_kwargs.get("accumulate_grad_batches", 1))
@@ -309,7 +311,7 @@ class _LightningRunner:
         return self._data[0]
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        own, batches, samples, _ = self._data
+        own, batches, samples, _, _ = self._data
         if batch_size != own:
             batches = math.ceil(samples / batch_size)
         return max(1, math.ceil(batches / self._accumulate()))
@@ -350,8 +352,7 @@ class _LightningRunner:
     def _eval_batches(self, samples: int | None) -> float:
         if samples is None or samples >= self.val_samples():
             return 1.0
-        val_batch = self.batch_size()  # a DataModule's loaders usually share it
-        return max(1, math.ceil(samples / val_batch))
+        return max(1, math.ceil(samples / self._data[4]))
 
     def train(self, spec: TrialSpec, *, device: str | None,
               progress: bool) -> tuple[History, nn.Module]:
@@ -384,7 +385,7 @@ class _LightningRunner:
         with isolated_rng(spec.seed):
             self._fit(spec.with_(budget=Budget(steps=total)), steps=total, eval_every=total,
                       eval_batches=batches, recorder=recorder, device=device, progress=False)
-        return recorder.speeds(samples if batches == 1.0 else int(batches) * self.batch_size())
+        return recorder.speeds(samples if batches == 1.0 else int(batches) * self._data[4])
 
 
 def task(module: Callable[[], pl.LightningModule],
