@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from . import distributed
-from .hyper import HyperScheduler
+from .hyper import HyperScheduler, group_momentum
 from .tasks import blamed
 
 Data = Dataset | DataLoader
@@ -472,8 +472,7 @@ class Trainer:
         group = opt.param_groups[0]
         self.history.step.append(self.step)
         self.history.lr.append(float(group["lr"]))
-        mom = group["betas"][0] if "betas" in group else group.get("momentum")
-        self.history.momentum.append(None if mom is None else float(mom))
+        self.history.momentum.append(group_momentum(group))
         self._losses.add(total)  # the history gets it at the next flush
         if self.scaler is not None:
             self.scaler.step(opt)

@@ -10,7 +10,8 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,10 +19,10 @@ import torch
 from . import schedules
 from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR
 from .engine import History, StopReason, rng_state, set_rng_state
-from .hyper import HyperScheduler
+from .hyper import HyperScheduler, group_momentum
 from .policies import check_hyperparameters, policy_schedules
 from .range_test import Mode, SweepRecord
-from .tasks import OptimizerKind, TaskError
+from .tasks import OptimizerKind, Runner, Task, TaskError
 from .trials import EVALS_PER_TRIAL, TrialSpec
 
 
@@ -119,6 +120,20 @@ def check_optimizer(optimizer: torch.optim.Optimizer, declared: OptimizerKind,
                         f"{declared!r}: say optimizer={kind!r} in task(...)")
 
 
+def framework_task(runner: Runner, name: str, build_model: Callable[[], torch.nn.Module], *,
+                   optimizer: OptimizerKind, metric: str | None,
+                   epochs: float | None) -> Task:
+    """The task `runner` trains: its data are the framework's (Task.datasets refuses to
+    give them to our engine), its metric a logged accuracy when it names one."""
+    return Task(name, build_model, _framework_data, metric="accuracy" if metric else None,
+                optimizer=optimizer, source=f"{runner.framework} task {name!r}",
+                epochs=epochs, runner=runner)
+
+
+def _framework_data() -> Any:
+    raise TaskError("a framework's task has no datasets for our engine")
+
+
 def check_trial(spec: TrialSpec, framework: str) -> None:
     """What a trial on a framework's task cannot ask: the framework sets the precision."""
     if spec.amp != "auto" or spec.compile:
@@ -129,13 +144,6 @@ def check_trial(spec: TrialSpec, framework: str) -> None:
 def evals_every(spec: TrialSpec, steps: int) -> int:
     """Optimizer steps between a trial's evaluations, as our engine spaces them."""
     return spec.eval_every or max(1, steps // EVALS_PER_TRIAL)
-
-
-def momentum_of(optimizer: torch.optim.Optimizer) -> float | None:
-    group = optimizer.param_groups[0]
-    if "betas" in group:
-        return float(group["betas"][0])
-    return float(group["momentum"]) if "momentum" in group else None
 
 
 # the optimizer steps a framework's speed measurement trains before it times any
@@ -164,7 +172,7 @@ class Recorder:
             self.first_batch = time.perf_counter()
         if not self._pending:  # the step's first micro-batch: the LR it trains at
             self._lr = max(float(g["lr"]) for g in optimizer.param_groups)
-            self._momentum = momentum_of(optimizer)
+            self._momentum = group_momentum(optimizer.param_groups[0])
 
     def batch_loss(self, loss: float) -> None:
         self._pending.append(loss)

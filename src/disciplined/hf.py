@@ -44,6 +44,7 @@ from .frameworks import (
     check_optimizer,
     check_trial,
     evals_every,
+    framework_task,
     isolated_rng,
     policy_scheduler,
     sweep_scheduler,
@@ -377,11 +378,5 @@ def task(model_init: Callable[[], nn.Module], datasets: Callable[[], tuple[Any, 
     optimizer: OptimizerKind = "sgd" if optim.startswith("sgd") else "adamw"
     runner = _HFRunner(model_init, datasets, args, data_collator, compute_metrics, optimizer,
                        metric)
-    name = getattr(model_init, "__name__", "hf")
-    return Task(name, model_init, _no_datasets, metric="accuracy" if metric else None,
-                optimizer=optimizer, source=f"Hugging Face task {name!r}", epochs=epochs,
-                runner=runner)
-
-
-def _no_datasets() -> Any:
-    raise TaskError("a Hugging Face task's data come from its datasets()")
+    return framework_task(runner, getattr(model_init, "__name__", "hf"), model_init,
+                          optimizer=optimizer, metric=metric, epochs=epochs)

@@ -45,6 +45,13 @@ class _Plan:
                 write(group, sched._at(step) * scale)
 
 
+def group_momentum(group: dict[str, Any]) -> float | None:
+    """A param group's momentum: SGD's `momentum`, Adam's beta1, None when it has neither."""
+    if _BETA_KEY in group:
+        return float(group[_BETA_KEY][0])
+    return float(group[_MOMENTUM_KEY]) if _MOMENTUM_KEY in group else None
+
+
 def _set_beta1(group: dict[str, Any], value: float) -> None:
     group[_BETA_KEY] = (value, group[_BETA_KEY][1])
 

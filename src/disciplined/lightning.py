@@ -43,6 +43,7 @@ from .frameworks import (
     check_optimizer,
     check_trial,
     evals_every,
+    framework_task,
     isolated_rng,
     policy_scheduler,
     set_weight_decay,
@@ -409,11 +410,5 @@ def task(module: Callable[[], pl.LightningModule],
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     runner = _LightningRunner(module, datamodule, optimizer, monitor, metric,
                               dict(trainer_kwargs))
-    return Task(getattr(module, "__name__", "lightning"), module, _no_datasets,
-                metric="accuracy" if metric else None, optimizer=optimizer,
-                source=f"Lightning task {getattr(module, '__name__', module)!r}",
-                epochs=epochs, runner=runner)
-
-
-def _no_datasets() -> Any:
-    raise TaskError("a Lightning task's data come from its DataModule")
+    return framework_task(runner, getattr(module, "__name__", "lightning"), module,
+                          optimizer=optimizer, metric=metric, epochs=epochs)
