@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import sqlite3
+import statistics
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 
 from hf_task import ARGS, datasets  # noqa: E402
 from hf_tiny import model_init  # noqa: E402
+from launch import torchrun  # noqa: E402
 from lightning_digits import DigitsData, DigitsModule  # noqa: E402
 
 from disciplined import hf, lightning  # noqa: E402
@@ -98,6 +100,30 @@ def test_tune_on_an_hf_task_decides_the_lr_by_short_runs_and_beats_the_default(t
                                    eval_dataset=val_data)
     default.train()
     assert ours < 0.5 * default.evaluate()["eval_loss"]
+
+
+def test_tune_on_an_hf_task_under_torchrun_reads_the_mean_loss(tmp_path):
+    """Two processes: rank 0 speaks for both, both train every trial (ranks that decided
+    apart would hang a collective and time out), and the losses read are the mean loss, not
+    the Trainer's per-process multiple of it (transformers #35078: with
+    average_tokens_across_devices, a sequence classifier's loss comes out x2 here)."""
+    out = tmp_path / "study"
+    done = torchrun("-m", "disciplined.cli", "tune", HF_TASK, "--out", str(out),
+                    "--budget-epochs", "1", "--quiet")
+    assert done.stdout.count("chosen hyper-parameters") == 1
+    assert "total batch 64 (32 per process x 2 processes)" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data_parallel"]["world_size"] == 2
+    assert trials_per_stage(out)["lr"] >= 2
+    with sqlite3.connect(out / "study.db") as db:
+        (payload,) = db.execute("SELECT payload FROM stages WHERE name = 'range_test'").fetchone()
+        first_lr_trial = json.loads(db.execute(
+            "SELECT result FROM trials WHERE stage = 'lr' ORDER BY rowid").fetchone()[0])
+    # an untrained classifier of two classes starts at a loss of ln 2 = 0.69
+    sweep = json.loads(payload)["range_test"]["runs"][0]["loss"]
+    assert statistics.mean(sweep[:5]) == pytest.approx(math.log(2), rel=0.05)
+    assert first_lr_trial["history"]["train_loss"][0] == pytest.approx(math.log(2), rel=0.05)
+    assert summary["final"]["val_loss"] < math.log(2)
 
 
 @pytest.mark.parametrize(("call", "words"), [

@@ -22,7 +22,7 @@ import functools
 import math
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -98,6 +98,39 @@ def _optimizer(trainer: Trainer, given: torch.optim.Optimizer | None) -> torch.o
     return optimizer
 
 
+def _loss_scale(trainer: Trainer, dataset: Any) -> float:
+    """How many times the losses the Trainer reports exceed the mean loss (1 but for one
+    case). Under torchrun, with `average_tokens_across_devices` (its default), the Trainer
+    multiplies each process's loss by the number of processes, expecting the model to have
+    divided it by the count of labels over all of them; a model whose loss is a local mean
+    ignores that count (a sequence classifier does), and every training and evaluation loss
+    comes out that many times too large (transformers #35078). Told apart by the loss of two
+    samples with and without the count; all processes build the same model, so all agree."""
+    world = trainer.accelerator.num_processes
+    if world == 1 or not trainer.args.average_tokens_across_devices or not (
+            trainer.model_accepts_loss_kwargs or trainer.compute_loss_func):
+        return 1.0
+    collate = trainer.data_collator
+    batch = trainer._prepare_inputs(collate([dataset[i] for i in range(min(2, len(dataset)))]))
+    if "labels" not in batch:  # the Trainer counts nothing, so scales nothing
+        return 1.0
+    count = (batch["labels"] != -100).sum() * world  # as if every process had this batch
+    model = trainer.model
+    if model is None:
+        raise RuntimeError("the Trainer has no model yet")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            counted = trainer.compute_loss(model, batch, num_items_in_batch=count)
+            local = trainer.compute_loss(model, batch)
+    finally:
+        model.train(was_training)
+    inflated = math.isclose(float(cast(torch.Tensor, counted)),  # no outputs asked for
+                            world * float(cast(torch.Tensor, local)), rel_tol=1e-3)
+    return float(world) if inflated else 1.0
+
+
 class _Stop(TrainerCallback):
     """Ends the sweep's training once its loss has diverged."""
 
@@ -120,6 +153,7 @@ class _SweepTrainer(Trainer):
         self.sweep = sweep
         self.record: SweepRecord | None = None
         self.stop = ""
+        self.scale = _loss_scale(self, self.train_dataset)
         self.add_callback(_Stop(self))
         self.remove_callback(PrinterCallback)  # the throwaway run's summary is not news
 
@@ -134,7 +168,7 @@ class _SweepTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.record is not None and not self.stop:
             mean = self.accelerator.reduce(loss.detach().float(), reduction="mean")
-            self.stop = self.record.add(len(self.record.raw), float(mean))
+            self.stop = self.record.add(len(self.record.raw), float(mean) / self.scale)
         return loss
 
 
@@ -191,6 +225,7 @@ class _Trial(TrainerCallback):
     def __init__(self, recorder: Recorder, runner: _HFRunner) -> None:
         self.recorder, self.runner = recorder, runner
         self._checked = False
+        self.scale = 1.0  # the Trainer's losses over the mean loss (`_loss_scale`)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
                       **kwargs: Any) -> Any:
@@ -202,7 +237,7 @@ class _Trial(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
                **kwargs: Any) -> Any:
         if logs and "loss" in logs:  # logging_steps=1: this step's loss, over all processes
-            self.recorder.batch_loss(float(logs["loss"]))
+            self.recorder.batch_loss(float(logs["loss"]) / self.scale)
             if not self.recorder.stepped(state.global_step - 1):
                 control.should_training_stop = True
         return control
@@ -222,7 +257,7 @@ class _Trial(TrainerCallback):
                                 f"{', '.join(sorted(metrics))}): return it from "
                                 "compute_metrics")
             metric = float(metrics[key])
-        self.recorder.evaluated(float(metrics["eval_loss"]), metric,
+        self.recorder.evaluated(float(metrics["eval_loss"]) / self.scale, metric,
                                 float(metrics.get("eval_runtime", 0.0)))
 
 
@@ -297,11 +332,13 @@ class _HFRunner:
             report_to="none", load_best_model_at_end=False, warmup_steps=0,
             seed=spec.seed, data_seed=spec.seed, disable_tqdm=not progress,
             **_device(device))
+        trial = _Trial(recorder, self)
         trainer = OneCycleTrainer(
             model_init=self.model_init, args=args, train_dataset=train,
             eval_dataset=_subset(val, eval_samples), data_collator=self.data_collator,
-            compute_metrics=self.compute_metrics, callbacks=[_Trial(recorder, self)],
+            compute_metrics=self.compute_metrics, callbacks=[trial],
             momentum=spec.momentum, policy=spec.policy, cycle_momentum=spec.cycle_momentum)
+        trial.scale = _loss_scale(trainer, train)
         trainer.remove_callback(PrinterCallback)  # each step's log line is not news
         if progress:
             trainer.remove_callback(ProgressCallback)
