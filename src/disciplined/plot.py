@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -77,6 +78,15 @@ def _canvas(rows: int, height: float = 2.6) -> tuple[Figure, Any]:
     fig = Figure(figsize=(7, height * rows + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.subplots(rows, 1, squeeze=False)[:, 0]
+
+
+def _log_lr(ax: Any) -> None:
+    """A log LR axis labelled at its decades in plain numbers: minor ticks and typeset
+    exponents more than halve a picture's drawing time, which a tight budget pays in the
+    report."""
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -148,7 +158,8 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
         if run.val_lr:
             ax.plot(run.val_lr, run.val_loss, "o-", color="tab:red", ms=3, lw=1.2,
                     label="validation loss" if first else None)
-    ax.set_xscale("log" if result.mode == "exp" else "linear")
+    if result.mode == "exp":
+        _log_lr(ax)
     # up to the loss the sweep started from: what lies above it is the divergence
     _useful_ylim(ax, [_until_low(run.val_loss or run.smoothed) for run in result.runs],
                  tail=1.0)
@@ -224,7 +235,7 @@ def plot_range_tests(tests: Mapping[str, RangeTestResult], path: str | Path,
         x, y = (run.val_lr, run.val_loss) if run.val_lr else (run.lr, run.smoothed)
         max_lr = "" if result.max_lr is None else f", max_lr {result.max_lr:.3g}"
         ax.plot(x, y, lw=1.3, label=f"{label}{max_lr}")
-    ax.set_xscale("log")
+    _log_lr(ax)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
     if title:

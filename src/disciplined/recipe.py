@@ -897,8 +897,10 @@ def _measure(ctx: Context) -> tuple[float, float, float]:
 
 def _report_seconds(ctx: Context) -> float:
     """What report.html will cost: one of its pictures (the first range test's) drawn and
-    timed (the second drawing: the first pays for fonts and caches once), times the pictures
-    a study has (two per stage, three for the final)."""
+    timed (the second drawing: the first pays for fonts and caches once), times the most
+    pictures it draws: one per stage (a range test's, or the ranking of a stage's longest
+    runs), one more for the LR stage (a longer sweep as well as its runs), one more for the
+    final (its schedules and its curves)."""
     record = ctx.study.finished_stage("range_test")
     if record is None or record.outcome.range_test is None:
         return 0.0
@@ -907,7 +909,7 @@ def _report_seconds(ctx: Context) -> float:
         began = time.perf_counter()
         plot_range_test(record.outcome.range_test, Path(folder) / "timed.png")
         took = time.perf_counter() - began
-    return took * (2 * len(ctx.settings.stages) + 3)
+    return took * (len(ctx.settings.stages) + 2)
 
 
 def _plan(ctx: Context, spent: float) -> Plan:

@@ -74,8 +74,10 @@ def _matches(spec: TrialSpec, decision: Decision) -> bool:
                               for a, b in set_)
 
 
-def _comparison(comparison: Comparison, title: str, decision: Decision) -> list[str]:
-    """A ranking's table (the chosen run highlighted, ties said), its curves and advice."""
+def _comparison(comparison: Comparison, title: str, decision: Decision,
+                picture: bool = True) -> list[str]:
+    """A ranking's table (the chosen run highlighted, ties said), its curves (with
+    `picture`) and advice."""
     results = comparison.results
     nodes = {r.label: r.worker for r in results}
     specs = {r.label: r.spec for r in results}
@@ -93,9 +95,10 @@ def _comparison(comparison: Comparison, title: str, decision: Decision) -> list[
         rows = [[*row, nodes[r.label] or "driver"]
                 for row, r in zip(rows, comparison.ranking, strict=True)]
         head.append("Ray node")
-    parts = [_table(rows, head, chosen),
-             _png(functools.partial(plot_comparison, comparison, title=title),
-                  f"validation loss of each run: {title}")]
+    parts = [_table(rows, head, chosen)]
+    if picture:
+        parts.append(_png(functools.partial(plot_comparison, comparison, title=title),
+                          f"validation loss of each run: {title}"))
     picked_verdicts = [comparison.ranking[i].verdict for i in chosen]
     if "underfitting" in picked_verdicts:
         parts.append("<p class='note'>The chosen run is diagnosed underfitting: a run shorter "
@@ -167,13 +170,16 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                               f"LR range test of stage {name}"))
         if outcome.search is not None:
             fractions = outcome.search.evidence.get("fractions")
-            if fractions:  # growing short runs: one ranking per length
-                for fraction, comparison in zip(fractions, outcome.search.comparisons,
-                                                strict=False):
+            if fractions:  # growing short runs: one ranking per length, the curves of
+                # the longest (the one that decided): one picture per stage keeps the
+                # report's cost, which the budget plans for, bounded
+                rungs = list(zip(fractions, outcome.search.comparisons, strict=False))
+                for i, (fraction, comparison) in enumerate(rungs):
                     length = "the full length" if fraction >= 1 else \
                         f"{fraction:.3g} of the final length"
                     parts.append(f"<h3>Runs of {length}</h3>")
-                    parts += _comparison(comparison, f"{name}, {length}", outcome.decision)
+                    parts += _comparison(comparison, f"{name}, {length}", outcome.decision,
+                                         picture=i == len(rungs) - 1)
             else:
                 results = study.trials(name)
                 if results:
