@@ -13,12 +13,13 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 pl = pytest.importorskip("lightning.pytorch")
 transformers = pytest.importorskip("transformers")
 
-from hf_task import ARGS, datasets  # noqa: E402
+from hf_task import ARGS, accuracy, datasets  # noqa: E402
 from hf_tiny import model_init  # noqa: E402
 from launch import torchrun  # noqa: E402
 from lightning_digits import DigitsData, DigitsModule  # noqa: E402
@@ -87,6 +88,23 @@ def test_a_lightning_trial_trains_the_policy_in_optimizer_steps(tmp_path):
     assert result.diagnosis is not None and result.val_metric > 0.5  # chance: 0.1
 
 
+def test_an_hf_trial_with_accumulation_reads_each_steps_mean_loss():
+    """With accumulation, the Trainer sums a sequence classifier's micro-batch losses (its
+    model takes **kwargs, so it expects them divided by a label count that the model
+    ignores); the trial reads their mean, and evaluates the same loss the model gives."""
+    args = dataclasses.replace(ARGS, gradient_accumulation_steps=2)
+    task = hf.task(model_init, datasets, args, compute_metrics=accuracy, metric="accuracy")
+    spec = TrialSpec("hf", max_lr=1e-3, budget=Budget(steps=4), eval_samples=None)
+    result, model = train(spec, task=task)
+    # an untrained classifier of two classes starts at a loss of ln 2 = 0.69, not 1.39
+    assert result.history.train_loss[0] == pytest.approx(math.log(2), rel=0.05)
+    _, val = datasets()
+    batch = {k: torch.stack([val[i][k] for i in range(len(val))]) for k in val[0]}
+    model.eval()
+    with torch.no_grad():
+        assert result.val_loss == pytest.approx(float(model(**batch).loss), rel=1e-3)
+
+
 def test_tune_on_an_hf_task_decides_the_lr_by_short_runs_and_beats_the_default(tmp_path):
     study = tune(HF_TASK, out=tmp_path / "study", budget_epochs=1)
     assert (tmp_path / "study" / "report.html").exists()
@@ -123,7 +141,18 @@ def test_tune_on_an_hf_task_under_torchrun_reads_the_mean_loss(tmp_path):
     sweep = json.loads(payload)["range_test"]["runs"][0]["loss"]
     assert statistics.mean(sweep[:5]) == pytest.approx(math.log(2), rel=0.05)
     assert first_lr_trial["history"]["train_loss"][0] == pytest.approx(math.log(2), rel=0.05)
-    assert summary["final"]["val_loss"] < math.log(2)
+    # the final model's validation loss, evaluated here in one process, is the one reported,
+    # not twice it; the Trainer's evaluation under 2 processes reads 2% lower than this one
+    # on every trial (0.631 against 0.645; at chance they agree): not explained yet, hence
+    # a 5% tolerance
+    model = model_init()
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    model.eval()
+    _, val = datasets()
+    batch = {k: torch.stack([val[i][k] for i in range(len(val))]) for k in val[0]}
+    with torch.no_grad():
+        assert summary["final"]["val_loss"] == pytest.approx(float(model(**batch).loss),
+                                                             rel=0.05)
 
 
 @pytest.mark.parametrize(("call", "words"), [

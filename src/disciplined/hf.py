@@ -98,37 +98,54 @@ def _optimizer(trainer: Trainer, given: torch.optim.Optimizer | None) -> torch.o
     return optimizer
 
 
-def _loss_scale(trainer: Trainer, dataset: Any) -> float:
-    """How many times the losses the Trainer reports exceed the mean loss (1 but for one
-    case). Under torchrun, with `average_tokens_across_devices` (its default), the Trainer
-    multiplies each process's loss by the number of processes, expecting the model to have
-    divided it by the count of labels over all of them; a model whose loss is a local mean
-    ignores that count (a sequence classifier does), and every training and evaluation loss
-    comes out that many times too large (transformers #35078). Told apart by the loss of two
-    samples with and without the count; all processes build the same model, so all agree."""
-    world = trainer.accelerator.num_processes
-    if world == 1 or not trainer.args.average_tokens_across_devices or not (
+@dataclasses.dataclass(frozen=True)
+class _Scale:
+    """How many times the losses the Trainer reports exceed the mean loss: its training
+    loss (one per optimizer step) and its evaluation loss."""
+
+    train: float = 1.0
+    eval: float = 1.0
+
+
+def _loss_scale(trainer: Trainer, dataset: Any) -> _Scale:
+    """The Trainer's losses against the mean loss, for the one case where they differ. When
+    a model takes `**kwargs` and the batch has labels, the Trainer passes it the count of
+    labels over all processes and micro-batches, and expects a loss already divided by it:
+    it multiplies each process's loss by the number of processes (with
+    `average_tokens_across_devices`, the default) and no longer divides by the accumulation
+    steps. A model whose loss is a local mean ignores the count (a sequence classifier
+    does): its evaluation loss comes out that many processes too large, its training loss
+    that many processes times accumulation steps (transformers #35078). Told apart by the
+    loss of two samples given two counts; every process builds the same model, so all
+    agree."""
+    args = trainer.args
+    world, accumulation = trainer.accelerator.num_processes, args.gradient_accumulation_steps
+    if (world == 1 and accumulation == 1) or not (
             trainer.model_accepts_loss_kwargs or trainer.compute_loss_func):
-        return 1.0
-    collate = trainer.data_collator
+        return _Scale()
+    collate = trainer._get_collator_with_removed_columns(trainer.data_collator, "training")
     batch = trainer._prepare_inputs(collate([dataset[i] for i in range(min(2, len(dataset)))]))
     if "labels" not in batch:  # the Trainer counts nothing, so scales nothing
-        return 1.0
-    count = (batch["labels"] != -100).sum() * world  # as if every process had this batch
+        return _Scale()
+    count = (batch["labels"] != -100).sum()
     model = trainer.model
     if model is None:
         raise RuntimeError("the Trainer has no model yet")
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            counted = trainer.compute_loss(model, batch, num_items_in_batch=count)
-            local = trainer.compute_loss(model, batch)
+        with torch.no_grad():  # a copy each: with label smoothing, compute_loss pops labels
+            once = trainer.compute_loss(model, dict(batch), num_items_in_batch=count)
+            twice = trainer.compute_loss(model, dict(batch), num_items_in_batch=2 * count)
     finally:
         model.train(was_training)
-    inflated = math.isclose(float(cast(torch.Tensor, counted)),  # no outputs asked for
-                            world * float(cast(torch.Tensor, local)), rel_tol=1e-3)
-    return float(world) if inflated else 1.0
+    if not math.isclose(float(cast(torch.Tensor, once)), float(cast(torch.Tensor, twice)),
+                        rel_tol=1e-4):
+        return _Scale()  # the model divides by the count it is given
+    processes = world if args.average_tokens_across_devices else 1
+    scaled_for_accumulation = trainer.loss_is_scaled_for_ga
+    steps = accumulation if scaled_for_accumulation is None or scaled_for_accumulation else 1
+    return _Scale(train=float(processes * steps), eval=float(processes))
 
 
 class _Stop(TrainerCallback):
@@ -153,7 +170,7 @@ class _SweepTrainer(Trainer):
         self.sweep = sweep
         self.record: SweepRecord | None = None
         self.stop = ""
-        self.scale = _loss_scale(self, self.train_dataset)
+        self.scale = _loss_scale(self, self.train_dataset).train  # accumulation is 1 here
         self.add_callback(_Stop(self))
         self.remove_callback(PrinterCallback)  # the throwaway run's summary is not news
 
@@ -225,7 +242,7 @@ class _Trial(TrainerCallback):
     def __init__(self, recorder: Recorder, runner: _HFRunner) -> None:
         self.recorder, self.runner = recorder, runner
         self._checked = False
-        self.scale = 1.0  # the Trainer's losses over the mean loss (`_loss_scale`)
+        self.scale = _Scale()  # the Trainer's losses over the mean loss
 
     def on_step_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
                       **kwargs: Any) -> Any:
@@ -237,7 +254,7 @@ class _Trial(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
                **kwargs: Any) -> Any:
         if logs and "loss" in logs:  # logging_steps=1: this step's loss, over all processes
-            self.recorder.batch_loss(float(logs["loss"]) / self.scale)
+            self.recorder.batch_loss(float(logs["loss"]) / self.scale.train)
             if not self.recorder.stepped(state.global_step - 1):
                 control.should_training_stop = True
         return control
@@ -257,7 +274,7 @@ class _Trial(TrainerCallback):
                                 f"{', '.join(sorted(metrics))}): return it from "
                                 "compute_metrics")
             metric = float(metrics[key])
-        self.recorder.evaluated(float(metrics["eval_loss"]) / self.scale, metric,
+        self.recorder.evaluated(float(metrics["eval_loss"]) / self.scale.eval, metric,
                                 float(metrics.get("eval_runtime", 0.0)))
 
 

@@ -80,11 +80,13 @@ def _canvas(rows: int, height: float = 2.6) -> tuple[Figure, Any]:
     return fig, fig.subplots(rows, 1, squeeze=False)[:, 0]
 
 
-def _log_lr(ax: Any) -> None:
-    """A log LR axis labelled at its decades in plain numbers: minor ticks and typeset
-    exponents more than halve a picture's drawing time, which a tight budget pays in the
-    report."""
+def _log_lr(ax: Any, low: float, high: float) -> None:
+    """A log LR axis from `low` to `high`, labelled in plain numbers at its decades (at 1,
+    2 and 5 times them when it spans less than two): minor ticks and typeset exponents
+    more than halve a picture's drawing time, which a tight budget pays in the report."""
     ax.set_xscale("log")
+    if 0 < low < high < 100 * low:
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
 
@@ -159,7 +161,7 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
             ax.plot(run.val_lr, run.val_loss, "o-", color="tab:red", ms=3, lw=1.2,
                     label="validation loss" if first else None)
     if result.mode == "exp":
-        _log_lr(ax)
+        _log_lr(ax, result.start_lr, result.end_lr)
     # up to the loss the sweep started from: what lies above it is the divergence
     _useful_ylim(ax, [_until_low(run.val_loss or run.smoothed) for run in result.runs],
                  tail=1.0)
@@ -235,7 +237,8 @@ def plot_range_tests(tests: Mapping[str, RangeTestResult], path: str | Path,
         x, y = (run.val_lr, run.val_loss) if run.val_lr else (run.lr, run.smoothed)
         max_lr = "" if result.max_lr is None else f", max_lr {result.max_lr:.3g}"
         ax.plot(x, y, lw=1.3, label=f"{label}{max_lr}")
-    _log_lr(ax)
+    _log_lr(ax, min((r.start_lr for r in tests.values()), default=1.0),
+            max((r.end_lr for r in tests.values()), default=10.0))
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
     if title:

@@ -898,9 +898,9 @@ def _measure(ctx: Context) -> tuple[float, float, float]:
 def _report_seconds(ctx: Context) -> float:
     """What report.html will cost: one of its pictures (the first range test's) drawn and
     timed (the second drawing: the first pays for fonts and caches once), times the most
-    pictures it draws: one per stage (a range test's, or the ranking of a stage's longest
-    runs), one more for the LR stage (a longer sweep as well as its runs), one more for the
-    final (its schedules and its curves)."""
+    pictures it draws (one per stage: a range test's or the ranking of a stage's longest
+    runs; the final's two, its schedules and its curves), plus one for the final's pictures
+    having two panels each where the timed one has one."""
     record = ctx.study.finished_stage("range_test")
     if record is None or record.outcome.range_test is None:
         return 0.0
