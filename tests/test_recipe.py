@@ -1,6 +1,7 @@
 """`tune` end to end on digits, the journal's resume after SIGKILL, task files, the report."""
 
 import base64
+import dataclasses
 import io
 import itertools
 import json
@@ -29,6 +30,7 @@ from disciplined.recipe import (
     nearest,
     tune,
 )
+from disciplined.report import build_report
 from disciplined.study import Study, StudyBusyError
 from disciplined.trials import Budget, TrialSpec
 
@@ -92,6 +94,42 @@ def test_the_report_is_self_contained_and_its_images_decode(digits_study):
     result = runner.invoke(app, ["report", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "report.html").read_text() == page  # rebuilt from the journal alone
+
+
+def test_a_stage_whose_runs_grew_shows_every_length_and_draws_only_the_longest(
+        digits_study, tmp_path):
+    out, _ = digits_study
+    summary = json.loads((out / "summary.json").read_text())
+    with Study(out, resume=True) as study:
+        records = study.stages()
+        trials = {r.name: study.trials(r.name) for r in records}
+
+    ranked = next(r.name for r in records if r.outcome.search is not None
+                  and r.outcome.search.evidence.get("fractions"))
+
+    def grown(record):  # a search stage as if its runs had doubled once before deciding
+        search = record.outcome.search
+        twice = dataclasses.replace(search, comparisons=search.comparisons * 2,
+                                    evidence={**search.evidence, "fractions": [0.25, 0.5]})
+        return dataclasses.replace(record, outcome=dataclasses.replace(record.outcome,
+                                                                       search=twice))
+
+    pages = []
+    for name, change in (("as-run", lambda r: r), ("grown", grown)):
+        with Study(tmp_path / name) as copy:
+            for record in records:
+                copy.record_stage(change(record) if record.name == ranked else record)
+                for result in trials[record.name]:
+                    copy.record_trial(record.name, result)
+            pages.append(build_report(copy, summary))
+    pictures = []
+    for page in pages:
+        parser = Images()
+        parser.feed(page)
+        pictures.append(len(parser.sources))
+    assert "Runs of 0.25 of the final length" in pages[1]  # every length keeps its table
+    assert "Runs of 0.5 of the final length" in pages[1]
+    assert pictures[1] == pictures[0]  # the shorter runs' curves are not drawn
 
 
 def test_train_py_reproduces_the_final_training_from_any_folder(digits_study, tmp_path):
