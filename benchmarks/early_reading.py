@@ -58,8 +58,9 @@ def run(task: str, seed: int) -> list[str]:
             continue
         values = [_value(field, v) for v in search.evidence["values"]]
         decided = getattr(search.decision, field)
-        chosen = _value(field, decided) if decided is not None else \
-            getattr(trials[0].spec, field)
+        if decided is None:  # a stage that ranked runs always decides its field
+            raise RuntimeError(f"{task}: stage {stage} ranked runs but decided nothing")
+        chosen = _value(field, decided)
         base: TrialSpec = trials[0].spec
         grid = {}
         grid_steps, grid_seconds = 0, 0.0
@@ -105,7 +106,7 @@ def main() -> None:
         "its full-length accuracy is within 0.3 points of the best candidate's. Steps and "
         "seconds: the stage's short runs (every length it grew to) against the grid.",
         "",
-        "| task | stage | grid's best (full length) | tune's choice (full length) | agrees | "
+        "| task | stage | grid's best (full length) | the stage's choice (full length) | agrees | "
         "compute: steps short / grid | wall time short / grid |",
         "|---|---|---|---|---|---|---|",
         *rows,

@@ -104,21 +104,25 @@ def test_a_stage_whose_runs_grew_shows_every_length_and_draws_only_the_longest(
         records = study.stages()
         trials = {r.name: study.trials(r.name) for r in records}
 
-    ranked = next(r.name for r in records if r.outcome.search is not None
+    ranked = next(r for r in records if r.outcome.search is not None
                   and r.outcome.search.evidence.get("fractions"))
+    search = ranked.outcome.search
+    fractions = list(search.evidence["fractions"])
+    shorter = fractions[0] / 2
 
-    def grown(record):  # a search stage as if its runs had doubled once before deciding
-        search = record.outcome.search
-        twice = dataclasses.replace(search, comparisons=search.comparisons * 2,
-                                    evidence={**search.evidence, "fractions": [0.25, 0.5]})
-        return dataclasses.replace(record, outcome=dataclasses.replace(record.outcome,
-                                                                       search=twice))
+    def length(f):
+        return "the full length" if f >= 1 else f"{f:.3g} of the final length"
 
+    # the same stage as if its runs had started at half the length and doubled once more
+    grown = dataclasses.replace(ranked, outcome=dataclasses.replace(
+        ranked.outcome, search=dataclasses.replace(
+            search, comparisons=[search.comparisons[0], *search.comparisons],
+            evidence={**search.evidence, "fractions": [shorter, *fractions]})))
     pages = []
-    for name, change in (("as-run", lambda r: r), ("grown", grown)):
+    for name, stage in (("as-run", ranked), ("grown", grown)):
         with Study(tmp_path / name) as copy:
             for record in records:
-                copy.record_stage(change(record) if record.name == ranked else record)
+                copy.record_stage(stage if record.name == ranked.name else record)
                 for result in trials[record.name]:
                     copy.record_trial(record.name, result)
             pages.append(build_report(copy, summary))
@@ -127,9 +131,12 @@ def test_a_stage_whose_runs_grew_shows_every_length_and_draws_only_the_longest(
         parser = Images()
         parser.feed(page)
         pictures.append(len(parser.sources))
-    assert "Runs of 0.25 of the final length" in pages[1]  # every length keeps its table
-    assert "Runs of 0.5 of the final length" in pages[1]
+    for f in (shorter, *fractions):  # every length keeps its table
+        assert f"Runs of {length(f)}" in pages[1]
     assert pictures[1] == pictures[0]  # the shorter runs' curves are not drawn
+    longest = f"validation loss of each run: {ranked.name}, {length(fractions[-1])}"
+    shortest = f"validation loss of each run: {ranked.name}, {length(shorter)}"
+    assert longest in pages[1] and shortest not in pages[1]
 
 
 def test_train_py_reproduces_the_final_training_from_any_folder(digits_study, tmp_path):
