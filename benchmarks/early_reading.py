@@ -27,7 +27,8 @@ from disciplined.trials import Budget, TrialSpec, run_trial
 
 MARK = "early-reading"
 TASKS = ("mnist1d", "fashion-mnist")
-STAGES = {"momentum": "momentum", "weight_decay": "weight_decay"}
+# the stages read, each named for the TrialSpec field it decides
+STAGES = ("momentum", "weight_decay")
 WITHIN = 0.003  # "within 0.3 points of the final best"
 
 
@@ -49,7 +50,8 @@ def run(task: str, seed: int) -> list[str]:
         epochs = summary["hyperparameters"]["epochs"]
         with Study(out, resume=True) as study:
             stages = {name: (study.finished_stage(name), study.trials(name)) for name in STAGES}
-    for stage, field in STAGES.items():
+    for field in STAGES:
+        stage = field
         record, trials = stages[stage]
         search = None if record is None else record.outcome.search
         if search is None or not trials:
