@@ -328,13 +328,21 @@ class Context:
             return self.ledger.spent() / self.final_cost()
         return self.ledger.spent_units()
 
+    def reserve(self) -> float:
+        """Final trainings the search stages leave alone: the final training's, and one
+        full-length run of the LR stage's uncorrected winner when the refine stage will
+        check it (see `uncorrected_lr`)."""
+        keep = 1.0 if "final" in self.later else 0.0
+        if "refine" in self.later and uncorrected_lr(self.study) is not None:
+            keep += 1.0
+        return keep
+
     def share(self, stage: StageName) -> float:
-        """This search stage's share, in final trainings: the budget left after keeping one
-        final training, shared among it and the search stages after it by STAGE_WEIGHTS."""
+        """This search stage's share, in final trainings: the budget left after the reserve,
+        shared among it and the search stages after it by STAGE_WEIGHTS."""
         searches = [st for st in (stage, *self.later) if st in STAGE_WEIGHTS]
         weight = STAGE_WEIGHTS[stage] / sum(STAGE_WEIGHTS[st] for st in searches)
-        reserve = 1.0 if "final" in self.later else 0.0
-        return max(0.0, (self.left() - reserve) * weight)
+        return max(0.0, (self.left() - self.reserve()) * weight)
 
     def weights_file(self, stage: str, label: str) -> str:
         """Where a full-length candidate's weights go, so it can become the final model."""
@@ -440,7 +448,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         found = successive_halving(
             keys, spec_for, rungs, prefer=prefer, executor=ctx.trials(stage),
             room=lambda: min(ROOM_SLACK * share - (ctx.spent() - began),
-                             ctx.left() - (1.0 if "final" in ctx.later else 0.0)))
+                             ctx.left() - ctx.reserve()))
     except AllFailedError as err:
         return Outcome(Decision(), f"kept {describe(current)}: {err}")
     winner = found.winner
@@ -497,6 +505,17 @@ def horizon_corrected(max_lr: float, fraction: float) -> float:
     return float(f"{max_lr * 10 ** -horizon_bias(fraction):.3g}")
 
 
+def uncorrected_lr(study: Study) -> float | None:
+    """The max LR the LR stage's short runs chose, where the horizon correction replaced it.
+    The correction is the dev half's median, and the bias varies between tasks by as much
+    as the correction itself (make horizon-bias: 0 to 1.5 decades at 1/8 of the length);
+    only a full-length run of that winner settles it for this task."""
+    record = study.finished_stage("lr")
+    search = None if record is None else record.outcome.search
+    value = None if search is None else search.evidence.get("uncorrected")
+    return None if value is None else float(value)
+
+
 def _lr(ctx: Context) -> Outcome:
     """Max LR by growing short runs over candidates below the range test's anchor: the range
     test says where training stops working, the runs say which LR below it trains best."""
@@ -518,14 +537,18 @@ def _lr(ctx: Context) -> Outcome:
             decision = Decision(max_lr=corrected)
             tried = "" if corrected in search.evidence["values"] else \
                 " (between the candidates: not itself trained)"
+            check = (f"; a full-length run of max LR {chosen:.3g} is kept in the budget "
+                     "to check it (the refine stage)") if "refine" in ctx.later else ""
             reason = outcome.reason + (
                 f"; runs of {length:.0%} of the final length favour a max LR about "
                 f"{horizon_bias(length):.2g} decades above what the full length rewards "
                 f"(the median over the zoo's dev half, make horizon-bias): corrected from "
-                f"{chosen:.3g} to {corrected:.3g}{tried}")
+                f"{chosen:.3g} to {corrected:.3g}{tried}{check}")
+            evidence = {**search.evidence, "uncorrected": chosen}
             outcome = dataclasses.replace(outcome, decision=decision, reason=reason,
                                           search=dataclasses.replace(
-                                              search, decision=decision, reason=reason))
+                                              search, decision=decision, reason=reason,
+                                              evidence=evidence))
     if outcome.search is not None:
         runs = outcome.search.merged().results
         if all(r.diagnosis is not None and r.diagnosis.verdict == "underfitting"
@@ -655,6 +678,21 @@ def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec],
     return out
 
 
+def _horizon_check(ctx: Context, final: TrialResult) -> tuple[Decision, str] | None:
+    """The first correction to try when the LR stage's choice was its short runs' winner
+    corrected for the horizon bias: that winner itself, at full length. Not after a final
+    training that was unstable or diverged (a higher LR is the wrong way then), nor when a
+    later stage moved the max LR."""
+    winner = uncorrected_lr(ctx.study)
+    verdict = final.diagnosis.verdict if final.diagnosis else "balanced"
+    record = ctx.study.finished_stage("lr")
+    chosen = None if record is None else record.outcome.decision.max_lr
+    if winner is None or verdict in ("unstable", "diverged") or chosen != ctx.hyper.max_lr:
+        return None
+    return (Decision(max_lr=winner),
+            "the LR stage's short runs chose it before the horizon correction")
+
+
 def _refine(ctx: Context) -> Outcome:
     """The closed loop: while a full-length training still fits in the budget, train the
     correction the current final run's diagnosis asks for; keep it if its validation loss is
@@ -665,9 +703,12 @@ def _refine(ctx: Context) -> Outcome:
     if best is None or best.state != "complete":
         return Outcome(Decision(), "nothing to refine: the final training did not complete")
     hyper, tried, steps = ctx.hyper, [best.spec], list[str]()
+    check = _horizon_check(ctx, best)
     while ctx.left() >= REFINE_MIN:
         verdict = best.diagnosis.verdict if best.diagnosis else "balanced"
         options = _corrections(hyper, verdict, tried, ctx.task.optimizer)
+        if check is not None and len(tried) == 1:
+            options = [check, *[o for o in options if o[0] != check[0]]]
         if not options:
             break
         decision, why = options[0]
