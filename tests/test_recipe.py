@@ -29,6 +29,7 @@ from disciplined.recipe import (
     lr_candidates,
     nearest,
     tune,
+    uncorrected_lr,
 )
 from disciplined.report import build_report
 from disciplined.study import Study, StudyBusyError
@@ -326,6 +327,29 @@ def test_short_runs_lr_is_corrected_by_the_measured_horizon_bias():
     assert horizon_corrected(0.1, 1.0) == 0.1
     shorter = [horizon_corrected(1.0, f) for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)]
     assert shorter == sorted(shorter)  # the shorter the runs, the larger the correction
+
+
+def test_a_horizon_corrected_lr_is_checked_at_full_length_first(tmp_path):
+    # on MNIST-1D, runs of 17% of a 10-epoch final pick max LR 0.234 clearly, and the
+    # horizon correction lowers it 0.65 decades; the budget keeps one full-length run for
+    # the uncorrected winner, and the closed loop trains it before anything else
+    result = tune("mnist1d", out=tmp_path / "out", budget_epochs=10)
+    stages = {s["name"]: s for s in result.summary["stages"]}
+    assert "corrected from" in stages["lr"]["reason"]
+    assert "kept in the budget to check it" in stages["lr"]["reason"]
+    with Study(tmp_path / "out", resume=True) as study:
+        winner = uncorrected_lr(study)
+        chosen = study.finished_stage("lr").outcome.decision.max_lr
+        first = study.trials("refine")[0]
+        final = next(r for r in study.trials("final") if r.label == "final")
+    assert winner is not None and winner > chosen
+    assert final.spec.max_lr == chosen
+    assert first.spec.max_lr == winner and first.spec.budget == final.spec.budget
+    assert stages["refine"]["reason"].startswith("the LR stage's short runs chose it")
+    # here it wins by far (its loss about a third of the corrected LR's): it becomes the model
+    assert first.val_loss < final.val_loss / 2
+    assert result.hyperparameters["max_lr"] == winner
+    assert result.summary["final"]["val_loss"] == pytest.approx(first.val_loss)
 
 
 def test_a_budget_used_up_before_the_plan_is_a_clear_error(tmp_path):
