@@ -41,29 +41,39 @@ def by_accuracy(grid: dict[str, Any]) -> bool:
     return bool(grid["score"] == "val_accuracy")
 
 
-def full_length(grid: dict[str, Any], field: str = "val_loss") -> dict[float, float | None]:
-    """Mean full-length `field` per max LR at weight decay 0 (None: a seed diverged)."""
+def per_seed(grid: dict[str, Any], field: str) -> dict[float, list[float | None]]:
+    """Each max LR's full-length `field`, one value per seed, at weight decay 0 (None: that
+    seed diverged)."""
     out: dict[float, list[float | None]] = {}
     for run in grid["runs"]:
         if run["weight_decay"] == 0 and run.get("policy", "one-cycle") == "one-cycle":
-            out.setdefault(run["max_lr"], []).append(
-                None if run["diverged"] else run[field])
+            out.setdefault(run["max_lr"], []).append(None if run["diverged"] else run[field])
+    return out
+
+
+def full_length(grid: dict[str, Any], field: str = "val_loss") -> dict[float, float | None]:
+    """Mean full-length `field` per max LR at weight decay 0 (None: a seed diverged)."""
     return {lr: (None if any(v is None for v in vs) else statistics.mean(vs))  # type: ignore
-            for lr, vs in out.items()}
+            for lr, vs in per_seed(grid, field).items()}
 
 
 def full_length_best(grid: dict[str, Any]) -> tuple[list[float], dict[float, float | None]]:
-    """The max LRs whose full-length runs score best by what the task is judged by (several
-    where they tie, as at 100% accuracy), and every LR's score as a loss-like number (lower
-    is better: the error rate, or the loss)."""
-    if by_accuracy(grid):
-        scores = {lr: None if v is None else 1 - v
-                  for lr, v in full_length(grid, "val_metric").items()}
-    else:
-        scores = full_length(grid)
+    """The max LRs whose full-length runs score best by what the task is judged by, and
+    every LR's score as a loss-like number (lower is better: the error rate, or the loss).
+    LRs within the seeds' noise of the best tie with it: the standard error of a mean over
+    the seeds, the median over the LRs (fashion_bn_small's 87.225% against 87.20% is a
+    twentieth of it)."""
+    field = "val_metric" if by_accuracy(grid) else "val_loss"
+    seeds = {lr: [None if v is None else (1 - v if by_accuracy(grid) else v) for v in vs]
+             for lr, vs in per_seed(grid, field).items()}
+    scores = {lr: None if any(v is None for v in vs) else statistics.mean(vs)  # type: ignore
+              for lr, vs in seeds.items()}
+    errors = [statistics.stdev(vs) / math.sqrt(len(vs)) for vs in seeds.values()  # type: ignore
+              if len(vs) > 1 and None not in vs]
+    noise = statistics.median(errors) if errors else 0.0
     found = {lr: v for lr, v in scores.items() if v is not None}
     top = min(found.values()) if found else None
-    return sorted(lr for lr, v in found.items() if v == top), scores
+    return sorted(lr for lr, v in found.items() if v <= top + noise), scores  # type: ignore
 
 
 def measure(name: str) -> dict[str, Any]:
@@ -124,12 +134,13 @@ def table(split: str) -> list[str]:
             bias = min((math.log10(chosen / t) for t in targets), key=abs)
             biases[kind][fraction].append(bias)
             own = scores.get(chosen)
+            top = min(v for v in scores.values() if v is not None)
             if own is None:
                 own_text = "diverged"
             elif kind:
-                own_text = f"{1 - own:.2%} (best {1 - scores[targets[0]]:.2%})"  # type: ignore
+                own_text = f"{1 - own:.2%} (best {1 - top:.2%})"
             else:
-                own_text = f"{own / scores[targets[0]]:.3f}x the best"  # type: ignore
+                own_text = f"{own / top:.3f}x the best"
             best_text = ", ".join(f"{t:.3g}" for t in targets)
             lines.append(f"| {name} | {SCORES[kind]} | 1/{round(1 / fraction)} | {chosen:.3g} "
                          f"| {best_text} | {bias:+.1f} | {own_text} |")
@@ -163,8 +174,9 @@ def main() -> None:
               "per-task files in benchmarks/horizon_bias/. Positive bias: short runs favour "
               "a higher LR than the full length rewards. The full length is judged by what "
               "the task is scored by (accuracy for the classifiers, else the validation "
-              "loss); where several LRs tie at the best (as at 100%), the bias is to the "
-              "nearest of them.", ""]
+              "loss); LRs within the seeds' noise of the best (the median standard error "
+              "of a mean over the seeds) tie with it, and the bias is to the nearest of "
+              "them.", ""]
     for split in ("dev", "test"):
         lines += [f"### {split} half", "", *table(split), ""]
     publish(lines, args.write, "horizon-bias")

@@ -23,13 +23,14 @@ from disciplined.cli import app
 from disciplined.decisions import Hyper
 from disciplined.errors import DisciplinedError
 from disciplined.recipe import (
+    CHECK_WHY,
     _corrections,
     horizon_bias,
     horizon_corrected,
     lr_candidates,
+    lr_to_check,
     nearest,
     tune,
-    uncorrected_lr,
 )
 from disciplined.report import build_report
 from disciplined.study import Study, StudyBusyError
@@ -292,6 +293,10 @@ def test_the_closed_loop_asks_what_each_diagnosis_calls_for():
     # what was already trained is not asked for again
     tried = [spec, spec.with_(max_lr=0.0316)]
     assert all(d.max_lr != 0.0316 for d, _ in _corrections(hyper, "balanced", tried, "sgd"))
+    # nor what rounds to it: 0.0316 x 10^0.5 is 0.0999, the 0.1 a check already trained
+    low = Hyper(batch_size=64, max_lr=0.0316, weight_decay=1e-4)
+    checked = [spec.with_(max_lr=0.0316), spec.with_(max_lr=0.1)]
+    assert all(d.max_lr is None for d, _ in _corrections(low, "underfitting", checked, "sgd"))
     # no weight decay yet: the optimizer's smallest non-zero value, not 0 x 3
     assert _corrections(Hyper(batch_size=8, max_lr=1e-3, weight_decay=0.0), "overfitting",
                         [], "adamw")[0][0].weight_decay == 1e-3
@@ -336,18 +341,18 @@ def test_a_horizon_corrected_lr_is_checked_at_full_length_first(tmp_path):
     result = tune("mnist1d", out=tmp_path / "out", budget_epochs=10)
     stages = {s["name"]: s for s in result.summary["stages"]}
     assert "corrected from" in stages["lr"]["reason"]
-    assert "kept in the budget to check it" in stages["lr"]["reason"]
+    assert "kept in the budget to check the correction" in stages["lr"]["reason"]
     with Study(tmp_path / "out", resume=True) as study:
-        winner = uncorrected_lr(study)
+        winner = lr_to_check(study)
         chosen = study.finished_stage("lr").outcome.decision.max_lr
         first = study.trials("refine")[0]
         final = next(r for r in study.trials("final") if r.label == "final")
     assert winner is not None and winner > chosen
     assert final.spec.max_lr == chosen
     assert first.spec.max_lr == winner and first.spec.budget == final.spec.budget
-    assert stages["refine"]["reason"].startswith("the LR stage's short runs chose it")
+    assert stages["refine"]["reason"].startswith(CHECK_WHY)
     # here it wins by far (its loss about a third of the corrected LR's): it becomes the model
-    assert first.val_loss < final.val_loss / 2
+    assert first.val_loss < final.val_loss / 2 and first.val_metric > final.val_metric
     assert result.hyperparameters["max_lr"] == winner
     assert result.summary["final"]["val_loss"] == pytest.approx(first.val_loss)
 

@@ -77,14 +77,15 @@ STAGE_WEIGHTS = {"batch_size": 1.0, "lr": 3.0, "momentum": 1.0, "weight_decay": 
 LR_STEPS = range(1, -8, -1)
 # Short runs favour a higher max LR than the full length rewards. Measured on the zoo's dev
 # half only (make horizon-bias: every grid LR trained 1/8, 1/4 and 1/2 of the final length,
-# weight decay 0), the median bias was +0.75, +0.5 and +0.25 decades: a quarter of a decade
-# per halving of the length. The LR stage corrects its choice by it when its longest runs
-# were shorter than the final training. Judged by what each task is scored by, the four
-# dev tasks judged by their loss keep these medians; the four classifiers, judged by their
-# accuracy, have +0.25, 0 and -0.25, yet the one among them that short runs misjudge
+# weight decay 0), the median bias was first read as +0.75, +0.5 and +0.25 decades: a
+# quarter of a decade per halving of the length. The LR stage corrects its choice by it
+# when its longest runs were shorter than the final training. Read again with each task
+# judged by what it is scored by, and LRs within the seeds' noise of the best counted as
+# tied: the four tasks judged by their loss give +0.75, +0.5 and 0, the four classifiers
+# (by accuracy) +0.25, 0 and 0. Yet the one classifier short runs misjudge
 # (transformer_parity at 1/4: 76% against 99.8%) costs more than the correction does
-# elsewhere. So the correction stays, for both kinds, and is checked at full length
-# (`uncorrected_lr`).
+# elsewhere; so the correction stays, for both kinds, and is checked at full length where
+# the budget has room (`lr_to_check`).
 HORIZON_BIAS_PER_HALVING = 0.25
 # Weight decays tried (Smith 2018, Section 4.4 for SGD, up to 1e-2 for small data; AdamW's
 # decoupled decay is multiplied by the LR, so its useful values are ~100x larger).
@@ -102,6 +103,9 @@ MEASURE_STEPS = 20
 # The refine stage trains another full-length candidate only while this much of one final
 # training's time is left.
 REFINE_MIN = 0.9
+# Two max LRs closer than this (in decades) are one: 3 significant figures round by at most
+# 0.002 decades, the half-decade steps are 0.5 apart.
+SAME_LR_DECADES = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,10 +339,11 @@ class Context:
 
     def reserve(self) -> float:
         """Final trainings the search stages leave alone: the final training's, and one
-        full-length run of the LR stage's uncorrected winner when the refine stage will
-        check it (see `uncorrected_lr`)."""
+        full-length run of the LR stage's uncorrected winner when the LR stage kept it for
+        the refine stage to check (`lr_to_check`)."""
         keep = 1.0 if "final" in self.later else 0.0
-        if "refine" in self.later and uncorrected_lr(self.study) is not None:
+        if "final" in self.later and "refine" in self.later and \
+                lr_to_check(self.study) is not None:
             keep += 1.0
         return keep
 
@@ -430,8 +435,10 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         rungs = plan_rungs(fit, share, plan.shortest, overhead=overhead)
         keys = nearest(list(values), likely, fit)
     if rungs is None:
+        held = " (after keeping a full-length run of the LR stage's short-run winner for " \
+            "the refine stage to check)" if ctx.reserve() > 1 else ""
         reason = (f"kept {describe(current)}: the budget left {share:.2g} final trainings' "
-                  f"time for this stage, less than two short runs")
+                  f"time for this stage{held}, less than two short runs")
         return Outcome(Decision(), reason)
     if len(keys) < len(values):
         notes.append(f"the budget allowed {len(keys)} of the {len(values)} candidates: those "
@@ -510,15 +517,25 @@ def horizon_corrected(max_lr: float, fraction: float) -> float:
     return float(f"{max_lr * 10 ** -horizon_bias(fraction):.3g}")
 
 
-def uncorrected_lr(study: Study) -> float | None:
-    """The max LR the LR stage's short runs chose, where the horizon correction replaced it.
-    The correction is the dev half's median, and the bias varies between tasks by as much
-    as the correction itself (make horizon-bias: 0 to 1.5 decades at 1/8 of the length);
-    only a full-length run of that winner settles it for this task."""
+def lr_to_check(study: Study) -> float | None:
+    """The max LR the LR stage's short runs chose, where the horizon correction replaced it
+    and the budget kept a full-length run of it for the refine stage. The correction is the
+    dev half's median, and the bias varies between tasks by as much as the correction
+    itself (make horizon-bias: 0 to 1.5 decades at 1/8 of the length); only a full-length
+    run of that winner settles it for this task. Read from the journal, so a resumed study
+    keeps the same reserve."""
     record = study.finished_stage("lr")
     search = None if record is None else record.outcome.search
-    value = None if search is None else search.evidence.get("uncorrected")
+    value = None if search is None else search.evidence.get("check")
     return None if value is None else float(value)
+
+
+def same_lr(a: float | None, b: float | None) -> bool:
+    """Equal up to the rounding to 3 significant figures that every LR here goes through
+    (0.0316 x 10^0.5 is 0.0999, the 0.1 it came from)."""
+    if a is None or b is None or a <= 0 or b <= 0:
+        return a == b
+    return abs(math.log10(a / b)) < SAME_LR_DECADES
 
 
 def _lr(ctx: Context) -> Outcome:
@@ -542,14 +559,18 @@ def _lr(ctx: Context) -> Outcome:
             decision = Decision(max_lr=corrected)
             tried = "" if corrected in search.evidence["values"] else \
                 " (between the candidates: not itself trained)"
-            check = (f"; a full-length run of max LR {chosen:.3g} is kept in the budget "
-                     "to check it (the refine stage)") if "refine" in ctx.later else ""
+            # the final training and a full-length run of the winner must both fit in what
+            # is left (from the journal, so a resumed study decides the same)
+            checked = "final" in ctx.later and "refine" in ctx.later and ctx.left() >= 2.0
+            check = (f"; a full-length run of max LR {chosen:.3g} is kept in the budget to "
+                     "check the correction (the refine stage)") if checked else ""
             reason = outcome.reason + (
                 f"; runs of {length:.0%} of the final length favour a max LR about "
                 f"{horizon_bias(length):.2g} decades above what the full length rewards "
-                f"(the median over the zoo's dev half, make horizon-bias): corrected from "
-                f"{chosen:.3g} to {corrected:.3g}{tried}{check}")
-            evidence = {**search.evidence, "uncorrected": chosen}
+                f"(the median over the zoo's dev half by validation loss, make "
+                f"horizon-bias): corrected from {chosen:.3g} to {corrected:.3g}{tried}{check}")
+            evidence = {**search.evidence, "uncorrected": chosen,
+                        **({"check": chosen} if checked else {})}
             outcome = dataclasses.replace(outcome, decision=decision, reason=reason,
                                           search=dataclasses.replace(
                                               search, decision=decision, reason=reason,
@@ -674,34 +695,47 @@ def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec],
         order = [(down, "a half-decade lower LR, at full length"),
                  (up, "a half-decade higher LR, at full length"),
                  (heavier, "more weight decay, at full length")]
-    seen = {(t.max_lr, t.weight_decay) for t in tried}
     out = []
     for decision, why in order:
         h = hyper.apply(decision)
-        if (h.max_lr, h.weight_decay) not in seen and decision != Decision(weight_decay=wd):
+        if decision != Decision(weight_decay=wd) and not any(
+                same_lr(h.max_lr, t.max_lr) and h.weight_decay == t.weight_decay
+                for t in tried):
             out.append((decision, why))
     return out
+
+
+CHECK_WHY = "the LR stage's short-run winner, before its horizon correction"
 
 
 def _horizon_check(ctx: Context, final: TrialResult) -> tuple[Decision, str] | None:
     """The first correction to try when the LR stage's choice was its short runs' winner
     corrected for the horizon bias: that winner itself, at full length. Not after a final
-    training that was unstable or diverged (a higher LR is the wrong way then), nor when a
-    later stage moved the max LR."""
-    winner = uncorrected_lr(ctx.study)
+    training that was unstable or diverged (a higher LR is the wrong way then)."""
+    winner = lr_to_check(ctx.study)
     verdict = final.diagnosis.verdict if final.diagnosis else "balanced"
-    record = ctx.study.finished_stage("lr")
-    chosen = None if record is None else record.outcome.decision.max_lr
-    if winner is None or verdict in ("unstable", "diverged") or chosen != ctx.hyper.max_lr:
+    if winner is None or verdict in ("unstable", "diverged"):
         return None
-    return (Decision(max_lr=winner),
-            "the LR stage's short runs chose it before the horizon correction")
+    return Decision(max_lr=winner), CHECK_WHY
+
+
+def _scored_better(result: TrialResult, best: TrialResult, metric: str | None) -> bool:
+    """Whether `result` scores above `best` by what the task is judged by: its metric where
+    it has one (a classifier's accuracy; its loss can prefer a lower LR than its accuracy
+    does), else the validation loss. For the horizon check, a choice between two equals
+    (one has the short runs' evidence, the other the zoo's median correction): the better
+    of the two full-length runs is kept, as a grid would, with no margin for noise."""
+    if metric is not None and result.val_metric is not None and best.val_metric is not None:
+        return result.val_metric > best.val_metric
+    return (result.val_loss or math.inf) < (best.val_loss or math.inf)
 
 
 def _refine(ctx: Context) -> Outcome:
     """The closed loop: while a full-length training still fits in the budget, train the
     correction the current final run's diagnosis asks for; keep it if its validation loss is
-    clearly lower (beyond both runs' noise). Each correction's evidence is journaled."""
+    clearly lower (beyond both runs' noise). First, where the LR stage kept one for it, the
+    check of its horizon correction (kept if it scores better: `_scored_better`). Each
+    correction's evidence is journaled."""
     # the final stage's own run (labelled "final"), not a refinement kept before a kill:
     # a resumed refine starts where the first one started and replays its journaled trials
     best = next((r for r in ctx.study.trials("final") if r.label == "final"), None)
@@ -712,8 +746,10 @@ def _refine(ctx: Context) -> Outcome:
     while ctx.left() >= REFINE_MIN:
         verdict = best.diagnosis.verdict if best.diagnosis else "balanced"
         options = _corrections(hyper, verdict, tried, ctx.task.optimizer)
-        if check is not None and len(tried) == 1:
-            options = [check, *[o for o in options if o[0] != check[0]]]
+        checking = check is not None and len(tried) == 1
+        if check is not None and checking:  # first, and not again as "a higher LR"
+            options = [check, *[o for o in options
+                                if not same_lr(hyper.apply(o[0]).max_lr, check[0].max_lr)]]
         if not options:
             break
         decision, why = options[0]
@@ -726,20 +762,31 @@ def _refine(ctx: Context) -> Outcome:
         if result.state != "complete":
             steps.append(f"{why} ({decision.describe()}) failed: {result.error}")
             continue
-        better = Comparison.of([best, result]).best is result and \
-            Comparison.of([best, result]).ranking[0].tied_with == []
         lower = (result.val_loss or math.inf) < (best.val_loss or math.inf)
-        outcome = "kept" if better else "lower, but within both runs' noise: not kept" \
-            if lower else "not better"
-        steps.append(f"{why} ({decision.describe()}): validation loss "
-                     f"{display.number(result.val_loss)} against "
-                     f"{display.number(best.val_loss)}, {outcome}")
+        if checking:
+            better = _scored_better(result, best, ctx.task.metric)
+            outcome = "kept" if better else "not better: the correction stands"
+        else:
+            better = Comparison.of([best, result]).best is result and \
+                Comparison.of([best, result]).ranking[0].tied_with == []
+            outcome = "kept" if better else "lower, but within both runs' noise: not kept" \
+                if lower else "not better"
+        score = f"validation loss {display.number(result.val_loss)} against " \
+                f"{display.number(best.val_loss)}"
+        if checking and ctx.task.metric is not None and result.val_metric is not None \
+                and best.val_metric is not None:
+            score = (f"{ctx.task.metric} {display.percent(result.val_metric)} against "
+                     f"{display.percent(best.val_metric)} ({score})")
+        steps.append(f"{why} ({decision.describe()}): {score}, {outcome}")
         if better:
             best, hyper = result, candidate
             ctx.study.record_trial("final", dataclasses.replace(
                 result, spec=result.spec.with_(label=f"final ({label})")))
     if not steps:
-        return Outcome(Decision(), "no time left for a full-length correction")
+        skipped = "" if check is None else (
+            f" (not even the check of the LR stage's horizon correction, max LR "
+            f"{check[0].max_lr:.3g}: the trainings before it cost more than planned)")
+        return Outcome(Decision(), f"no time left for a full-length correction{skipped}")
     changed = Decision(max_lr=hyper.max_lr if hyper.max_lr != ctx.hyper.max_lr else None,
                        weight_decay=hyper.weight_decay
                        if hyper.weight_decay != ctx.hyper.weight_decay else None)
