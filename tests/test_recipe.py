@@ -357,6 +357,20 @@ def test_a_horizon_corrected_lr_is_checked_at_full_length_first(tmp_path):
     assert result.summary["final"]["val_loss"] == pytest.approx(first.val_loss)
 
 
+def test_without_a_refine_stage_no_check_is_promised_nor_kept_in_reserve(tmp_path):
+    # the same MNIST-1D study as above, less the refine stage: the LR stage still corrects,
+    # but nothing would check it, so the momentum stage gets the time instead of skipping
+    stages = ["range_test", "lr", "momentum", "weight_decay", "final"]
+    result = tune("mnist1d", out=tmp_path / "out", budget_epochs=10, stages=stages)
+    reasons = {s["name"]: s["reason"] for s in result.summary["stages"]}
+    assert "corrected from" in reasons["lr"] and "check the correction" not in reasons["lr"]
+    assert not reasons["momentum"].startswith("kept")
+    with Study(tmp_path / "out", resume=True) as study:
+        assert lr_to_check(study) is None
+        lr = study.finished_stage("lr").outcome
+        assert lr.search.evidence["uncorrected"] > lr.decision.max_lr
+
+
 def test_a_budget_used_up_before_the_plan_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["tune", "digits", "--out", str(tmp_path / "out"),
                                  "--budget-minutes", "0.001", "--quiet"])
