@@ -7,7 +7,7 @@ compared with the LRs whose full-length runs (the grid's, mean of its seeds) sco
 what the task is judged by: accuracy where it reports one, else the validation loss. The
 bias is log10(short-run best / nearest full-length best) in decades: positive when short
 runs favour a higher LR than the full length rewards. The medians are taken apart for the
-two kinds of score, as the recipe corrects them apart. The recipe's correction is designed
+two kinds of score (the recipe applies one correction to both). The recipe's correction is designed
 on the dev half only (the default), and the test half is measured only to report it.
 
     python benchmarks/horizon_bias.py --split dev --write benchmarks/RESULTS.md
@@ -62,7 +62,7 @@ def full_length_best(grid: dict[str, Any]) -> tuple[list[float], dict[float, flo
     every LR's score as a loss-like number (lower is better: the error rate, or the loss).
     LRs within the seeds' noise of the best tie with it: the standard error of a mean over
     the seeds, the median over the LRs (fashion_bn_small's 87.225% against 87.20% is a
-    twentieth of it)."""
+    twelfth of it). One mean's error, not a difference's: a tie is a best within it."""
     field = "val_metric" if by_accuracy(grid) else "val_loss"
     seeds = {lr: [None if v is None else (1 - v if by_accuracy(grid) else v) for v in vs]
              for lr, vs in per_seed(grid, field).items()}

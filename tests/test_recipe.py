@@ -20,11 +20,13 @@ import torch
 from typer.testing import CliRunner
 
 from disciplined.cli import app
-from disciplined.decisions import Hyper
+from disciplined.decisions import Decision, Hyper
 from disciplined.errors import DisciplinedError
 from disciplined.recipe import (
     CHECK_WHY,
+    _clearly_better,
     _corrections,
+    _scored_better,
     horizon_bias,
     horizon_corrected,
     lr_candidates,
@@ -296,7 +298,8 @@ def test_the_closed_loop_asks_what_each_diagnosis_calls_for():
     # nor what rounds to it: 0.0316 x 10^0.5 is 0.0999, the 0.1 a check already trained
     low = Hyper(batch_size=64, max_lr=0.0316, weight_decay=1e-4)
     checked = [spec.with_(max_lr=0.0316), spec.with_(max_lr=0.1)]
-    assert all(d.max_lr is None for d, _ in _corrections(low, "underfitting", checked, "sgd"))
+    assert [d for d, _ in _corrections(low, "underfitting", checked, "sgd")] == \
+        [Decision(weight_decay=3.2e-05)]  # only the lighter weight decay is left
     # no weight decay yet: the optimizer's smallest non-zero value, not 0 x 3
     assert _corrections(Hyper(batch_size=8, max_lr=1e-3, weight_decay=0.0), "overfitting",
                         [], "adamw")[0][0].weight_decay == 1e-3
@@ -355,6 +358,23 @@ def test_a_horizon_corrected_lr_is_checked_at_full_length_first(tmp_path):
     assert first.val_loss < final.val_loss / 2 and first.val_metric > final.val_metric
     assert result.hyperparameters["max_lr"] == winner
     assert result.summary["final"]["val_loss"] == pytest.approx(first.val_loss)
+
+
+def test_refine_judges_a_classifier_by_its_accuracy_too(digits_study):
+    # two real runs of the digits study, one with a clearly lower validation loss; given the
+    # lower accuracy, it is not kept (a loss can prefer a lower LR than accuracy does)
+    out, _ = digits_study
+    with Study(out, resume=True) as study:
+        runs = sorted((r for r in study.trials() if r.state == "complete" and r.diagnosis
+                       and r.diagnosis.verdict != "diverged"), key=lambda r: r.val_loss)
+    good, poor = runs[0], runs[-1]
+    assert _clearly_better(good, poor, "accuracy") == (True, "kept")
+    fooled = dataclasses.replace(good, val_metric=poor.val_metric - 0.01)
+    assert _clearly_better(fooled, poor, None) == (True, "kept")
+    assert _clearly_better(fooled, poor, "accuracy") == \
+        (False, "lower, but its accuracy is lower too: not kept")
+    # the horizon check, a choice between equals, takes the better score, by accuracy first
+    assert _scored_better(poor, fooled, "accuracy") and not _scored_better(poor, fooled, None)
 
 
 def test_without_a_refine_stage_no_check_is_promised_nor_kept_in_reserve(tmp_path):

@@ -521,7 +521,7 @@ def lr_to_check(study: Study) -> float | None:
     """The max LR the LR stage's short runs chose, where the horizon correction replaced it
     and the budget kept a full-length run of it for the refine stage. The correction is the
     dev half's median, and the bias varies between tasks by as much as the correction
-    itself (make horizon-bias: 0 to 1.5 decades at 1/8 of the length); only a full-length
+    itself (make horizon-bias: 0 to 1 decade at 1/8 of the length); only a full-length
     run of that winner settles it for this task. Read from the journal, so a resumed study
     keeps the same reserve."""
     record = study.finished_stage("lr")
@@ -555,7 +555,7 @@ def _lr(ctx: Context) -> Outcome:
         length = search.evidence["fractions"][-1]
         chosen = outcome.decision.max_lr or 0.0
         corrected = max(horizon_corrected(chosen, length), min(search.evidence["values"]))
-        if corrected != chosen:
+        if not same_lr(corrected, chosen):
             decision = Decision(max_lr=corrected)
             tried = "" if corrected in search.evidence["values"] else \
                 " (between the candidates: not itself trained)"
@@ -563,12 +563,14 @@ def _lr(ctx: Context) -> Outcome:
             # is left (from the journal, so a resumed study decides the same)
             checked = "final" in ctx.later and "refine" in ctx.later and ctx.left() >= 2.0
             check = (f"; a full-length run of max LR {chosen:.3g} is kept in the budget to "
-                     "check the correction (the refine stage)") if checked else ""
+                     "check the correction (the refine stage)") if checked else \
+                ("; not checked at full length: the budget has no room for the final "
+                 "training and one more") if "refine" in ctx.later else ""
             reason = outcome.reason + (
                 f"; runs of {length:.0%} of the final length favour a max LR about "
                 f"{horizon_bias(length):.2g} decades above what the full length rewards "
-                f"(the median over the zoo's dev half by validation loss, make "
-                f"horizon-bias): corrected from {chosen:.3g} to {corrected:.3g}{tried}{check}")
+                f"(the zoo's dev half's median as first measured, make horizon-bias): "
+                f"corrected from {chosen:.3g} to {corrected:.3g}{tried}{check}")
             evidence = {**search.evidence, "uncorrected": chosen,
                         **({"check": chosen} if checked else {})}
             outcome = dataclasses.replace(outcome, decision=decision, reason=reason,
@@ -730,12 +732,29 @@ def _scored_better(result: TrialResult, best: TrialResult, metric: str | None) -
     return (result.val_loss or math.inf) < (best.val_loss or math.inf)
 
 
+def _clearly_better(result: TrialResult, best: TrialResult,
+                    metric: str | None) -> tuple[bool, str]:
+    """Whether a correction is kept, and what its line says: a validation loss lower beyond
+    both runs' noise, and, where the task has a metric, no lower a score by it (a loss can
+    prefer a lower LR than a classifier's accuracy does)."""
+    comparison = Comparison.of([best, result])
+    clearly = comparison.best is result and comparison.ranking[0].tied_with == []
+    worse_score = metric is not None and result.val_metric is not None and \
+        best.val_metric is not None and result.val_metric < best.val_metric
+    if clearly and not worse_score:
+        return True, "kept"
+    if clearly:
+        return False, f"lower, but its {metric} is lower too: not kept"
+    lower = (result.val_loss or math.inf) < (best.val_loss or math.inf)
+    return False, "lower, but within both runs' noise: not kept" if lower else "not better"
+
+
 def _refine(ctx: Context) -> Outcome:
     """The closed loop: while a full-length training still fits in the budget, train the
     correction the current final run's diagnosis asks for; keep it if its validation loss is
-    clearly lower (beyond both runs' noise). First, where the LR stage kept one for it, the
-    check of its horizon correction (kept if it scores better: `_scored_better`). Each
-    correction's evidence is journaled."""
+    clearly lower (beyond both runs' noise) and its score no lower (`_clearly_better`).
+    First, where the LR stage kept one for it, the check of its horizon correction (kept if
+    it scores better: `_scored_better`). Each correction's evidence is journaled."""
     # the final stage's own run (labelled "final"), not a refinement kept before a kill:
     # a resumed refine starts where the first one started and replays its journaled trials
     best = next((r for r in ctx.study.trials("final") if r.label == "final"), None)
@@ -743,11 +762,17 @@ def _refine(ctx: Context) -> Outcome:
         return Outcome(Decision(), "nothing to refine: the final training did not complete")
     hyper, tried, steps = ctx.hyper, [best.spec], list[str]()
     check = _horizon_check(ctx, best)
+    promised = lr_to_check(ctx.study)
+    if promised is not None and check is None:
+        steps.append(f"the check of the LR stage's horizon correction (max LR {promised:.3g}) "
+                     f"was not trained: the final training was "
+                     f"{best.diagnosis.verdict if best.diagnosis else 'unread'}, and a higher "
+                     f"LR is the wrong way then")
     while ctx.left() >= REFINE_MIN:
         verdict = best.diagnosis.verdict if best.diagnosis else "balanced"
         options = _corrections(hyper, verdict, tried, ctx.task.optimizer)
         checking = check is not None and len(tried) == 1
-        if check is not None and checking:  # first, and not again as "a higher LR"
+        if checking and check is not None:  # first; later, not again as "a higher LR"
             options = [check, *[o for o in options
                                 if not same_lr(hyper.apply(o[0]).max_lr, check[0].max_lr)]]
         if not options:
@@ -762,18 +787,14 @@ def _refine(ctx: Context) -> Outcome:
         if result.state != "complete":
             steps.append(f"{why} ({decision.describe()}) failed: {result.error}")
             continue
-        lower = (result.val_loss or math.inf) < (best.val_loss or math.inf)
         if checking:
             better = _scored_better(result, best, ctx.task.metric)
             outcome = "kept" if better else "not better: the correction stands"
         else:
-            better = Comparison.of([best, result]).best is result and \
-                Comparison.of([best, result]).ranking[0].tied_with == []
-            outcome = "kept" if better else "lower, but within both runs' noise: not kept" \
-                if lower else "not better"
+            better, outcome = _clearly_better(result, best, ctx.task.metric)
         score = f"validation loss {display.number(result.val_loss)} against " \
                 f"{display.number(best.val_loss)}"
-        if checking and ctx.task.metric is not None and result.val_metric is not None \
+        if ctx.task.metric is not None and result.val_metric is not None \
                 and best.val_metric is not None:
             score = (f"{ctx.task.metric} {display.percent(result.val_metric)} against "
                      f"{display.percent(best.val_metric)} ({score})")
