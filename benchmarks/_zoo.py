@@ -114,3 +114,23 @@ def each_task(args: argparse.Namespace, folder: Path,
         data = compute(name)
         path.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
         yield path, data
+
+
+def measure_half(description: str, folder: Path,
+                 compute: Callable[[str], dict[str, Any]]) -> argparse.Namespace:
+    """The command line of a benchmark measured per zoo task against its reference grid:
+    computes `folder/NAME.json` for the tasks asked for (without --tasks, the tasks of
+    --split that have a grid) and returns the arguments (--write among them)."""
+    parser = argparse.ArgumentParser(description=description)
+    task_arguments(parser)
+    parser.add_argument("--split", choices=("dev", "test"), default="dev",
+                        help="the zoo half to measure when --tasks is not given")
+    parser.add_argument("--write", type=Path, help="put the section into this RESULTS.md")
+    args = parser.parse_args()
+    reference = Path(__file__).with_name("zoo_reference")
+    if args.tasks == ",".join(zoo.names()):
+        args.tasks = ",".join(t.name for t in zoo.ZOO if t.split == args.split
+                              and (reference / f"{t.name}.json").exists())
+    for _path, data in each_task(args, folder, compute):
+        print(f"{data['task']}: done in {data['wall_seconds']} s", flush=True)
+    return args

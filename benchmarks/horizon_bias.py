@@ -15,7 +15,6 @@ on the dev half only (the default), and the test half is measured only to report
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import header, publish
-from _zoo import each_task, stamp, task_arguments
+from _zoo import measure_half, stamp
 
 from disciplined import zoo
 from disciplined.tasks import load_task
@@ -156,17 +155,7 @@ def table(split: str) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    task_arguments(parser)
-    parser.add_argument("--split", choices=("dev", "test"), default="dev",
-                        help="the zoo half to measure when --tasks is not given")
-    parser.add_argument("--write", type=Path, help="put the section into this RESULTS.md")
-    args = parser.parse_args()
-    if args.tasks == ",".join(zoo.names()):
-        args.tasks = ",".join(t.name for t in zoo.ZOO if t.split == args.split
-                              and (REFERENCE / f"{t.name}.json").exists())
-    for _path, data in each_task(args, FOLDER, measure):
-        print(f"{data['task']}: done in {data['wall_seconds']} s", flush=True)
+    args = measure_half(__doc__.splitlines()[0], FOLDER, measure)
     lines = header("Short-horizon bias of the max LR on the zoo (horizon-bias)",
                    "make horizon-bias")
     lines += ["", "Each grid LR (weight decay 0, seed 0) trained for 1/8, 1/4 and 1/2 of the "

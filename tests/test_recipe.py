@@ -248,6 +248,18 @@ def test_a_classification_task_file_runs_through_tune(tmp_path, digits_task_file
     assert '"seed": 3' in (tmp_path / "out" / "train.py").read_text()
 
 
+def test_an_adamw_task_starts_from_adamws_own_weight_decay(tmp_path, digits_task_file):
+    # decoupled decay is multiplied by the LR: SGD's 5e-4 would be next to nothing there
+    task = tmp_path / "adamw_digits.py"
+    task.write_text(digits_task_file.read_text() + 'optimizer = "adamw"\n')
+    result = tune(str(task), out=tmp_path / "out", budget_epochs=2,
+                  stages=["range_test", "final"])
+    assert result.summary["hyperparameters"]["weight_decay"] == 1e-2
+    with Study(tmp_path / "out", resume=True) as study:
+        final = study.trials("final")
+    assert [t.spec.weight_decay for t in final] == [1e-2]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -282,6 +294,17 @@ def test_a_small_budget_runs_the_candidates_nearest_the_prior():
     assert nearest([0.0, 1e-5, 1e-4, 1e-3], 0.0, 2) == [0.0, 1e-5]  # 0 is no log-scale point
     assert nearest([(0.9, 0.85), (0.95, 0.85), (0.99, 0.85)], (0.95, 0.85), 1) == \
         [(0.95, 0.85)]
+
+
+def test_tied_candidates_keep_the_start_value_or_the_nearest_tied_one():
+    # how the momentum and weight-decay stages settle a tie (recipe.TIED_WHY)
+    assert nearest([(0.9, 0.85), (0.97, 0.85), (0.99, 0.85)], (0.95, 0.85), 1) == \
+        [(0.97, 0.85)]
+    assert nearest([1e-4, 1e-3, 1e-2], 5e-4, 1) == [1e-3]  # half a decade: 1e-3 is nearer
+    assert nearest([0.0, 1e-2, 1e-1], 1e-2, 1) == [1e-2]
+    # no weight decay lies infinitely far below any positive one on a log scale
+    assert nearest([0.0, 1.0], 1e-2, 1) == [1.0]
+    assert nearest([0.0, 1e-5], 1e-3, 1) == [1e-5]
 
 
 def test_the_closed_loop_asks_what_each_diagnosis_calls_for():

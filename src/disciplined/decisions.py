@@ -65,7 +65,8 @@ class Decision:
 class Hyper:
     """Every hyper-parameter of the final 1cycle training, as decided so far.
 
-    Starts from the paper's defaults and the task's batch size; `max_lr` is None until a
+    Starts from the paper's defaults and the task's batch size (`tune` starts an AdamW task
+    from AdamW's own weight decay, defaults.START_WEIGHT_DECAY); `max_lr` is None until a
     range test finds it, `epochs` until the budget is planned. `min_lr` is max_lr / 10."""
 
     batch_size: int

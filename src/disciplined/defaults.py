@@ -13,6 +13,11 @@ MOMENTUM = (MAX_MOMENTUM, BASE_MOMENTUM)
 # Weight decay before it is searched: the value of the paper's Cifar-10 and LeNet examples
 # (Section 4.4), used by the first range test and the momentum runs.
 WEIGHT_DECAY = 5e-4
+# AdamW's decay is decoupled: multiplied by the LR, not added to the gradient, so SGD's 5e-4
+# is next to nothing there. `tune` starts an AdamW task from AdamW's own default (torch's,
+# and Loshchilov & Hutter's), 1e-2.
+ADAMW_WEIGHT_DECAY = 1e-2
+START_WEIGHT_DECAY = {"sgd": WEIGHT_DECAY, "adamw": ADAMW_WEIGHT_DECAY}
 # 1cycle starts one order of magnitude below its peak: min_lr = max_lr / 10 (Section 4.1).
 ONE_CYCLE_DIV = 10.0
 # Cyclical LRs take max_lr / 4 as their lower bound (Smith 2017, Section 3.3).
