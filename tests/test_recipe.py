@@ -32,6 +32,7 @@ from disciplined.recipe import (
     lr_candidates,
     lr_to_check,
     nearest,
+    shares,
     tune,
 )
 from disciplined.report import build_report
@@ -297,7 +298,7 @@ def test_a_small_budget_runs_the_candidates_nearest_the_prior():
 
 
 def test_tied_candidates_keep_the_start_value_or_the_nearest_tied_one():
-    # how the momentum and weight-decay stages settle a tie (recipe.TIED_WHY)
+    # how the momentum and weight-decay stages settle a tie (recipe._tied_to_start)
     assert nearest([(0.9, 0.85), (0.97, 0.85), (0.99, 0.85)], (0.95, 0.85), 1) == \
         [(0.97, 0.85)]
     assert nearest([1e-4, 1e-3, 1e-2], 5e-4, 1) == [1e-3]  # half a decade: 1e-3 is nearer
@@ -349,6 +350,35 @@ def test_a_sweep_that_cannot_tell_escalates_and_short_runs_decide(tmp_path, noth
         final_steps = study.trials("final")[0].steps
         assert final_steps < 60
         assert all(t.steps <= final_steps for t in study.trials() if t.state == "complete")
+
+
+def test_tied_momenta_and_weight_decays_keep_where_their_stages_started(tmp_path,
+                                                                       nothing_task_file):
+    # nothing to learn: every candidate ties, so each stage's tie rule decides
+    result = tune(str(nothing_task_file), out=tmp_path / "out", budget_epochs=10,
+                  stages=["range_test", "momentum", "weight_decay"])
+    stages = {s["name"]: s for s in result.summary["stages"]}
+    assert "still tied within noise" in stages["weight_decay"]["reason"]
+    assert "nearest weight decay 0.0005, where the stage started" in \
+        stages["weight_decay"]["reason"]
+    # 5e-4 is no candidate: 1e-3 is the nearer one on a log scale (not the largest, 1e-2)
+    assert result.summary["hyperparameters"]["weight_decay"] == 1e-3
+    assert "nearest momentum 0.95->0.85" in stages["momentum"]["reason"]
+    assert result.summary["hyperparameters"]["momentum"] == [0.95, 0.85]
+
+
+def test_a_stage_that_cannot_be_read_leaves_its_share_to_the_others():
+    every = ["lr", "momentum", "weight_decay"]
+    assert shares(every, 6.0, lambda st, part: True) == \
+        {"lr": 3.0, "momentum": 1.0, "weight_decay": 2.0}  # by STAGE_WEIGHTS
+    # weight decay needs 2.5 trainings to run long enough: the LR and momentum share it all
+    assert shares(every, 6.0, lambda st, part: st != "weight_decay" or part >= 2.5) == \
+        {"lr": 4.5, "momentum": 1.5, "weight_decay": 0.0}
+    # neither can be read: the LR stage takes it all
+    assert shares(every, 6.0, lambda st, part: st == "lr" or part >= 2.5) == \
+        {"lr": 6.0, "momentum": 0.0, "weight_decay": 0.0}
+    # the stage asking always gets its part (it says itself why it keeps its value)
+    assert shares(["weight_decay"], 1.0, lambda st, part: False) == {"weight_decay": 1.0}
 
 
 def test_short_runs_lr_is_corrected_by_the_measured_horizon_bias():

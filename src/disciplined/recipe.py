@@ -33,7 +33,7 @@ from .defaults import BASE_MOMENTUM, NUM_STEPS, START_WEIGHT_DECAY
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
 from .executors import Executor
-from .halving import AllFailedError, plan_rungs, successive_halving
+from .halving import AllFailedError, RungPlan, plan_rungs, successive_halving
 from .plot import plot_range_test
 from .range_test import RangeTestResult, task_range_test
 from .report import write_report, write_train_script
@@ -72,6 +72,12 @@ MIN_SHORT_RUNS = 12
 # How the tuning budget is shared among the search stages (the LR matters most: Smith 2018,
 # Section 4.1; and it is where the range test alone is least trustworthy).
 STAGE_WEIGHTS = {"batch_size": 1.0, "lr": 3.0, "momentum": 1.0, "weight_decay": 2.0}
+# The shortest runs, as a fraction of the final length, at which reading a stage's short
+# runs came as close to the full length's best as keeping the value the stage starts from,
+# on the zoo's dev half (make stage-bias: momentum 0 points of regret at 1/4 against 0.08
+# kept, 0.43 at 1/8; weight decay 0.92 at 1/2 against 1.33 kept, 1.51 at 1/8 and 1/4). A
+# stage that cannot afford them keeps its value, and the stages before it get its share.
+READABLE_FROM = {"momentum": 0.25, "weight_decay": 0.5}
 # The LR candidates: half a decade apart, from half a decade above the range test's anchor
 # (where its loss is lowest, or where a flat curve starts to rise) to 3.5 decades below it.
 LR_STEPS = range(1, -8, -1)
@@ -348,11 +354,29 @@ class Context:
         return keep
 
     def share(self, stage: StageName) -> float:
-        """This search stage's share, in final trainings: the budget left after the reserve,
-        shared among it and the search stages after it by STAGE_WEIGHTS."""
+        """This search stage's share, in final trainings, of the budget left after the
+        reserve (`shares`): a later momentum or weight-decay stage whose part could not buy
+        runs long enough to be read (READABLE_FROM) will keep its value, and leaves it."""
+        def readable(st: StageName, part: float) -> bool:
+            return st not in READABLE_FROM or self.affordable(
+                self.candidates(st), part, READABLE_FROM[st]) is not None
         searches = [st for st in (stage, *self.later) if st in STAGE_WEIGHTS]
-        weight = STAGE_WEIGHTS[stage] / sum(STAGE_WEIGHTS[st] for st in searches)
-        return max(0.0, (self.left() - self.reserve()) * weight)
+        return shares(searches, max(0.0, self.left() - self.reserve()), readable)[stage]
+
+    def candidates(self, stage: StageName) -> int:
+        """How many values a momentum or weight-decay stage would run."""
+        return len(MOMENTA) if stage == "momentum" else len(WEIGHT_DECAYS[self.task.optimizer])
+
+    def affordable(self, n: int, share: float, readable: float) -> tuple[int, RungPlan] | None:
+        """The most of `n` candidates (at least two) whose growing short runs fit `share`
+        final trainings with a last rung of at least `readable` of the final length, and
+        their plan; None when no number of them does."""
+        plan, overhead = self.planned(), self.run_overhead()
+        for fit in range(n, 1, -1):  # fewer candidates, longer runs
+            rungs = plan_rungs(fit, share, plan.shortest, overhead=overhead)
+            if rungs is not None and float(rungs.fractions[-1]) >= min(readable, 1.0) - 1e-9:
+                return fit, rungs
+        return None
 
     def weights_file(self, stage: str, label: str) -> str:
         """Where a full-length candidate's weights go, so it can become the final model."""
@@ -360,6 +384,21 @@ class Context:
         folder.mkdir(exist_ok=True)
         safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in label)
         return str(folder / f"{stage}-{safe}.pt")
+
+
+def shares(stages: Sequence[StageName], pool: float,
+           readable: Callable[[StageName, float], bool]) -> dict[StageName, float]:
+    """`pool` final trainings shared by STAGE_WEIGHTS among `stages` (the first is the one
+    asking; it always gets a part). A later stage whose part `readable` rejects gets none,
+    and the others share its part; a stage once left out stays out, so this ends."""
+    kept = list(stages)
+    while True:
+        total = sum(STAGE_WEIGHTS[st] for st in kept)
+        parts = {st: pool * STAGE_WEIGHTS[st] / total for st in kept}
+        fits = [st for st in kept if st == kept[0] or readable(st, parts[st])]
+        if fits == kept:
+            return {st: parts.get(st, 0.0) for st in stages}
+        kept = fits
 
 
 # --- the stages --------------------------------------------------------------------------------
@@ -424,25 +463,31 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     (the prior: the paper's default, the range test's reading) are run."""
     h, s, plan = ctx.hyper, ctx.settings, ctx.planned()
     share = ctx.share(stage)
-    keys = list(values)
     current = getattr(h, field)
-    overhead = ctx.run_overhead()
-    rungs = plan_rungs(len(keys), share, plan.shortest, overhead=overhead)
-    notes: list[str] = []
-    fit = len(keys)
-    while rungs is None and fit > 2:  # fewer candidates, the ones the prior favours
-        fit -= 1
-        rungs = plan_rungs(fit, share, plan.shortest, overhead=overhead)
-        keys = nearest(list(values), likely, fit)
-    if rungs is None:
+    readable = READABLE_FROM.get(stage, 0.0)
+    affordable = ctx.affordable(len(values), share, readable)
+    if affordable is None:
         held = " (after keeping a full-length run of the LR stage's short-run winner for " \
             "the refine stage to check)" if ctx.reserve() > 1 else ""
+        longest = ctx.affordable(2, share, 0.0)  # two candidates run the longest
+        if longest is None:
+            room = "less than two short runs"
+        else:
+            room = (f"room for runs of {float(longest[1].fractions[-1]):.0%} of the final length at "
+                    f"most; on the zoo's dev half, runs shorter than {readable:.0%} of it "
+                    f"read {stage.replace('_', ' ')} no better than keeping the value the "
+                    "stage starts from (make stage-bias)")
         reason = (f"kept {describe(current)}: the budget left {share:.2g} final trainings' "
-                  f"time for this stage{held}, less than two short runs")
+                  f"time for this stage{held}, {room}")
         return Outcome(Decision(), reason)
+    fit, rungs = affordable
+    keys = list(values) if fit == len(values) else nearest(list(values), likely, fit)
+    notes: list[str] = []
     if len(keys) < len(values):
-        notes.append(f"the budget allowed {len(keys)} of the {len(values)} candidates: those "
-                     f"nearest {describe(likely)}")
+        longer = f" at runs of {readable:.0%} of the final length or longer (shorter ones " \
+            "misread this stage on the zoo's dev half)" if readable else ""
+        notes.append(f"the budget allowed {len(keys)} of the {len(values)} candidates"
+                     f"{longer}: those nearest {describe(likely)}")
 
     def spec_for(value: Any, fraction: float) -> TrialSpec:
         full = fraction >= 1
@@ -588,29 +633,35 @@ def _lr(ctx: Context) -> Outcome:
     return outcome
 
 
-# Candidates still tied after runs shorter than the final length keep the value the stage
-# started from, or the tied one nearest it. On the zoo's dev half (make stage-bias) that
-# reading was the closest to the full length's best of those tried, for momentum (0 points at
-# runs of 1/4 and 1/2 of the length; the lowest momentum: 0.35) and for weight decay (0.9-1.5
-# against 1.6-1.8 for the largest, which Smith's "short runs undervalue regularization" asks
-# for, and 2.6-4.4 for the smallest).
-TIED_WHY = "the one nearest the value the stage started from (short runs could not tell)"
+# Candidates still tied after runs shorter than the final length: the value the stage started
+# from, or the tied one nearest it. On the zoo's dev half (make stage-bias) this was as good
+# a reading of momentum as the rule before it (0.95 if tied, else the lowest) and, for weight
+# decay, better than the largest tied value (Smith's "short runs undervalue regularization")
+# at runs of 1/8-1/2 of the length, and than the smallest; one task each way decides that.
+
+
+def _tied_to_start(describe: Callable[[Any], str], start: Any) -> tuple[Callable[..., Any], str]:
+    """`prefer` and its sentence for a stage whose ties keep `start` or the value nearest it."""
+    return (lambda tied: nearest(tied, start, 1)[0],
+            f"the one nearest {describe(start)}, where the stage started")
 
 
 def _momentum(ctx: Context) -> Outcome:
+    def describe(v: Any) -> str:
+        return f"momentum {v[0]:g}->{v[1]:g}"
+    prefer, why = _tied_to_start(describe, ctx.hyper.momentum)
     return _halving_stage(
-        ctx, "momentum", [(m, BASE_MOMENTUM) for m in sorted(MOMENTA)], "momentum",
-        lambda v: f"momentum {v[0]:g}->{v[1]:g}",
-        prefer=lambda tied: nearest(tied, ctx.hyper.momentum, 1)[0], why_prefer=TIED_WHY,
-        likely=ctx.hyper.momentum)
+        ctx, "momentum", [(m, BASE_MOMENTUM) for m in sorted(MOMENTA)], "momentum", describe,
+        prefer=prefer, why_prefer=why, likely=ctx.hyper.momentum)
 
 
 def _weight_decay(ctx: Context) -> Outcome:
+    def describe(v: Any) -> str:
+        return f"weight decay {v:g}"
+    prefer, why = _tied_to_start(describe, ctx.hyper.weight_decay)
     return _halving_stage(
-        ctx, "weight_decay", WEIGHT_DECAYS[ctx.task.optimizer], "weight_decay",
-        lambda v: f"weight decay {v:g}",
-        prefer=lambda tied: nearest(tied, ctx.hyper.weight_decay, 1)[0], why_prefer=TIED_WHY,
-        likely=ctx.hyper.weight_decay)
+        ctx, "weight_decay", WEIGHT_DECAYS[ctx.task.optimizer], "weight_decay", describe,
+        prefer=prefer, why_prefer=why, likely=ctx.hyper.weight_decay)
 
 
 def _confirm(ctx: Context) -> Outcome:
