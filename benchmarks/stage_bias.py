@@ -37,7 +37,7 @@ from _zoo import Run, measure_half, stamp, train_once
 from disciplined import zoo
 from disciplined.compare import Comparison
 from disciplined.defaults import BASE_MOMENTUM, MOMENTUM, START_WEIGHT_DECAY
-from disciplined.recipe import WEIGHT_DECAYS
+from disciplined.recipe import WEIGHT_DECAYS, nearest
 from disciplined.searches import MOMENTA
 from disciplined.tasks import load_task
 from disciplined.trials import EVAL_SAMPLES, Budget, TrialSpec, train
@@ -120,8 +120,10 @@ def measure(name: str) -> dict[str, Any]:
 # --- reading the files -----------------------------------------------------------------
 
 def candidates(data: dict[str, Any], stage: str) -> list[Any]:
-    """The stage's candidates in ascending order (momentum by its maximum)."""
-    if stage == "weight_decay":  # those tune's stage tries (a grid widened past them has more)
+    """The stage's candidates in ascending order (momentum by its maximum). Weight decays:
+    the grid's that tune's stage also tries (a subset of tune's: the grids have no 1e-5 for
+    SGD nor 1e-3 for AdamW; a grid widened past tune's values has more, left out here)."""
+    if stage == "weight_decay":
         return sorted({r["weight_decay"] for r in data["short"] if r["stage"] == stage}
                       & set(WEIGHT_DECAYS[data["optimizer"]]))
     return sorted({tuple(r["momentum"]) for r in data["short"] if r["stage"] == stage})
@@ -153,8 +155,9 @@ def full_scores(data: dict[str, Any], stage: str) -> tuple[dict[Any, float | Non
         seeds.setdefault(_key(run, stage), []).append(_error(run, accuracy))
     scores = {k: None if None in vs else statistics.mean(vs)  # type: ignore[type-var]
               for k, vs in seeds.items() if k in candidates(data, stage)}
-    errors = [statistics.stdev(vs) / math.sqrt(len(vs)) for vs in seeds.values()  # type: ignore
-              if len(vs) > 1 and None not in vs]
+    errors = [statistics.stdev(vs) / math.sqrt(len(vs))  # type: ignore[arg-type]
+              for k, vs in seeds.items()
+              if k in candidates(data, stage) and len(vs) > 1 and None not in vs]
     return scores, statistics.median(errors) if errors else 0.0
 
 
@@ -176,17 +179,13 @@ Rule = Callable[[list[Any], list[Any], Any], Any]
 RULES: dict[str, Rule] = {
     "tied: the largest": lambda lead, values, default: max(lead),
     "tied: the smallest": lambda lead, values, default: min(lead),
-    "tied: nearest the default": lambda lead, values, default: min(
-        lead, key=lambda v: (abs(values.index(v) - _place(values, default)), v)),
-    "tied: the default (nearest candidate)": lambda lead, values, default: (
+    # tune's rule (recipe._tied_to_start), with tune's own `nearest`
+    "tied: the tied one nearest the start (tune)": lambda lead, values, default: nearest(
+        lead, default, 1)[0],
+    "tied: the start (nearest candidate), tied or not": lambda lead, values, default: (
         lead[0] if len(lead) == 1 else _nearest(values, default)),
     "keep the default (no stage)": lambda lead, values, default: _nearest(values, default),
 }
-
-
-def _place(values: list[Any], default: Any) -> float:
-    """Where `default` sits among `values` (an index; between two, the nearer one's)."""
-    return float(values.index(_nearest(values, default)))
 
 
 def _nearest(values: list[Any], default: Any) -> Any:
@@ -272,8 +271,11 @@ def main() -> None:
                    "(stage-bias)", "make stage-bias")
     lines += ["", "\n\n".join(__doc__.split("\n\n")[1:4]), "",
               "Caveats: one seed of short runs; the mean mixes accuracy points with percents "
-              "of a loss, so one regression can carry it; SGD's starting weight decay 5e-4 "
-              "is no candidate and is read as its nearer one on a log scale, 1e-3; where a "
+              "of a loss, so one regression can carry it; a pick that diverged at full "
+              "length would be left out of its mean (the count in brackets says how many "
+              "were read); the grids hold a subset of tune's weight decays (no 1e-5 for "
+              "SGD, no 1e-3 for AdamW); SGD's starting weight decay 5e-4 is no candidate "
+              "and is read as its nearer one on a log scale, 1e-3; where a "
               "grid was widened past tune's weight decays, those values are left out and "
               "the leaders are the first-ranked of the rest.", ""]
     for split in ("dev", "test"):

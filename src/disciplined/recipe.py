@@ -75,7 +75,7 @@ STAGE_WEIGHTS = {"batch_size": 1.0, "lr": 3.0, "momentum": 1.0, "weight_decay": 
 # The shortest runs, as a fraction of the final length, at which reading a stage's short
 # runs came as close to the full length's best as keeping the value the stage starts from,
 # on the zoo's dev half (make stage-bias: momentum 0 points of regret at 1/4 against 0.08
-# kept, 0.43 at 1/8; weight decay 0.92 at 1/2 against 1.33 kept, 1.51 at 1/8 and 1/4). A
+# kept, 0.43 at 1/8; weight decay 0.95 at 1/2 against 1.37 kept, 1.55 at 1/8 and 1/4). A
 # stage that cannot afford them keeps its value, and the stages before it get its share.
 READABLE_FROM = {"momentum": 0.25, "weight_decay": 0.5}
 # The LR candidates: half a decade apart, from half a decade above the range test's anchor
