@@ -1,14 +1,15 @@
 """Does `tune`'s reading of short runs pick what a full-length grid picks?
 
 For each task: run `tune` with its defaults (the final training's length is the task's own),
-then, for its momentum and weight-decay stages, train every candidate the stage ranked to the
-final training's full length, at the hyper-parameters the stage itself trained with (the
-max LR, batch size and the other values decided before it). A stage that kept the value it
-started from (its budget could not buy runs long enough to be read) is measured too: its
-candidates and the kept value are trained at the final training's hyper-parameters, and the
-kept value is its choice. The stage's choice agrees when
-its full-length accuracy is within 0.3 points of the best candidate's. Compute is counted in
-optimizer steps and seconds: the stage's growing short runs against the full-length grid.
+then, for its momentum and weight-decay stages, train every candidate the stage could choose
+(all of them, though a tight budget runs fewer) to the final training's full length, at the
+hyper-parameters the stage itself trained with (the max LR, batch size and the other values
+decided before it). A stage that kept the value it started from (its budget could not buy
+runs long enough to be read) is measured too: its candidates and the kept value are trained
+at the final training's hyper-parameters, and the kept value is its choice. The stage's
+choice agrees when its full-length accuracy is within 0.3 points of the best candidate's.
+Compute is counted in optimizer steps and seconds: the stage's growing short runs against
+the full-length grid.
 
     make bench-early-reading
 """
@@ -72,8 +73,9 @@ def run(task: str, seed: int) -> list[str]:
             rows.append(f"| {task} | {stage} | - | no stage | not measured | - | - |")
             continue
         search = record.outcome.search
-        if search is not None and trials:  # the stage ranked runs: its candidates, its values
-            values = [_value(field, v) for v in search.evidence["values"]]
+        # every value the stage could choose (it may have run fewer), and the one it chose
+        values = _candidates(field, optimizer)
+        if search is not None and trials:  # the stage ranked runs, at its own values
             decided = getattr(search.decision, field)
             if decided is None:  # a stage that ranked runs always decides its field
                 raise RuntimeError(f"{task}: stage {stage} ranked runs but decided nothing")
@@ -83,10 +85,9 @@ def run(task: str, seed: int) -> list[str]:
                 " of the final"
         else:  # it kept the value it started from: is that what the grid rewards?
             chosen = MOMENTUM if field == "momentum" else START_WEIGHT_DECAY[optimizer]
-            values = _candidates(field, optimizer)
-            values += [] if chosen in values else [chosen]
             base = final.spec.with_(**{field: chosen})
             how = "kept, not searched: " + record.outcome.reason.split(": ", 1)[-1][:80] + "..."
+        values += [] if chosen in values else [chosen]
         grid = {}
         grid_steps, grid_seconds = 0, 0.0
         for v in values:
@@ -124,7 +125,8 @@ def main() -> None:
                 "make bench-early-reading"),
         f"- method: `tune(task, seed={args.seed})` with its default stages and budget (the "
         "final training at the task's length: mnist1d 30 epochs, fashion-mnist 4); for its "
-        "momentum and weight-decay stages, every candidate the stage ranked is trained to the "
+        "momentum and weight-decay stages, every candidate the stage could choose (all of "
+        "them, where a tight budget ran fewer) is trained to the "
         "final's full length at the values the stage trained with (its max LR, batch size, "
         "and the other values decided before it), one seed; a stage that kept its start "
         "value (no runs long enough to be read fitted its budget) is measured the same way, "
