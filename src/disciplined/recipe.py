@@ -473,8 +473,9 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         if longest is None:
             room = "less than two short runs"
         else:
-            room = (f"room for runs of {float(longest[1].fractions[-1]):.0%} of the final length at "
-                    f"most; on the zoo's dev half, runs shorter than {readable:.0%} of it "
+            most = float(longest[1].fractions[-1])
+            room = (f"room for runs of {most:.0%} of the final length at most; on the "
+                    f"zoo's dev half, runs shorter than {readable:.0%} of it "
                     f"read {stage.replace('_', ' ')} no better than keeping the value the "
                     "stage starts from (make stage-bias)")
         reason = (f"kept {describe(current)}: the budget left {share:.2g} final trainings' "
