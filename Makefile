@@ -13,7 +13,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 FRAMEWORKS := lightning==2.6.6 transformers==5.23.0 accelerate==1.15.0
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint bench-gpu typecheck layers horizon-bias stage-bias bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-integrations bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
+.PHONY: test demo lint bench-gpu typecheck layers horizon-bias stage-bias lr-prior bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-integrations bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -120,6 +120,9 @@ horizon-bias: $(STAMP) $(FASHION)
 
 stage-bias: $(STAMP) $(FASHION)
 	$(PY) benchmarks/stage_bias.py --write benchmarks/RESULTS.md $(ZOO_ARGS)
+
+lr-prior: $(STAMP) $(FASHION)
+	$(PY) benchmarks/lr_prior.py --write benchmarks/RESULTS.md $(ZOO_ARGS)
 
 # Scores tune, Optuna, the range-test rules and LR-free optimizers against the stored grids
 # (benchmarks/decisions/*.json kept per task: --force in BENCH_ARGS remeasures).

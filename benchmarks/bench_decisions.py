@@ -110,7 +110,8 @@ def run_tune(name: str, seconds: float, retrain: Retrainer) -> dict[str, Any]:
                                    "val_metric": finite(final["val_metric"])},
                         stages={s["name"]: round(s["wall_seconds"], 2)
                                 for s in result.summary["stages"]},
-                        tune_wall=round(result.summary["wall_seconds_total"], 2))
+                        tune_wall=round(result.summary["wall_seconds_total"], 2),
+                        reasons={s["name"]: s["reason"] for s in result.summary["stages"]})
 
 
 def run_optuna(name: str, seconds: float, retrain: Retrainer, task: Task) -> dict[str, Any]:

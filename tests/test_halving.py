@@ -102,6 +102,25 @@ def test_a_tie_with_no_room_to_grow_keeps_the_range_covered_and_is_said():
     assert "still tied" in found.length_note
 
 
+def test_a_tie_no_length_broke_is_settled_by_its_own_rule_and_said():
+    fake = Fake(lambda lr, f: 1.0, noise=0.1)
+    plan = plan_rungs(5, budget=2.0, shortest=0.05)
+    found = successive_halving(LRS, spec_for, plan, prefer=min, room=lambda: 0.0,
+                               prefer_untold=lambda tied: tied[len(tied) // 2], executor=fake)
+    assert found.tied and not found.told_apart and found.winner == 1e-2
+    assert "no length told any apart" in found.length_note
+
+
+def test_a_tie_among_leaders_after_a_length_told_others_apart_uses_prefer():
+    # 1e-4 and 1.0 are clearly worse at every length; the middle three stay tied
+    fake = Fake(lambda lr, f: 1.0 if 1e-3 <= lr <= 1e-1 else 5.0, noise=0.1)
+    plan = plan_rungs(5, budget=1.2, shortest=0.05)
+    assert len(plan.fractions) > 1 and plan.fractions[-1] < 1
+    found = successive_halving(LRS, spec_for, plan, prefer=min, room=lambda: 100.0,
+                               prefer_untold=max, executor=fake)
+    assert found.tied and found.told_apart and found.winner == 1e-3
+
+
 def test_a_tie_too_large_for_the_room_keeps_a_spread():
     fake = Fake(lambda lr, f: 1.0, noise=0.1)
     plan = plan_rungs(5, budget=1.0, shortest=0.1)

@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 
 from disciplined.cli import app
 from disciplined.decisions import Decision, Hyper
+from disciplined.diagnose import Diagnosis
 from disciplined.errors import DisciplinedError
+from disciplined.executors import LocalExecutor
 from disciplined.recipe import (
     CHECK_WHY,
     _clearly_better,
@@ -365,6 +367,39 @@ def test_tied_momenta_and_weight_decays_keep_where_their_stages_started(tmp_path
     assert result.summary["hyperparameters"]["weight_decay"] == 1e-3
     assert "nearest momentum 0.95->0.85" in stages["momentum"]["reason"]
     assert result.summary["hyperparameters"]["momentum"] == [0.95, 0.85]
+
+
+class Untellable:
+    """Trains each trial for real, then reports every one as the same loss within a wide
+    noise: no run length can tell any candidate apart."""
+
+    def __init__(self):
+        self.local = LocalExecutor()
+
+    def map(self, specs, *, on_result=None):
+        results = [dataclasses.replace(r, val_loss=1.0, diagnosis=Diagnosis(
+            "underfitting", "", {"noise": 1.0})) for r in self.local.map(specs)]
+        for r in results:
+            if on_result is not None:
+                on_result(r)
+        return results
+
+
+def test_lrs_no_run_length_tells_apart_keep_the_range_tests_reading(tmp_path, digits_task_file):
+    # the runs say nothing about the order, so the range test's reading stands (the rule
+    # for a tie among leaders that runs did tell from the rest, the lowest LR, would take
+    # the candidate 3.5 decades below the anchor)
+    result = tune(str(digits_task_file), out=tmp_path / "out", budget_epochs=10,
+                  stages=["range_test", "lr"], executor=Untellable())
+    stages = {s["name"]: s for s in result.summary["stages"]}
+    provisional = stages["range_test"]["decision"]["max_lr"]
+    reason = stages["lr"]["reason"]
+    assert "no length told any apart" in reason
+    assert f"nearest the range test's max LR {provisional:.3g}" in reason
+    with Study(tmp_path / "out", resume=True) as study:
+        tried = study.finished_stage("lr").outcome.search.evidence["values"]
+    assert len(tried) > 2 and min(tried) < provisional / 10
+    assert result.summary["hyperparameters"]["max_lr"] == nearest(tried, provisional, 1)[0]
 
 
 def test_a_stage_that_cannot_be_read_leaves_its_share_to_the_others():

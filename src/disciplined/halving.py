@@ -4,9 +4,9 @@ Every candidate trains a short 1cycle; the better half (and every candidate tied
 best, while the budget allows) trains again twice as long, until the runs reach the stage's
 longest affordable length (the final training's own length when the budget allows it: then
 the short-horizon bias is gone, and the winner's run can be the final training itself).
-Candidates tied within noise at the last length are decided by `prefer`, which names the
-candidate short runs undervalue (a lower LR, more weight decay: Smith 2018, Section 4 and
-our measurements on the zoo's dev half), and the result says so.
+Candidates tied within noise at the last length are decided by `prefer`, and the result
+says so; a tie that no rung ever broke (the runs said nothing about the order) can be
+decided by its own rule, `prefer_untold`.
 """
 
 from __future__ import annotations
@@ -124,12 +124,14 @@ class Rung:
 @dataclasses.dataclass(frozen=True)
 class Halving:
     """What the growing short runs found: the winning candidate's key, each rung, whether
-    the winner was still tied at the last length, and a sentence on how long runs had to be."""
+    the winner was still tied at the last length, and a sentence on how long runs had to be.
+    `told_apart` is False when every rung tied all the candidates it ran."""
 
     winner: Any
     rungs: list[Rung]
     tied: bool
     length_note: str
+    told_apart: bool = True
 
     @property
     def last(self) -> Rung:
@@ -146,6 +148,7 @@ def successive_halving(
     plan: RungPlan,
     *,
     prefer: Callable[[Sequence[Any]], Any],
+    prefer_untold: Callable[[Sequence[Any]], Any] | None = None,
     room: Callable[[], float] | None = None,
     executor: Executor | None = None,
 ) -> Halving:
@@ -153,8 +156,9 @@ def successive_halving(
     through the rungs of `plan`. `spec_for(key, fraction)` builds a candidate's trial at a
     fraction of the final length; `prefer(tied_keys)` picks among candidates still tied
     within noise after a rung shorter than the final length (at full length the lowest loss
-    wins); `room()` is what is left of the stage's budget, in final trainings (None: the
-    plan, no more). Before each rung the rest of the plan must fit in `room()`, else the
+    wins), and `prefer_untold` (default `prefer`) when no rung told any candidates apart;
+    `room()` is what is left of the stage's budget, in final trainings (None: the plan, no
+    more). Before each rung the rest of the plan must fit in `room()`, else the
     decision is taken on the runs so far; a tie larger than the planned half goes on whole
     when it fits, else a spread of it does (so longer runs still cover the range)."""
     run = executor or LocalExecutor()
@@ -194,7 +198,9 @@ def successive_halving(
     last = rungs[-1].fraction
     leaders = [by_label[x.label] for x in ranked if x.rank == ranked[0].rank]
     tied = len(leaders) > 1 and last < 1
-    winner = prefer(leaders) if tied else by_label[ranked[0].label]
+    told_apart = any(_separates(rung.comparison) for rung in rungs)
+    chooser = prefer if told_apart or prefer_untold is None else prefer_untold
+    winner = chooser(leaders) if tied else by_label[ranked[0].label]
     if not tied:
         shortest = next((i for i, rung in enumerate(rungs) if _separates(rung.comparison)),
                         len(rungs) - 1)
@@ -205,8 +211,8 @@ def successive_halving(
             note += " (the best ones within noise of each other: the lowest loss taken)"
     else:
         note = (f"still tied within noise at {_fraction_text(last)}, the longest the budget "
-                f"allowed")
-    return Halving(winner, rungs, tied, note)
+                f"allowed" + ("" if told_apart else ", and no length told any apart"))
+    return Halving(winner, rungs, tied, note, told_apart)
 
 
 def _separates(comparison: Comparison) -> bool:

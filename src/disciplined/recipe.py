@@ -427,8 +427,7 @@ def _range_test(ctx: Context) -> Outcome:
                      f"a {NUM_STEPS * LONGER_SWEEP}-step one ")
         rt, reading = longer, longer.reading
         escalated += "could: " if reading.conclusive else "could not either: "
-    provisional = rt.max_lr if rt.max_lr is not None and reading.conclusive else \
-        reading.anchor / 10
+    provisional = provisional_max_lr(rt)
     if reading.conclusive:
         reason = (f"{escalated}{reading.why}; Smith's rule (the loss still falls clearly) reads "
                   f"max LR {provisional:.3g}")
@@ -440,6 +439,15 @@ def _range_test(ctx: Context) -> Outcome:
     units = 0.0 if ctx.plan is None else len(rt.runs[0].lr) / ctx.plan.final_steps
     return Outcome(Decision(max_lr=provisional), reason, range_test=rt,
                    units=units)
+
+
+def provisional_max_lr(rt: RangeTestResult) -> float:
+    """What a range test reads as the max LR before short runs have spoken: Smith's rule
+    (the loss still falls clearly) when the curve is conclusive, else a decade below the
+    anchor (where the loss is lowest, or where a flat curve starts to rise)."""
+    if rt.max_lr is not None and rt.reading.conclusive:
+        return rt.max_lr
+    return rt.reading.anchor / 10
 
 
 def _batch_size(ctx: Context) -> Outcome:
@@ -456,11 +464,14 @@ def _batch_size(ctx: Context) -> Outcome:
 def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                    field: str, describe: Callable[[Any], str],
                    prefer: Callable[[Sequence[Any]], Any], why_prefer: str,
-                   likely: Any) -> Outcome:
+                   likely: Any, untold: tuple[Callable[[Sequence[Any]], Any], str] | None = None
+                   ) -> Outcome:
     """A search stage as growing short runs over `values` of one TrialSpec `field`, from
     this stage's share of the budget; the winner's full-length run, if there is one, has
     its weights kept. When the budget cannot run them all, the values nearest `likely`
-    (the prior: the paper's default, the range test's reading) are run."""
+    (the prior: the paper's default, the range test's reading) are run. Ties are settled by
+    `prefer` (and `why_prefer` says why), or by `untold` (a rule and its why) when no run
+    length told any candidates apart."""
     h, s, plan = ctx.hyper, ctx.settings, ctx.planned()
     share = ctx.share(stage)
     current = getattr(h, field)
@@ -505,6 +516,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     try:
         found = successive_halving(
             keys, spec_for, rungs, prefer=prefer, executor=ctx.trials(stage),
+            prefer_untold=None if untold is None else untold[0],
             room=lambda: min(ROOM_SLACK * share - (ctx.spent() - began),
                              ctx.left() - ctx.reserve()))
     except AllFailedError as err:
@@ -519,13 +531,15 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     reason = (f"{describe(winner)}, chosen by validation loss among "
               f"{', '.join(describe(k) for k in keys)}; {found.length_note}")
     if found.tied:
-        reason += f"; of the tied ones, {why_prefer}"
+        why = why_prefer if found.told_apart or untold is None else untold[1]
+        reason += f"; of the tied ones, {why}"
     if verdicts and all(v == "underfitting" for v in verdicts):
         notes.append("every run of the longest rung was still underfitting")
     decision = Decision(**{field: winner})
     search = SearchResult(stage, decision, reason, [r.comparison for r in found.rungs],
                           {"values": list(keys), "fractions": [r.fraction for r in found.rungs],
-                           "tied": found.tied, "share_finals": share,
+                           "tied": found.tied, "told_apart": found.told_apart,
+                           "share_finals": share,
                            "planned_finals": rungs.cost}, tuple(notes))
     return Outcome(decision, reason, search=search)
 
@@ -590,13 +604,20 @@ def _lr(ctx: Context) -> Outcome:
     test says where training stops working, the runs say which LR below it trains best."""
     if ctx.anchor is None:
         raise RuntimeError("the LR stage needs the first range test's anchor")
+    provisional = ctx.max_lr()
     outcome = _halving_stage(
         ctx, "lr", lr_candidates(ctx.anchor), "max_lr", lambda v: f"max LR {v:.3g}",
         prefer=min, why_prefer="the lowest LR, as short runs favour high ones",
-        likely=ctx.max_lr())
+        likely=provisional,
+        untold=(lambda tied: nearest(tied, provisional, 1)[0],
+                f"the one nearest the range test's max LR {provisional:.3g}, as the runs "
+                "said nothing of their order (on the zoo's dev half the grid's best lay 0.5 "
+                "decades from that reading on average, 2.3 from the lowest candidate: make "
+                "lr-prior)"))
     search = outcome.search
-    # a tie was already settled toward the lower LR; a clear winner of runs shorter than the
-    # final training is corrected by the measured bias, never below the lowest LR tried
+    # a tie was already settled (toward the lower LR, or the range test's reading); a clear
+    # winner of runs shorter than the final training is corrected by the measured bias,
+    # never below the lowest LR tried
     if search is not None and search.evidence["fractions"][-1] < 1 \
             and not search.evidence["tied"]:
         length = search.evidence["fractions"][-1]

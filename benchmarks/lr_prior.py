@@ -1,0 +1,235 @@
+"""Where the full length's best max LRs lie from what tune knows before its short runs.
+
+For each zoo task with a reference grid (benchmarks/zoo_reference/), tune's first stage is
+run as tune runs it (the range test at the start weight decay and momentum, seed 0, a 4x
+longer sweep when the first cannot tell), giving the anchor the LR stage's candidates hang
+from and the provisional max LR (recipe.provisional_max_lr). Against the grid's best max
+LRs (each LR's best weight decay, mean over the seeds; LRs within the seeds' noise of the
+best tie with it), the table gives how many decades from the nearest of them each of
+these lands: the LR candidate nearest the provisional value, the lowest candidate and the
+middle one. When no run length tells the LR stage's candidates apart, one of these has to
+be taken on the range test's word alone: this says which the grids support.
+
+Then the grid's max LRs train 1cycles of 1/8, 1/4 and 1/2 of the final length (seed 0, at
+the grid's weight decay nearest tune's start, read on tune's validation subset and ranked
+with ties as tune's stages rank them), and each way of settling a tie among the leaders
+(the lowest, the highest, the one nearest the provisional max LR) is scored by its pick's
+regret at full length: accuracy points for classifiers, percent of the best loss for the
+others, 0 within the seeds' noise. Rules are designed on the dev half (the default); the
+test half is measured only to report them.
+
+    python benchmarks/lr_prior.py --write benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import header, publish
+from _zoo import measure_half, stamp
+
+from disciplined import zoo
+from disciplined.compare import Comparison
+from disciplined.defaults import MOMENTUM, NUM_STEPS, START_WEIGHT_DECAY
+from disciplined.range_test import RangeTestResult, task_range_test
+from disciplined.recipe import LONGER_SWEEP, lr_candidates, nearest, provisional_max_lr
+from disciplined.tasks import load_task
+from disciplined.trials import EVAL_SAMPLES, Budget, TrialSpec, train
+
+FOLDER = Path(__file__).with_name("lr_prior")
+REFERENCE = Path(__file__).with_name("zoo_reference")
+PICKS = ("nearest the provisional", "lowest", "middle")
+FRACTIONS = (1 / 8, 1 / 4, 1 / 2)
+TIE_RULES = ("lowest", "highest", "nearest the provisional")
+
+
+def grid_best(grid: dict[str, Any]) -> list[float]:
+    """The grid's max LRs whose best weight decay scores within the seeds' noise of the
+    best (accuracy for classifiers, else the loss; a diverged seed rules its cell out)."""
+    accuracy = grid["score"] == "val_accuracy"
+    cells: dict[tuple[float, float], list[float | None]] = {}
+    for run in grid["runs"]:
+        if run.get("policy", "one-cycle") != "one-cycle":
+            continue
+        value = None if run["diverged"] else (
+            1 - run["val_metric"] if accuracy else run["val_loss"])
+        cells.setdefault((run["max_lr"], run["weight_decay"]), []).append(value)
+    done = {k: [v for v in vs if v is not None] for k, vs in cells.items() if None not in vs}
+    means = {k: statistics.mean(vs) for k, vs in done.items()}
+    errors = [statistics.stdev(vs) / math.sqrt(len(vs)) for vs in done.values() if len(vs) > 1]
+    noise = statistics.median(errors) if errors else 0.0
+    top = min(means.values())
+    return sorted({lr for (lr, _wd), v in means.items() if v <= top + noise})
+
+
+def measure(name: str) -> dict[str, Any]:
+    start = time.perf_counter()
+    task = load_task(str(zoo.path(name)))
+
+    def sweep(steps: int) -> RangeTestResult:
+        return task_range_test(task, weight_decay=START_WEIGHT_DECAY[task.optimizer],
+                               momentum=MOMENTUM, batch_size=task.batch_size, seed=0,
+                               num_steps=steps)
+
+    rt = sweep(NUM_STEPS)
+    longer = not rt.reading.conclusive
+    if longer:
+        rt = sweep(NUM_STEPS * LONGER_SWEEP)
+    grid = json.loads((REFERENCE / f"{name}.json").read_text())
+    decay = start_decay(grid)
+    short = []
+    for fraction in FRACTIONS:
+        specs = [TrialSpec(f"zoo/{name}", max_lr=lr, weight_decay=decay,
+                           budget=Budget(epochs=grid["epochs"] * fraction),
+                           eval_samples=EVAL_SAMPLES, label=f"lr={lr:g} f={fraction:g}")
+                 for lr in grid["max_lrs"]]
+        results = [train(spec, task=task.loaded())[0] for spec in specs]
+        ranks = {r.label: r.rank for r in Comparison.of(results).ranking}
+        short += [{"fraction": fraction, "max_lr": spec.max_lr, "rank": ranks.get(spec.label),
+                   "val_loss": r.val_loss if r.val_loss is not None
+                   and math.isfinite(r.val_loss) else None}
+                  for spec, r in zip(specs, results, strict=True)]
+        print(f"  {name} 1/{round(1 / fraction)}: " + ", ".join(
+            f"{row['max_lr']:g} rank {row['rank']}" for row in short[-len(specs):]), flush=True)
+    return {"task": name, "split": grid["split"], "anchor": rt.reading.anchor,
+            "conclusive": rt.reading.conclusive, "longer_sweep": longer,
+            "why": rt.reading.why, "provisional": provisional_max_lr(rt),
+            "grid_best": grid_best(grid), "weight_decay": decay, "short": short,
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            **stamp(f"python benchmarks/lr_prior.py --tasks {name} --force")}
+
+
+def start_decay(grid: dict[str, Any]) -> float:
+    """The grid's weight decay nearest (on a log scale) the one tune's stages start from."""
+    start = START_WEIGHT_DECAY[grid["optimizer"]]
+    return min(grid["weight_decays"],
+               key=lambda wd: abs(math.log10(wd / start)) if wd > 0 else math.inf)
+
+
+def full_regret(data: dict[str, Any]) -> dict[float, float | None]:
+    """Each grid LR's full-length regret at the short runs' weight decay, from the best of
+    those LRs (accuracy points, or percent of the best loss; 0 within the seeds' noise;
+    None: a seed diverged)."""
+    grid = json.loads((REFERENCE / f"{data['task']}.json").read_text())
+    accuracy = grid["score"] == "val_accuracy"
+    seeds: dict[float, list[float | None]] = {}
+    for run in grid["runs"]:
+        if run.get("policy", "one-cycle") == "one-cycle" and \
+                math.isclose(run["weight_decay"], data["weight_decay"]):
+            seeds.setdefault(run["max_lr"], []).append(None if run["diverged"] else (
+                1 - run["val_metric"] if accuracy else run["val_loss"]))
+    means = {lr: None if None in vs else statistics.mean(vs)  # type: ignore[type-var]
+             for lr, vs in seeds.items()}
+    errors = [statistics.stdev(vs) / math.sqrt(len(vs)) for vs in seeds.values()  # type: ignore
+              if len(vs) > 1 and None not in vs]
+    noise = statistics.median(errors) if errors else 0.0
+    top = min(v for v in means.values() if v is not None)
+    scale = 100 if accuracy else 100 / top
+    return {lr: None if v is None else (0.0 if v <= top + noise else (v - top) * scale)
+            for lr, v in means.items()}
+
+
+def tie_picks(data: dict[str, Any], fraction: float) -> dict[str, float] | None:
+    """What each tie rule takes among the leaders of the runs at `fraction` (None: none ran)."""
+    rows = [r for r in data["short"] if r["fraction"] == fraction and r["rank"] is not None]
+    if not rows:
+        return None
+    top = min(r["rank"] for r in rows)
+    lead = sorted(r["max_lr"] for r in rows if r["rank"] == top)
+    return {"lowest": lead[0], "highest": lead[-1],
+            "nearest the provisional": nearest(lead, data["provisional"], 1)[0]}
+
+
+def tie_table(files: list[dict[str, Any]]) -> list[str]:
+    lines = ["| task | " + " | ".join(f"1/{round(1 / f)}: leaders" for f in FRACTIONS) + " |",
+             "|---|" + "---|" * len(FRACTIONS)]
+    got: dict[tuple[str, float], list[float]] = {}
+    for data in files:
+        regret = full_regret(data)
+        cells = [data["task"]]
+        for fraction in FRACTIONS:
+            rows = [r for r in data["short"] if r["fraction"] == fraction and r["rank"]]
+            top = min((r["rank"] for r in rows), default=None)
+            cells.append(", ".join(f"{r['max_lr']:.3g}" for r in rows if r["rank"] == top))
+            chosen = tie_picks(data, fraction) or {}
+            for rule, lr in chosen.items():
+                value = regret.get(lr)
+                if value is not None:
+                    got.setdefault((rule, fraction), []).append(value)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| tie among the leaders settled by | " +
+              " | ".join(f"1/{round(1 / f)}" for f in FRACTIONS) + " |",
+              "|---|" + "---:|" * len(FRACTIONS)]
+    for rule in TIE_RULES:
+        cells = [f"{statistics.mean(v):.2f} ({len(v)})" if (v := got.get((rule, f))) else "-"
+                 for f in FRACTIONS]
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def picks(data: dict[str, Any]) -> dict[str, float]:
+    values = lr_candidates(data["anchor"])
+    return {"nearest the provisional": nearest(values, data["provisional"], 1)[0],
+            "lowest": values[0], "middle": values[len(values) // 2]}
+
+
+def decades(lr: float, best: list[float]) -> float:
+    return min(abs(math.log10(lr / b)) for b in best)
+
+
+def table(split: str) -> list[str]:
+    files = [json.loads((FOLDER / f"{t.name}.json").read_text()) for t in zoo.ZOO
+             if t.split == split and (FOLDER / f"{t.name}.json").exists()]
+    lines = [f"- {split} half, {len(files)} tasks.", ""]
+    if not files:
+        return lines
+    lines += ["| task | anchor | conclusive | provisional | grid's best max LRs | " +
+              " | ".join(f"{p}: LR (decades off)" for p in PICKS) + " |",
+              "|---|---:|---|---:|---|" + "---:|" * len(PICKS)]
+    off: dict[str, list[float]] = {p: [] for p in PICKS}
+    for data in files:
+        chosen = picks(data)
+        cells = [data["task"], f"{data['anchor']:.3g}",
+                 ("yes" if data["conclusive"] else "no") +
+                 (" (longer sweep)" if data["longer_sweep"] else ""),
+                 f"{data['provisional']:.3g}", ", ".join(f"{b:.3g}" for b in data["grid_best"])]
+        for p in PICKS:
+            d = decades(chosen[p], data["grid_best"])
+            off[p].append(d)
+            cells.append(f"{chosen[p]:.3g} ({d:.2f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| pick | mean decades off | median | within half a decade |",
+              "|---|---:|---:|---:|"]
+    for p in PICKS:
+        near = sum(d <= 0.5 + 1e-9 for d in off[p])
+        lines.append(f"| {p} | {statistics.mean(off[p]):.2f} | {statistics.median(off[p]):.2f} "
+                     f"| {near} of {len(off[p])} |")
+    short = [data for data in files if data.get("short")]
+    if short:
+        lines += ["", "Short runs at the grid's max LRs, the leaders (first rank) at each "
+                  "length, and the mean full-length regret of each tie rule's pick (tasks "
+                  "read in brackets; a pick that diverged at full length is left out):", "",
+                  *tie_table(short)]
+    return lines
+
+
+def main() -> None:
+    args = measure_half(__doc__.splitlines()[0], FOLDER, measure)
+    lines = header("The range test's word on the max LR, against the grids (lr-prior)",
+                   "make lr-prior")
+    lines += ["", __doc__.split("\n\n")[1], "",
+              "Caveats: one range test per task (seed 0); a grid's best set is as wide as "
+              "its seeds' noise; the candidates are half a decade apart, so 0.25 decades "
+              "off is the closest a candidate can be in general.", ""]
+    for split in ("dev", "test"):
+        lines += [f"### {split} half", "", *table(split), ""]
+    publish(lines, args.write, "lr-prior")
+
+
+if __name__ == "__main__":
+    main()
