@@ -45,7 +45,7 @@ FOLDER = Path(__file__).with_name("lr_prior")
 REFERENCE = Path(__file__).with_name("zoo_reference")
 PICKS = ("nearest the provisional", "lowest", "middle")
 FRACTIONS = (1 / 8, 1 / 4, 1 / 2)
-TIE_RULES = ("lowest", "highest", "nearest the provisional")
+TIE_RULES = ("lowest", "middle", "highest", "nearest the provisional")
 
 
 def grid_best(grid: dict[str, Any]) -> list[float]:
@@ -141,7 +141,7 @@ def tie_picks(data: dict[str, Any], fraction: float) -> dict[str, float] | None:
         return None
     top = min(r["rank"] for r in rows)
     lead = sorted(r["max_lr"] for r in rows if r["rank"] == top)
-    return {"lowest": lead[0], "highest": lead[-1],
+    return {"lowest": lead[0], "middle": lead[(len(lead) - 1) // 2], "highest": lead[-1],
             "nearest the provisional": nearest(lead, data["provisional"], 1)[0]}
 
 

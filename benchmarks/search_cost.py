@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--factor", type=float, default=6.0)
     parser.add_argument("--max-seconds", type=float, default=400.0,
                         help="cap on each sampler's time (keeps fashion-mnist to minutes)")
+    parser.add_argument("--samplers", nargs="+", default=["TPE", "random"],
+                        choices=["TPE", "random"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", type=Path)
     parser.add_argument("--plot-dir", type=Path, default=Path("benchmarks/plots"))
@@ -89,7 +91,7 @@ def main() -> None:
         ax.plot([seconds], [accuracy], "o", ms=8, label="disciplined tune (total)")
         rows.append(f"| {task} | disciplined tune | {100 * accuracy:.2f}% | {seconds:.0f} s | "
                     f"{seconds:.0f} s | 1.0x |")
-        for sampler in ("TPE", "random"):
+        for sampler in args.samplers:
             allowed = min(args.factor * seconds, args.max_seconds)
             curve = optuna_curve(task, sampler, allowed, args.seed, load_task(task).batch_size)
             at_ours = max([a for t, a in curve if t <= seconds], default=None)

@@ -119,6 +119,7 @@ def test_a_tie_among_leaders_after_a_length_told_others_apart_uses_prefer():
     found = successive_halving(LRS, spec_for, plan, prefer=min, room=lambda: 100.0,
                                prefer_untold=max, executor=fake)
     assert found.tied and found.told_apart and found.winner == 1e-3
+    assert found.leaders == (1e-3, 1e-2, 1e-1)
 
 
 def test_a_tie_too_large_for_the_room_keeps_a_spread():

@@ -19,11 +19,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from disciplined import jobs
 from disciplined.cli import app
 from disciplined.decisions import Decision, Hyper
 from disciplined.diagnose import Diagnosis
 from disciplined.errors import DisciplinedError
 from disciplined.executors import LocalExecutor
+from disciplined.range_test import task_range_test
 from disciplined.recipe import (
     CHECK_WHY,
     _clearly_better,
@@ -39,6 +41,7 @@ from disciplined.recipe import (
 )
 from disciplined.report import build_report
 from disciplined.study import Study, StudyBusyError
+from disciplined.tasks import load_task
 from disciplined.trials import Budget, TrialSpec
 
 runner = CliRunner()
@@ -260,7 +263,30 @@ def test_an_adamw_task_starts_from_adamws_own_weight_decay(tmp_path, digits_task
     assert result.summary["hyperparameters"]["weight_decay"] == 1e-2
     with Study(tmp_path / "out", resume=True) as study:
         final = study.trials("final")
+        # a study journaled before AdamW's own start (from 5e-4) is not resumed from 1e-2
+        config = study.meta("config")
+        assert config["start_weight_decay"] == 1e-2
+        study.set_meta("config", {k: v for k, v in config.items() if k != "start_weight_decay"})
     assert [t.spec.weight_decay for t in final] == [1e-2]
+    with pytest.raises(DisciplinedError, match=r"start_weight_decay none there, 0\.01 here"):
+        tune(str(task), out=tmp_path / "out", budget_epochs=2, stages=["range_test", "final"],
+             resume=True)
+
+
+def test_find_lr_and_train_start_an_adamw_task_from_adamws_weight_decay_too(tmp_path,
+                                                                          digits_task_file):
+    task = tmp_path / "adamw_digits.py"
+    task.write_text(digits_task_file.read_text() + 'optimizer = "adamw"\n')
+    loaded = load_task(str(task)).loaded()
+
+    def losses(**kwargs):
+        return task_range_test(loaded, num_steps=40, **kwargs).runs[0].loss
+
+    assert losses() == losses(weight_decay=1e-2) != losses(weight_decay=5e-4)
+    job = jobs.train(str(task), max_lr=0.01, out=tmp_path / "train", epochs=0.2)
+    assert job.result.spec.weight_decay == 1e-2
+    job = jobs.train(str(digits_task_file), max_lr=0.01, out=tmp_path / "sgd", epochs=0.2)
+    assert job.result.spec.weight_decay == 5e-4  # SGD's keeps the paper's
 
 
 @pytest.mark.parametrize(
@@ -396,6 +422,7 @@ def test_lrs_no_run_length_tells_apart_keep_the_range_tests_reading(tmp_path, di
     reason = stages["lr"]["reason"]
     assert "no length told any apart" in reason
     assert f"nearest the range test's max LR {provisional:.3g}" in reason
+    assert "of the tied ones (max LR " in reason  # which ones, so the user can see
     with Study(tmp_path / "out", resume=True) as study:
         tried = study.finished_stage("lr").outcome.search.evidence["values"]
     assert len(tried) > 2 and min(tried) < provisional / 10

@@ -263,7 +263,8 @@ def find_lr(
     repeats: Annotated[int, typer.Option(help="Sweeps with different data orders.")] = 1,
     momentum: Annotated[str, typer.Option(help="Momentum swept from,to during the test.")
                         ] = MOMENTUM_TEXT,
-    weight_decay: Annotated[float, typer.Option("--wd", help="Weight decay, held.")] = WEIGHT_DECAY,
+    weight_decay: Annotated[float | None, typer.Option(
+        "--wd", help="Weight decay, held (default: 5e-4 for SGD, 1e-2 for AdamW).")] = None,
     batch_size: BatchSize = None,
     seed: Seed = 0,
     data_dir: DataDir = None,
@@ -323,7 +324,8 @@ def train(
     policy: Annotated[PolicyName, typer.Option(help="The LR (and momentum) policy.")
                       ] = "one-cycle",
     momentum: Momentum = MOMENTUM_TEXT,
-    weight_decay: WeightDecay = WEIGHT_DECAY,
+    weight_decay: Annotated[float | None, typer.Option(
+        "--wd", help="Weight decay (default: 5e-4 for SGD, 1e-2 for AdamW).")] = None,
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = 5,
     batch_size: BatchSize = None,
     out: OutDir = Path("runs/train"),

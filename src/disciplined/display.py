@@ -4,7 +4,7 @@ precision; nothing here is ever parsed back. Imports nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -42,7 +42,9 @@ def hyperparameter(name: str, value: Any) -> str:
     return str(value)
 
 
-def settings(config: Mapping[str, Any]) -> str:
-    """A settings dict as "task digits, seed 0, budget_minutes 2" (no None values)."""
-    return ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, list) else v}"
-                     for k, v in config.items() if v is not None)
+def setting(value: Any) -> str:
+    """One setting's value as a resumed study's error shows it ("none" when unset)."""
+    if value is None:
+        return "none"
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+

@@ -125,13 +125,15 @@ class Rung:
 class Halving:
     """What the growing short runs found: the winning candidate's key, each rung, whether
     the winner was still tied at the last length, and a sentence on how long runs had to be.
-    `told_apart` is False when every rung tied all the candidates it ran."""
+    `told_apart` is False when every rung tied all the candidates it ran; `leaders` are the
+    candidates sharing the last rung's first rank."""
 
     winner: Any
     rungs: list[Rung]
     tied: bool
     length_note: str
     told_apart: bool = True
+    leaders: tuple[Any, ...] = ()
 
     @property
     def last(self) -> Rung:
@@ -212,7 +214,8 @@ def successive_halving(
     else:
         note = (f"still tied within noise at {_fraction_text(last)}, the longest the budget "
                 f"allowed" + ("" if told_apart else ", and no length told any apart"))
-    return Halving(winner, rungs, tied, note, told_apart)
+    return Halving(winner, rungs, tied, note, told_apart,
+                   tuple(k for k in keys if k in leaders))
 
 
 def _separates(comparison: Comparison) -> bool:

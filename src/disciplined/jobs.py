@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import torch
 
 from . import distributed, schedules
-from .defaults import MOMENTUM, WEIGHT_DECAY
+from .defaults import MOMENTUM, START_WEIGHT_DECAY, WEIGHT_DECAY
 from .engine import History, steps_per_epoch
 from .executors import Executor
 from .interpolate import Interpolation, alpha_grid, interpolate
@@ -61,10 +61,11 @@ def _write(out: Path, name: str, text: str, picture: str,
 def find_lr(task: str, *, out: Path, val: bool = False, start_lr: float = START_LR,
             end_lr: float = END_LR, steps: int = NUM_STEPS, mode: Mode = "exp",
             repeats: int = 1, momentum: tuple[float, float] = MOMENTUM,
-            weight_decay: float = WEIGHT_DECAY, batch_size: int | None = None, seed: int = 0,
+            weight_decay: float | None = None, batch_size: int | None = None, seed: int = 0,
             data_dir: str | None = None,
             progress: StepProgress | None = None) -> Job[RangeTestResult]:
-    """The LR range test on a task: lr_range.json and lr_range.png."""
+    """The LR range test on a task: lr_range.json and lr_range.png. Without `weight_decay`,
+    the task's optimizer's starting value (defaults.START_WEIGHT_DECAY)."""
     output_folder(out)
     result = task_range_test(load_task(task, data_dir=data_dir).loaded(),
                              weight_decay=weight_decay,
@@ -77,15 +78,18 @@ def find_lr(task: str, *, out: Path, val: bool = False, start_lr: float = START_
 
 
 def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
-          momentum: tuple[float, float] = MOMENTUM, weight_decay: float = WEIGHT_DECAY,
+          momentum: tuple[float, float] = MOMENTUM, weight_decay: float | None = None,
           epochs: float = 5, batch_size: int | None = None, seed: int = 0,
           data_dir: str | None = None, progress: bool = False, amp: str = "auto",
           compile: bool = False) -> Job[TrialResult]:
     """Train a task from fresh weights with a named policy, evaluating the whole validation
-    set once per epoch: history.json, curves.png and model.pt."""
+    set once per epoch: history.json, curves.png and model.pt. Without `weight_decay`, the
+    task's optimizer's starting value (5e-4 for SGD, AdamW's own 1e-2)."""
     output_folder(out)
     loaded = load_task(task, data_dir=data_dir).loaded()
     batch_size = batch_size or loaded.batch_size
+    if weight_decay is None:
+        weight_decay = START_WEIGHT_DECAY[loaded.optimizer]
     per_epoch = epoch_steps(loaded, batch_size)
     spec = TrialSpec(task, max_lr=max_lr, budget=Budget(epochs=epochs),
                      policy=check_policy(policy), momentum=momentum,

@@ -30,7 +30,7 @@ from .defaults import (
     NUM_STEPS,
     ONE_CYCLE_DIV,
     START_LR,
-    WEIGHT_DECAY,
+    START_WEIGHT_DECAY,
 )
 from .engine import (
     BatchStream,
@@ -452,7 +452,7 @@ class SweepRecord:
                           stop_reason or "end_lr reached", seed)
 
 
-def task_range_test(task: Task, *, weight_decay: float = WEIGHT_DECAY,
+def task_range_test(task: Task, *, weight_decay: float | None = None,
                     momentum: tuple[float, float] = MOMENTUM, batch_size: int | None = None,
                     val: bool = False, start_lr: float = START_LR, end_lr: float = END_LR,
                     num_steps: int = NUM_STEPS, mode: Mode = "exp", repeats: int = 1,
@@ -460,10 +460,12 @@ def task_range_test(task: Task, *, weight_decay: float = WEIGHT_DECAY,
                     progress: Callable[[int, int, float], None] | None = None
                     ) -> RangeTestResult:
     """The range test on a task, as `find-lr` and `tune` run it: fresh weights drawn with
-    `seed`, the task's optimizer at `weight_decay`, momentum swept over `momentum`, the
-    suggestion read from the validation loss with `val`, else from the training loss. A
-    framework's task runs its own range test (on the training loss, once, at its batch
-    size)."""
+    `seed`, the task's optimizer at `weight_decay` (default: the optimizer's own starting
+    value, defaults.START_WEIGHT_DECAY), momentum swept over `momentum`, the suggestion read
+    from the validation loss with `val`, else from the training loss. A framework's task
+    runs its own range test (on the training loss, once, at its batch size)."""
+    if weight_decay is None:
+        weight_decay = START_WEIGHT_DECAY[task.optimizer]
     check_hyperparameters(momentum=momentum, weight_decay=weight_decay, batch_size=batch_size)
     if task.runner is not None:
         asked = [what for what, given in (("the validation loss (val)", val),

@@ -29,7 +29,7 @@ import torch
 from . import display, distributed
 from .compare import Comparison
 from .decisions import Decision, Hyper
-from .defaults import BASE_MOMENTUM, NUM_STEPS, START_WEIGHT_DECAY
+from .defaults import BASE_MOMENTUM, NUM_STEPS, START_WEIGHT_DECAY, WEIGHT_DECAY
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
 from .executors import Executor
@@ -198,7 +198,7 @@ class Settings:
     amp: str = "auto"
     compile: bool = False  # the final training's forward only: short runs stay eager
 
-    def journal_config(self, world_size: int) -> dict[str, Any]:
+    def journal_config(self, world_size: int, start_weight_decay: float) -> dict[str, Any]:
         """The settings a resumed study must share (the output folder, the device and the
         final training's compilation may change)."""
         config: dict[str, Any] = {"task": self.task, "budget_epochs": self.budget_epochs,
@@ -208,6 +208,8 @@ class Settings:
             config["world_size"] = world_size
         if self.amp != "auto":  # studies from before the option keep their config
             config["amp"] = self.amp
+        if start_weight_decay != WEIGHT_DECAY:  # an AdamW study started before AdamW's own
+            config["start_weight_decay"] = start_weight_decay  # start is not resumed on it
         return config
 
 
@@ -532,7 +534,8 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
               f"{', '.join(describe(k) for k in keys)}; {found.length_note}")
     if found.tied:
         why = why_prefer if found.told_apart or untold is None else untold[1]
-        reason += f"; of the tied ones, {why}"
+        tied = ", ".join(describe(k) for k in found.leaders)
+        reason += f"; of the tied ones ({tied}), {why}"
     if verdicts and all(v == "underfitting" for v in verdicts):
         notes.append("every run of the longest rung was still underfitting")
     decision = Decision(**{field: winner})
@@ -986,17 +989,18 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     ledger = Ledger()
     started = time.perf_counter()
     with Study(settings.out, resume=resume) as study:
-        config = settings.journal_config(team.size)
-        previous = study.meta("config")
-        if previous is not None and previous != config:
-            differ = {k: previous.get(k) for k in sorted({*previous, *config})
-                      if previous.get(k) != config.get(k)}
-            raise DisciplinedError(f"{settings.out} holds a study with other settings "
-                                   f"({display.settings(differ)} there); resume it with the "
-                                   "same ones, or use another --out")
-        study.set_meta("config", config)
         start = Hyper(batch_size=task.batch_size,
                       weight_decay=START_WEIGHT_DECAY[task.optimizer])
+        config = settings.journal_config(team.size, start.weight_decay)
+        previous = study.meta("config")
+        if previous is not None and previous != config:
+            differ = "; ".join(
+                f"{k} {display.setting(previous.get(k))} there, {display.setting(config.get(k))}"
+                " here" for k in sorted({*previous, *config}) if previous.get(k) != config.get(k))
+            raise DisciplinedError(f"{settings.out} holds a study with other settings "
+                                   f"({differ}); resume it with the same ones, or use "
+                                   "another --out")
+        study.set_meta("config", config)
         ctx = Context(settings, task, study, start, None, progress, executor, ledger)
         records: list[StageRecord] = []
         for index, name in enumerate(settings.stages, start=1):
