@@ -7,8 +7,10 @@ compared with the LRs whose full-length runs (the grid's, mean of its seeds) sco
 what the task is judged by: accuracy where it reports one, else the validation loss. The
 bias is log10(short-run best / nearest full-length best) in decades: positive when short
 runs favour a higher LR than the full length rewards. The medians are taken apart for the
-two kinds of score (the recipe applies one correction to both). The recipe's correction is designed
-on the dev half only (the default), and the test half is measured only to report it.
+two kinds of score (the recipe applies one correction to both). A median says nothing of
+what a wrong correction costs, so a second table reads the same files as regret: the
+winner lowered by 0, 0.5 or 1 decade, scored at full length. The recipe's correction is
+designed on the dev half only (the default), and the test half is measured only to report it.
 
     python benchmarks/horizon_bias.py --split dev --write benchmarks/RESULTS.md
 """
@@ -151,7 +153,64 @@ def table(split: str) -> list[str]:
         count = len(by_fraction[FRACTIONS[0]])
         summary.append(f"- median bias (decades), {count} tasks judged by their "
                        f"{SCORES[kind]}: {medians or 'none yet'}.")
-    return [*summary, "", *lines]
+    return [*summary, "", *lines, "", *regret_table(split)]
+
+
+# corrections a grid half a decade apart can tell apart; the recipe's own (0.25 decades per
+# halving of the length: 0.75, 0.5, 0.25) lies on or between them
+CORRECTIONS = (0.0, 0.5, 1.0)
+
+
+def regret_table(split: str) -> list[str]:
+    """What each correction of the short-run winner would cost at full length: the winner
+    lowered by c decades and snapped to the nearest grid LR, scored against the grid's best
+    (accuracy points, mean over the classifiers; loss ratio, geometric mean over the others;
+    a diverged LR counts as the grid's worst). Read from the files: no run of its own."""
+    regrets: dict[tuple[bool, float, float], list[float]] = {}
+    for name in (t.name for t in zoo.ZOO if t.split == split):
+        path = FOLDER / f"{name}.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        grid = json.loads((REFERENCE / f"{name}.json").read_text())
+        kind = by_accuracy(grid)
+        _, scores = full_length_best(grid)
+        found = [v for v in scores.values() if v is not None]
+        if not found:
+            continue
+        top, worst = min(found), max(found)
+        for fraction in FRACTIONS:
+            chosen = best({r["max_lr"]: r["val_loss"] for r in data["short"]
+                           if r["fraction"] == fraction})
+            if chosen is None:
+                continue
+            for c in CORRECTIONS:
+                lr = min(scores, key=lambda x: abs(math.log10(x * 10**c / chosen)))
+                score = scores[lr]
+                score = worst if score is None else score
+                regrets.setdefault((kind, fraction, c), []).append(
+                    100 * (score - top) if kind else score / top)
+    if not regrets:
+        return []
+    lines = ["Regret at full length of the short-run winner lowered by c decades (snapped to "
+             "the grid): mean accuracy points over the classifiers, geometric-mean loss ratio "
+             "over the others.", "",
+             "| judged by | run length | " + " | ".join(f"c = {c:g}" for c in CORRECTIONS)
+             + " |", "|---|---|" + "---|" * len(CORRECTIONS)]
+    for kind in SCORES:
+        for fraction in FRACTIONS:
+            cells = []
+            for c in CORRECTIONS:
+                values = regrets.get((kind, fraction, c))
+                if not values:
+                    cells.append("-")
+                elif kind:
+                    cells.append(f"{statistics.fmean(values):.2f} pt")
+                else:
+                    cells.append(f"{math.exp(statistics.fmean(map(math.log, values))):.2f}x")
+            lines.append(f"| {SCORES[kind]} | 1/{round(1 / fraction)} | " + " | ".join(cells)
+                         + " |")
+    return lines
 
 
 def main() -> None:

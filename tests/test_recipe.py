@@ -492,6 +492,32 @@ def test_refine_judges_a_classifier_by_its_accuracy_too(digits_study):
     assert _scored_better(poor, fooled, "accuracy") and not _scored_better(poor, fooled, None)
 
 
+def test_a_steady_correction_is_kept_against_an_unstable_run_whatever_its_noise(digits_study):
+    # an unstable run's noise is its instability, the symptom a lower LR treats: against it,
+    # a steady run that scores better is kept even where the noise test calls them tied
+    out, _ = digits_study
+    with Study(out, resume=True) as study:
+        runs = sorted((r for r in study.trials() if r.state == "complete" and r.diagnosis
+                       and r.diagnosis.verdict not in ("diverged", "unstable")),
+                      key=lambda r: r.val_loss)
+    good, poor = runs[0], runs[-1]
+    assert good.val_metric > poor.val_metric
+    noise = 10 * (poor.val_loss - good.val_loss)
+    shaky = dataclasses.replace(poor, diagnosis=dataclasses.replace(
+        poor.diagnosis, verdict="unstable", evidence={**poor.diagnosis.evidence, "noise": noise}))
+    calm = dataclasses.replace(shaky, diagnosis=dataclasses.replace(shaky.diagnosis,
+                                                                    verdict="balanced"))
+    assert _clearly_better(good, calm, "accuracy") == \
+        (False, "lower, but within both runs' noise: not kept")
+    assert _clearly_better(good, shaky, "accuracy") == \
+        (True, "kept: steady, where the run before it was unstable")
+    # not when the correction is unstable too, nor when it scores no better
+    unstable_too = dataclasses.replace(good, diagnosis=shaky.diagnosis)
+    assert not _clearly_better(unstable_too, shaky, "accuracy")[0]
+    no_better = dataclasses.replace(good, val_metric=poor.val_metric)
+    assert not _clearly_better(no_better, shaky, "accuracy")[0]
+
+
 def test_without_a_refine_stage_no_check_is_promised_nor_kept_in_reserve(tmp_path):
     # the same MNIST-1D study as above, less the refine stage: the LR stage still corrects,
     # but nothing would check it, so the momentum stage gets the time instead of skipping

@@ -112,6 +112,8 @@ REFINE_MIN = 0.9
 # Two max LRs closer than this (in decades) are one: 3 significant figures round by at most
 # 0.002 decades, the half-decade steps are 0.5 apart.
 SAME_LR_DECADES = 0.02
+# Verdicts that ask for a lower LR (Smith 2018, Section 4.1).
+UNSTEADY = ("unstable", "diverged")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -774,7 +776,7 @@ def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec],
     if verdict == "overfitting":
         order = [(heavier, "it overfits: more weight decay"),
                  (down, "it overfits: a lower LR")]
-    elif verdict in ("unstable", "diverged"):
+    elif verdict in UNSTEADY:
         order = [(down, f"it is {verdict}: a lower LR")]
     elif verdict == "underfitting":
         order = [(up, "it underfits: a higher LR"), (lighter, "it underfits: less weight decay")]
@@ -801,7 +803,7 @@ def _horizon_check(ctx: Context, final: TrialResult) -> tuple[Decision, str] | N
     training that was unstable or diverged (a higher LR is the wrong way then)."""
     winner = lr_to_check(ctx.study)
     verdict = final.diagnosis.verdict if final.diagnosis else "balanced"
-    if winner is None or verdict in ("unstable", "diverged"):
+    if winner is None or verdict in UNSTEADY:
         return None
     return Decision(max_lr=winner), CHECK_WHY
 
@@ -821,7 +823,14 @@ def _clearly_better(result: TrialResult, best: TrialResult,
                     metric: str | None) -> tuple[bool, str]:
     """Whether a correction is kept, and what its line says: a validation loss lower beyond
     both runs' noise, and, where the task has a metric, no lower a score by it (a loss can
-    prefer a lower LR than a classifier's accuracy does)."""
+    prefer a lower LR than a classifier's accuracy does). Against an unstable run, a steady
+    one that scores better is kept: that run's noise is its instability, the very symptom
+    the correction treats, not a measurement's uncertainty (a GRU's 82% against 97% was
+    once "within noise")."""
+    steady = result.diagnosis is not None and result.diagnosis.verdict not in UNSTEADY
+    if steady and best.diagnosis is not None and best.diagnosis.verdict in UNSTEADY \
+            and _scored_better(result, best, metric):
+        return True, f"kept: steady, where the run before it was {best.diagnosis.verdict}"
     comparison = Comparison.of([best, result])
     clearly = comparison.best is result and comparison.ranking[0].tied_with == []
     worse_score = metric is not None and result.val_metric is not None and \
