@@ -19,7 +19,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from disciplined import jobs
+from disciplined import jobs, recipe
 from disciplined.cli import app
 from disciplined.decisions import Decision, Hyper
 from disciplined.diagnose import Diagnosis
@@ -538,3 +538,20 @@ def test_a_budget_used_up_before_the_plan_is_a_clear_error(tmp_path):
     assert result.exit_code == 2
     assert "is used up by loading the task and the range test" in result.output
     assert "give at least" in result.output
+
+
+def test_the_wall_budget_counts_loading_the_task(tmp_path, monkeypatch):
+    # loading "takes" 100 s on the clock tune reads (every span measured after it is real):
+    # a 90-second budget is then used up before the range test ends
+    real_clock, real_load = time.perf_counter, recipe.load_task
+    loaded = [0.0]
+
+    def slow_load(*args, **kwargs):
+        loaded[0] = 100.0
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(recipe.time, "perf_counter", lambda: real_clock() + loaded[0])
+    monkeypatch.setattr(recipe, "load_task", slow_load)
+    with pytest.raises(DisciplinedError, match=r"used up by loading the task and the range "
+                                               r"test \(1\d\d s\)"):
+        tune("digits", out=tmp_path / "out", budget_minutes=1.5)

@@ -989,6 +989,8 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     settings = Settings(task_name, output_folder(out), stage_list(stages), budget_epochs,
                         budget_minutes, seed, data_dir, device, amp, compile)
     team = distributed.world()
+    # --budget-minutes is the wall time of everything, loading the data included
+    started = time.perf_counter()
     # built once, now: fails early with the task's own message if the data are missing, and
     # every trial in this process shares the datasets
     task = load_task(task_name, data_dir=data_dir).loaded()
@@ -996,7 +998,6 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         _check_framework(task.runner, settings)
     progress = progress or _Silent()
     ledger = Ledger()
-    started = time.perf_counter()
     with Study(settings.out, resume=resume) as study:
         start = Hyper(batch_size=task.batch_size,
                       weight_decay=START_WEIGHT_DECAY[task.optimizer])
