@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import display
-from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR, WEIGHT_DECAY
+from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR, START_WEIGHT_DECAY
 from .errors import DisciplinedError
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -56,7 +56,10 @@ TaskArg = Annotated[str, typer.Argument(help="A built-in task (digits, mnist1d, 
                                          "(zoo/NAME: see `disciplined zoo`) or a task file.")]
 DataDir = Annotated[Path | None, typer.Option(help="Folder with Fashion-MNIST's IDX files.")]
 Momentum = Annotated[str, typer.Option(help="max,min momentum (or beta1).")]
-WeightDecay = Annotated[float, typer.Option("--wd", help="Weight decay.")]
+OPTIMIZER_NAMES = {"sgd": "SGD", "adamw": "AdamW"}
+START_WD_TEXT = ", ".join(f"{v:g} for {OPTIMIZER_NAMES[k]}" for k, v in START_WEIGHT_DECAY.items())
+WeightDecay = Annotated[float | None, typer.Option(
+    "--wd", help=f"Weight decay (default: {START_WD_TEXT}).")]
 MaxLr = Annotated[float | None, typer.Option(help="Peak LR; default: from a range test.")]
 Epochs = Annotated[float, typer.Option(help="Epochs each short run trains.")]
 ExecutorKind = Annotated[ExecutorName, typer.Option(
@@ -263,8 +266,7 @@ def find_lr(
     repeats: Annotated[int, typer.Option(help="Sweeps with different data orders.")] = 1,
     momentum: Annotated[str, typer.Option(help="Momentum swept from,to during the test.")
                         ] = MOMENTUM_TEXT,
-    weight_decay: Annotated[float | None, typer.Option(
-        "--wd", help="Weight decay, held (default: 5e-4 for SGD, 1e-2 for AdamW).")] = None,
+    weight_decay: WeightDecay = None,
     batch_size: BatchSize = None,
     seed: Seed = 0,
     data_dir: DataDir = None,
@@ -324,8 +326,7 @@ def train(
     policy: Annotated[PolicyName, typer.Option(help="The LR (and momentum) policy.")
                       ] = "one-cycle",
     momentum: Momentum = MOMENTUM_TEXT,
-    weight_decay: Annotated[float | None, typer.Option(
-        "--wd", help="Weight decay (default: 5e-4 for SGD, 1e-2 for AdamW).")] = None,
+    weight_decay: WeightDecay = None,
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = 5,
     batch_size: BatchSize = None,
     out: OutDir = Path("runs/train"),
@@ -430,7 +431,7 @@ def search_momentum(task: TaskArg, max_lr: MaxLr = None, epochs: Epochs = 3,
                     policy: Annotated[Literal["one-cycle", "constant"], typer.Option(
                         help="1cycle (momentum cycles) or a constant LR (momentum held).")
                                       ] = "one-cycle",
-                    weight_decay: WeightDecay = WEIGHT_DECAY,
+                    weight_decay: WeightDecay = None,
                     out: OutDir = Path("runs/search-momentum"), seed: Seed = 0,
                     data_dir: DataDir = None,
                     executor: ExecutorKind = "local", ray_address: RayAddress = None,

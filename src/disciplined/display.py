@@ -47,4 +47,3 @@ def setting(value: Any) -> str:
     if value is None:
         return "none"
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-

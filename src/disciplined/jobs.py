@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import torch
 
 from . import distributed, schedules
-from .defaults import MOMENTUM, START_WEIGHT_DECAY, WEIGHT_DECAY
+from .defaults import MOMENTUM, START_WEIGHT_DECAY
 from .engine import History, steps_per_epoch
 from .executors import Executor
 from .interpolate import Interpolation, alpha_grid, interpolate
@@ -84,7 +84,7 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
           compile: bool = False) -> Job[TrialResult]:
     """Train a task from fresh weights with a named policy, evaluating the whole validation
     set once per epoch: history.json, curves.png and model.pt. Without `weight_decay`, the
-    task's optimizer's starting value (5e-4 for SGD, AdamW's own 1e-2)."""
+    task's optimizer's start (defaults.START_WEIGHT_DECAY)."""
     output_folder(out)
     loaded = load_task(task, data_dir=data_dir).loaded()
     batch_size = batch_size or loaded.batch_size
@@ -121,10 +121,11 @@ def _search_files(result: SearchResult, out: Path) -> Job[SearchResult]:
 
 
 def search_momentum(task: str, *, out: Path, epochs: float = 3, max_lr: float | None = None,
-                    policy: str = "one-cycle", weight_decay: float = WEIGHT_DECAY,
+                    policy: str = "one-cycle", weight_decay: float | None = None,
                     seed: int = 0, data_dir: str | None = None, batch_size: int | None = None,
                     executor: Executor | None = None) -> Job[SearchResult]:
-    """Momentum short runs (searches.momentum_search): search.json and search.png."""
+    """Momentum short runs (searches.momentum_search): search.json and search.png. Without
+    `weight_decay`, the task's optimizer's start (defaults.START_WEIGHT_DECAY)."""
     _one_process()
     output_folder(out)
     return _search_files(momentum_search(

@@ -210,8 +210,10 @@ class Settings:
             config["world_size"] = world_size
         if self.amp != "auto":  # studies from before the option keep their config
             config["amp"] = self.amp
-        if start_weight_decay != WEIGHT_DECAY:  # an AdamW study started before AdamW's own
-            config["start_weight_decay"] = start_weight_decay  # start is not resumed on it
+        # where the optimizer starts from another weight decay than 5e-4 (AdamW): a journal
+        # without the key, begun by a version that may have started elsewhere, is refused
+        if start_weight_decay != WEIGHT_DECAY:
+            config["start_weight_decay"] = start_weight_decay
         return config
 
 
@@ -816,7 +818,13 @@ def _scored_better(result: TrialResult, best: TrialResult, metric: str | None) -
     of the two full-length runs is kept, as a grid would, with no margin for noise."""
     if metric is not None and result.val_metric is not None and best.val_metric is not None:
         return result.val_metric > best.val_metric
-    return (result.val_loss or math.inf) < (best.val_loss or math.inf)
+    return _loss(result) < _loss(best)
+
+
+def _loss(result: TrialResult) -> float:
+    """The validation loss to compare by: a run without a finite one is the worst."""
+    loss = result.val_loss
+    return loss if loss is not None and math.isfinite(loss) else math.inf
 
 
 def _clearly_better(result: TrialResult, best: TrialResult,
@@ -839,16 +847,17 @@ def _clearly_better(result: TrialResult, best: TrialResult,
         return True, "kept"
     if clearly:
         return False, f"lower, but its {metric} is lower too: not kept"
-    lower = (result.val_loss or math.inf) < (best.val_loss or math.inf)
+    lower = _loss(result) < _loss(best)
     return False, "lower, but within both runs' noise: not kept" if lower else "not better"
 
 
 def _refine(ctx: Context) -> Outcome:
     """The closed loop: while a full-length training still fits in the budget, train the
     correction the current final run's diagnosis asks for; keep it if its validation loss is
-    clearly lower (beyond both runs' noise) and its score no lower (`_clearly_better`).
-    First, where the LR stage kept one for it, the check of its horizon correction (kept if
-    it scores better: `_scored_better`). Each correction's evidence is journaled."""
+    clearly lower (beyond both runs' noise) and its score no lower, or, against an unstable
+    or diverged run, if it is steady and scores better (`_clearly_better`). First, where the
+    LR stage kept one for it, the check of its horizon correction (kept if it scores better:
+    `_scored_better`). Each correction's evidence is journaled."""
     # the final stage's own run (labelled "final"), not a refinement kept before a kill:
     # a resumed refine starts where the first one started and replays its journaled trials
     best = next((r for r in ctx.study.trials("final") if r.label == "final"), None)
@@ -1007,9 +1016,12 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
             differ = "; ".join(
                 f"{k} {display.setting(previous.get(k))} there, {display.setting(config.get(k))}"
                 " here" for k in sorted({*previous, *config}) if previous.get(k) != config.get(k))
+            advice = "resume it with the same ones" if previous.get(
+                "start_weight_decay") == config.get("start_weight_decay") else \
+                ("its start weight decay was set by the version of disciplined that began it, "
+                 "not by an option: finish it with that version")
             raise DisciplinedError(f"{settings.out} holds a study with other settings "
-                                   f"({differ}); resume it with the same ones, or use "
-                                   "another --out")
+                                   f"({differ}); {advice}, or use another --out")
         study.set_meta("config", config)
         ctx = Context(settings, task, study, start, None, progress, executor, ledger)
         records: list[StageRecord] = []

@@ -15,7 +15,7 @@ import torch
 from . import display, distributed
 from .compare import Comparison, compare
 from .decisions import Decision
-from .defaults import BASE_MOMENTUM, MOMENTUM, WEIGHT_DECAY
+from .defaults import BASE_MOMENTUM, MOMENTUM, START_WEIGHT_DECAY
 from .diagnose import MIN_POINTS, diagnose
 from .engine import History, evaluate, num_samples
 from .executors import Executor
@@ -79,10 +79,20 @@ def _tie_note(c: Comparison) -> str:
     return f" (tied within noise with {', '.join(tied)})" if tied else ""
 
 
-def task_max_lr(task: str, *, weight_decay: float = WEIGHT_DECAY,
+def start_weight_decay(task: str, weight_decay: float | None,
+                       data_dir: str | None = None) -> float:
+    """`weight_decay`, else the task's optimizer's own start (defaults.START_WEIGHT_DECAY:
+    AdamW's decoupled decay is multiplied by the LR, so SGD's 5e-4 is next to nothing)."""
+    if weight_decay is not None:
+        return weight_decay
+    return START_WEIGHT_DECAY[load_task(task, data_dir=data_dir).optimizer]
+
+
+def task_max_lr(task: str, *, weight_decay: float | None = None,
                 momentum: tuple[float, float] = MOMENTUM, seed: int = 0,
                 data_dir: str | None = None, batch_size: int | None = None) -> float:
-    """The task's max LR by a default range test, for searches not given one."""
+    """The task's max LR by a default range test, for searches not given one (at the
+    optimizer's start weight decay when `weight_decay` is None)."""
     result = task_range_test(load_task(task, data_dir=data_dir).loaded(),
                              weight_decay=weight_decay,
                              momentum=momentum, seed=seed, batch_size=batch_size)
@@ -92,26 +102,29 @@ def task_max_lr(task: str, *, weight_decay: float = WEIGHT_DECAY,
 
 
 def _max_lr(task: str, max_lr: float | None, seed: int, data_dir: str | None,
-            batch_size: int | None) -> tuple[float, tuple[str, ...]]:
-    """`max_lr` if given, else a default range test's; with a note saying where it came
-    from."""
+            batch_size: int | None, weight_decay: float | None = None
+            ) -> tuple[float, tuple[str, ...]]:
+    """`max_lr` if given, else a default range test's (at the search's weight decay); with a
+    note saying where it came from."""
     if max_lr is not None:
         if not max_lr > 0:
             raise ValueError(f"max_lr must be > 0, got {max_lr}")
         return max_lr, ()
-    found = task_max_lr(task, seed=seed, data_dir=data_dir, batch_size=batch_size)
+    found = task_max_lr(task, seed=seed, data_dir=data_dir, batch_size=batch_size,
+                        weight_decay=weight_decay)
     return found, (f"max_lr {found:.3g} from a range test",)
 
 
 def momentum_search(task: str, *, budget: Budget, max_lr: float | None = None,
                     policy: str = "one-cycle", values: Sequence[float] = MOMENTA,
-                    base_momentum: float = BASE_MOMENTUM, weight_decay: float = WEIGHT_DECAY,
+                    base_momentum: float = BASE_MOMENTUM, weight_decay: float | None = None,
                     seed: int = 0, data_dir: str | None = None, batch_size: int | None = None,
                     executor: Executor | None = None) -> SearchResult:
     """Short runs at each maximum momentum, cycling down to `base_momentum` under 1cycle (or
     held constant under a constant LR); the lowest early validation loss wins. Without
-    `max_lr`, a range test finds it first."""
-    peak, notes = _max_lr(task, max_lr, seed, data_dir, batch_size)
+    `max_lr`, a range test finds it first; without `weight_decay`, the optimizer's start."""
+    weight_decay = start_weight_decay(task, weight_decay, data_dir)
+    peak, notes = _max_lr(task, max_lr, seed, data_dir, batch_size, weight_decay)
     cyclical = policy != "constant"
     candidates = [{"momentum": (m, base_momentum if cyclical else m),
                    "cycle_momentum": cyclical, "label": f"momentum {m:g}"} for m in values]
@@ -289,12 +302,14 @@ def _after(history: History, prefix: int) -> History:
 def schedule_search(task: str, *, budget: Budget, max_lr: float | None = None,
                     policies: Sequence[str] = SCHEDULES,
                     momentum: tuple[float, float] = MOMENTUM,
-                    weight_decay: float = WEIGHT_DECAY, seed: int = 0,
+                    weight_decay: float | None = None, seed: int = 0,
                     data_dir: str | None = None, batch_size: int | None = None,
                     executor: Executor | None = None) -> SearchResult:
     """Every policy with constant and with cyclical momentum, at an equal step budget.
-    Without `max_lr`, a range test finds it first."""
-    peak, notes = _max_lr(task, max_lr, seed, data_dir, batch_size)
+    Without `max_lr`, a range test finds it first; without `weight_decay`, the optimizer's
+    start."""
+    weight_decay = start_weight_decay(task, weight_decay, data_dir)
+    peak, notes = _max_lr(task, max_lr, seed, data_dir, batch_size, weight_decay)
     candidates = [{"policy": p, "cycle_momentum": cyc,
                    "label": f"{p}, {'cyclical' if cyc else 'constant'} momentum"}
                   for p in policies for cyc in (False, True)]
@@ -319,19 +334,20 @@ def measure_throughput(spec: TrialSpec, steps: int = 12) -> float:
 
 def batch_size_search(task: str, *, sizes: Sequence[int], seconds: float,
                       momentum: tuple[float, float] = MOMENTUM,
-                      weight_decay: float = WEIGHT_DECAY, seed: int = 0,
+                      weight_decay: float | None = None, seed: int = 0,
                       data_dir: str | None = None,
                       executor: Executor | None = None) -> SearchResult:
     """Total batch size compared at equal wall-clock time (Remark 4): each size gets its own
     range test (larger batches allow larger LRs) and a 1cycle sized to fill `seconds` at its
     measured throughput. A size that does not fit (memory, or larger than the training set)
-    is skipped with a note."""
+    is skipped with a note. Without `weight_decay`, the optimizer's start."""
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
     bad = [size for size in sizes if size < 1]
     if not sizes or bad:
         raise ValueError(f"batch sizes must be positive ints, got {list(sizes)}")
     t = load_task(task, data_dir=data_dir)
+    weight_decay = start_weight_decay(task, weight_decay, data_dir)
     train, _ = t.datasets()
     n_train = num_samples(train)
     notes: list[str] = []
