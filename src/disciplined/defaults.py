@@ -18,6 +18,8 @@ WEIGHT_DECAY = 5e-4
 # and Loshchilov & Hutter's), 1e-2.
 ADAMW_WEIGHT_DECAY = 1e-2
 START_WEIGHT_DECAY = {"sgd": WEIGHT_DECAY, "adamw": ADAMW_WEIGHT_DECAY}
+
+
 # 1cycle starts one order of magnitude below its peak: min_lr = max_lr / 10 (Section 4.1).
 ONE_CYCLE_DIV = 10.0
 # Cyclical LRs take max_lr / 4 as their lower bound (Smith 2017, Section 3.3).
@@ -26,3 +28,9 @@ CYCLIC_DIV = 4.0
 START_LR = 1e-7
 END_LR = 10.0
 NUM_STEPS = 100
+
+
+def start_weight_decay(optimizer: str, given: float | None = None) -> float:
+    """`given` when there is one, else where `optimizer`'s weight decay starts: every command
+    that trains without a weight decay from the user starts from this one value."""
+    return START_WEIGHT_DECAY[optimizer] if given is None else given

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import torch
 
 from . import distributed, schedules
-from .defaults import MOMENTUM, START_WEIGHT_DECAY
+from .defaults import MOMENTUM, start_weight_decay
 from .engine import History, steps_per_epoch
 from .executors import Executor
 from .interpolate import Interpolation, alpha_grid, interpolate
@@ -88,8 +88,7 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
     output_folder(out)
     loaded = load_task(task, data_dir=data_dir).loaded()
     batch_size = batch_size or loaded.batch_size
-    if weight_decay is None:
-        weight_decay = START_WEIGHT_DECAY[loaded.optimizer]
+    weight_decay = start_weight_decay(loaded.optimizer, weight_decay)
     per_epoch = epoch_steps(loaded, batch_size)
     spec = TrialSpec(task, max_lr=max_lr, budget=Budget(epochs=epochs),
                      policy=check_policy(policy), momentum=momentum,

@@ -30,7 +30,7 @@ from .defaults import (
     NUM_STEPS,
     ONE_CYCLE_DIV,
     START_LR,
-    START_WEIGHT_DECAY,
+    start_weight_decay,
 )
 from .engine import (
     BatchStream,
@@ -464,8 +464,7 @@ def task_range_test(task: Task, *, weight_decay: float | None = None,
     value, defaults.START_WEIGHT_DECAY), momentum swept over `momentum`, the suggestion read
     from the validation loss with `val`, else from the training loss. A framework's task
     runs its own range test (on the training loss, once, at its batch size)."""
-    if weight_decay is None:
-        weight_decay = START_WEIGHT_DECAY[task.optimizer]
+    weight_decay = start_weight_decay(task.optimizer, weight_decay)
     check_hyperparameters(momentum=momentum, weight_decay=weight_decay, batch_size=batch_size)
     if task.runner is not None:
         asked = [what for what, given in (("the validation loss (val)", val),

@@ -29,7 +29,7 @@ import torch
 from . import display, distributed
 from .compare import Comparison
 from .decisions import Decision, Hyper
-from .defaults import BASE_MOMENTUM, NUM_STEPS, START_WEIGHT_DECAY, WEIGHT_DECAY
+from .defaults import BASE_MOMENTUM, NUM_STEPS, WEIGHT_DECAY, start_weight_decay
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
 from .executors import Executor
@@ -1009,7 +1009,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     ledger = Ledger()
     with Study(settings.out, resume=resume) as study:
         start = Hyper(batch_size=task.batch_size,
-                      weight_decay=START_WEIGHT_DECAY[task.optimizer])
+                      weight_decay=start_weight_decay(task.optimizer))
         config = settings.journal_config(team.size, start.weight_decay)
         previous = study.meta("config")
         if previous is not None and previous != config:

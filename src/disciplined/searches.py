@@ -15,7 +15,7 @@ import torch
 from . import display, distributed
 from .compare import Comparison, compare
 from .decisions import Decision
-from .defaults import BASE_MOMENTUM, MOMENTUM, START_WEIGHT_DECAY
+from .defaults import BASE_MOMENTUM, MOMENTUM, start_weight_decay
 from .diagnose import MIN_POINTS, diagnose
 from .engine import History, evaluate, num_samples
 from .executors import Executor
@@ -79,13 +79,12 @@ def _tie_note(c: Comparison) -> str:
     return f" (tied within noise with {', '.join(tied)})" if tied else ""
 
 
-def start_weight_decay(task: str, weight_decay: float | None,
-                       data_dir: str | None = None) -> float:
-    """`weight_decay`, else the task's optimizer's own start (defaults.START_WEIGHT_DECAY:
-    AdamW's decoupled decay is multiplied by the LR, so SGD's 5e-4 is next to nothing)."""
+def _weight_decay(task: str, weight_decay: float | None, data_dir: str | None) -> float:
+    """`weight_decay`, else the task's optimizer's start (`defaults.start_weight_decay`);
+    the task is loaded only to learn its optimizer when none was given."""
     if weight_decay is not None:
         return weight_decay
-    return START_WEIGHT_DECAY[load_task(task, data_dir=data_dir).optimizer]
+    return start_weight_decay(load_task(task, data_dir=data_dir).optimizer)
 
 
 def task_max_lr(task: str, *, weight_decay: float | None = None,
@@ -123,7 +122,7 @@ def momentum_search(task: str, *, budget: Budget, max_lr: float | None = None,
     """Short runs at each maximum momentum, cycling down to `base_momentum` under 1cycle (or
     held constant under a constant LR); the lowest early validation loss wins. Without
     `max_lr`, a range test finds it first; without `weight_decay`, the optimizer's start."""
-    weight_decay = start_weight_decay(task, weight_decay, data_dir)
+    weight_decay = _weight_decay(task, weight_decay, data_dir)
     peak, notes = _max_lr(task, max_lr, seed, data_dir, batch_size, weight_decay)
     cyclical = policy != "constant"
     candidates = [{"momentum": (m, base_momentum if cyclical else m),
@@ -308,7 +307,7 @@ def schedule_search(task: str, *, budget: Budget, max_lr: float | None = None,
     """Every policy with constant and with cyclical momentum, at an equal step budget.
     Without `max_lr`, a range test finds it first; without `weight_decay`, the optimizer's
     start."""
-    weight_decay = start_weight_decay(task, weight_decay, data_dir)
+    weight_decay = _weight_decay(task, weight_decay, data_dir)
     peak, notes = _max_lr(task, max_lr, seed, data_dir, batch_size, weight_decay)
     candidates = [{"policy": p, "cycle_momentum": cyc,
                    "label": f"{p}, {'cyclical' if cyc else 'constant'} momentum"}
@@ -347,7 +346,7 @@ def batch_size_search(task: str, *, sizes: Sequence[int], seconds: float,
     if not sizes or bad:
         raise ValueError(f"batch sizes must be positive ints, got {list(sizes)}")
     t = load_task(task, data_dir=data_dir)
-    weight_decay = start_weight_decay(task, weight_decay, data_dir)
+    weight_decay = start_weight_decay(t.optimizer, weight_decay)
     train, _ = t.datasets()
     n_train = num_samples(train)
     notes: list[str] = []
