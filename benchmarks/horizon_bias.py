@@ -107,6 +107,15 @@ def best(losses: dict[float, float | None]) -> float | None:
     return min(found, key=lambda lr: found[lr]) if found else None
 
 
+def best_by_accuracy(rows: list[dict[str, Any]]) -> float | None:
+    """The short runs' most accurate LR (the lower loss breaks a tie), as a classifier is
+    judged; tune ranks its short runs by their loss instead."""
+    found = [r for r in rows if r["val_loss"] is not None and r["val_metric"] is not None]
+    if not found:
+        return None
+    return float(max(found, key=lambda r: (r["val_metric"], -r["val_loss"]))["max_lr"])
+
+
 SCORES = {True: "accuracy", False: "validation loss"}
 
 
@@ -159,14 +168,18 @@ def table(split: str) -> list[str]:
 # corrections a grid half a decade apart can tell apart; the recipe's own (0.25 decades per
 # halving of the length: 0.75, 0.5, 0.25) lies on or between them
 CORRECTIONS = (0.0, 0.5, 1.0)
+ROWS = {True: "accuracy (validation loss)", False: "validation loss (validation loss)"}
+BY_ACCURACY = "accuracy (accuracy)"
 
 
 def regret_table(split: str) -> list[str]:
     """What each correction of the short-run winner would cost at full length: the winner
     lowered by c decades and snapped to the nearest grid LR, scored against the grid's best
     (accuracy points, mean over the classifiers; loss ratio, geometric mean over the others;
-    a diverged LR counts as the grid's worst). Read from the files: no run of its own."""
-    regrets: dict[tuple[bool, float, float], list[float]] = {}
+    a diverged LR counts as the grid's worst). The classifiers are read twice: their short
+    runs ranked by validation loss, as tune ranks them, and by accuracy, as they are judged.
+    Read from the files: no run of its own."""
+    regrets: dict[tuple[str, float, float], list[float]] = {}
     for name in (t.name for t in zoo.ZOO if t.split == split):
         path = FOLDER / f"{name}.json"
         if not path.exists():
@@ -180,36 +193,39 @@ def regret_table(split: str) -> list[str]:
             continue
         top, worst = min(found), max(found)
         for fraction in FRACTIONS:
-            chosen = best({r["max_lr"]: r["val_loss"] for r in data["short"]
-                           if r["fraction"] == fraction})
-            if chosen is None:
-                continue
-            for c in CORRECTIONS:
-                lr = min(scores, key=lambda x: abs(math.log10(x * 10**c / chosen)))
-                score = scores[lr]
-                score = worst if score is None else score
-                regrets.setdefault((kind, fraction, c), []).append(
-                    100 * (score - top) if kind else score / top)
+            rows = [r for r in data["short"] if r["fraction"] == fraction]
+            winners = {ROWS[kind]: best({r["max_lr"]: r["val_loss"] for r in rows})}
+            if kind:
+                winners[BY_ACCURACY] = best_by_accuracy(rows)
+            for row, chosen in winners.items():
+                if chosen is None:
+                    continue
+                for c in CORRECTIONS:
+                    lr = min(scores, key=lambda x: abs(math.log10(x * 10**c / chosen)))
+                    score = scores[lr]
+                    score = worst if score is None else score
+                    regrets.setdefault((row, fraction, c), []).append(
+                        100 * (score - top) if kind else score / top)
     if not regrets:
         return []
     lines = ["Regret at full length of the short-run winner lowered by c decades (snapped to "
              "the grid): mean accuracy points over the classifiers, geometric-mean loss ratio "
              "over the others.", "",
-             "| judged by | run length | " + " | ".join(f"c = {c:g}" for c in CORRECTIONS)
-             + " |", "|---|---|" + "---|" * len(CORRECTIONS)]
-    for kind in SCORES:
+             "| judged by (short runs ranked by) | run length | "
+             + " | ".join(f"c = {c:g}" for c in CORRECTIONS) + " |",
+             "|---|---|" + "---|" * len(CORRECTIONS)]
+    for row in (ROWS[True], BY_ACCURACY, ROWS[False]):
         for fraction in FRACTIONS:
             cells = []
             for c in CORRECTIONS:
-                values = regrets.get((kind, fraction, c))
+                values = regrets.get((row, fraction, c))
                 if not values:
                     cells.append("-")
-                elif kind:
+                elif row != ROWS[False]:
                     cells.append(f"{statistics.fmean(values):.2f} pt")
                 else:
                     cells.append(f"{math.exp(statistics.fmean(map(math.log, values))):.2f}x")
-            lines.append(f"| {SCORES[kind]} | 1/{round(1 / fraction)} | " + " | ".join(cells)
-                         + " |")
+            lines.append(f"| {row} | 1/{round(1 / fraction)} | " + " | ".join(cells) + " |")
     return lines
 
 
