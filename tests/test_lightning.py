@@ -55,6 +55,10 @@ def test_range_test_leaves_module_rngs_and_disk_as_they_were(tmp_path, monkeypat
     twice = [range_test(module, DigitsData(), accelerator="cpu", num_steps=30).runs[0].loss
              for _ in range(2)]
     assert twice[0] == twice[1]
+    # the weight decay it ran at: the module's own optimizer's, or the one it was given
+    assert found.weight_decay == 0.0
+    assert range_test(module, DigitsData(), accelerator="cpu", num_steps=10,
+                      weight_decay=1e-3).weight_decay == 1e-3
 
 
 def test_the_sweep_keeps_param_group_ratios():

@@ -261,6 +261,24 @@ def test_a_result_saved_with_the_former_per_step_time_still_loads():
     assert RangeTestResult.from_dict(saved).runs == result.runs
 
 
+def test_the_sweep_records_the_weight_decay_it_ran_at_and_older_files_still_load():
+    torch.manual_seed(0)
+    model = digits_cnn()
+    decays = [p for p in model.parameters() if p.dim() > 1]
+    exempt = [p for p in model.parameters() if p.dim() <= 1]  # biases, as frameworks do
+    opt = torch.optim.SGD([{"params": decays, "weight_decay": 1e-2},
+                           {"params": exempt, "weight_decay": 0.0}], lr=0.05, momentum=0.9)
+    result = lr_range_test(model, opt, LOSS, DIGITS[0], batch_size=64, num_steps=30)
+    assert result.weight_decay == 1e-2
+    assert RangeTestResult.from_json(result.to_json()).weight_decay == 1e-2
+    assert lr_range_test(*setup()[:2], LOSS, DIGITS[0], batch_size=64,
+                         num_steps=30).weight_decay == 5e-4
+    saved = result.to_dict()
+    for run in saved["runs"]:
+        del run["weight_decay"]  # as written before it was recorded
+    assert RangeTestResult.from_dict(saved).weight_decay is None
+
+
 @pytest.mark.parametrize("end_lr", [1.0, 1e4])  # a sweep that ends, one that diverges
 def test_batched_reading_stops_where_reading_every_step_stops(monkeypatch, end_lr):
     results = []

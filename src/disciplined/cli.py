@@ -291,8 +291,9 @@ def find_lr(
     if not main:
         return
     result = job.result
+    decay = "" if result.weight_decay is None else f", weight decay {result.weight_decay:g}"
     table = Table(title=f"LR range test on {task} ({result.source} loss, "
-                        f"{result.stop_reason}, {_batch_line(result.batch_size or 0)})")
+                        f"{result.stop_reason}, {_batch_line(result.batch_size or 0)}{decay})")
     for column in ("rule", "max LR (median)", "spread over repeats"):
         table.add_column(column)
     names = {"smith": "Smith (default)", "steepest": "steepest descent",

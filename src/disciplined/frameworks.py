@@ -21,7 +21,7 @@ from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR
 from .engine import History, StopReason, rng_state, set_rng_state
 from .hyper import HyperScheduler, group_momentum
 from .policies import check_hyperparameters, policy_schedules
-from .range_test import Mode, SweepRecord
+from .range_test import Mode, SweepRecord, decay_of
 from .tasks import OptimizerKind, Runner, Task, TaskError
 from .trials import EVALS_PER_TRIAL, TrialSpec
 
@@ -73,7 +73,7 @@ def sweep_scheduler(optimizer: torch.optim.Optimizer, *, start_lr: float = START
         check_hyperparameters(momentum=momentum)
         mom = schedules.linear(momentum[0], momentum[1], num_steps)
     return (HyperScheduler(optimizer, lr=sweep, momentum=mom, lr_scale=group_scales(optimizer)),
-            SweepRecord(sweep, mom))
+            SweepRecord(sweep, mom, weight_decay=decay_of(optimizer)))
 
 
 @contextlib.contextmanager

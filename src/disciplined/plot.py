@@ -175,7 +175,8 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
         ax.axvline(sugg.value, color=color, ls=style, lw=1.3, label=f"{name}: {sugg.value:.3g}")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
-    ax.set_title(f"LR range test (suggestion read from the {result.source} loss)")
+    decay = "" if result.weight_decay is None else f", at weight decay {result.weight_decay:g}"
+    ax.set_title(f"LR range test (suggestion read from the {result.source} loss{decay})")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -209,7 +209,8 @@ def suggest(lrs: list[float], losses: list[float]) -> dict[str, float | None]:
 @dataclasses.dataclass(frozen=True)
 class RangeCurve:
     """One sweep: per step LR, momentum, raw and smoothed training loss; per evaluation the
-    validation loss and metric."""
+    validation loss and metric; the weight decay it ran at (`decay_of`; None in files
+    written before it was recorded)."""
 
     lr: list[float]
     momentum: list[float | None]
@@ -221,6 +222,7 @@ class RangeCurve:
     val_metric: list[float | None]
     stop_reason: str
     seed: int
+    weight_decay: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,6 +281,12 @@ class RangeTestResult:
         return self.runs[0].stop_reason
 
     @property
+    def weight_decay(self) -> float | None:
+        """The weight decay the sweeps ran at: the suggestion holds for it (Smith 2018,
+        Section 4.4: run the test at the weight decay you will train with)."""
+        return self.runs[0].weight_decay
+
+    @property
     def reading(self) -> Reading:
         """What the first sweep shows, read from the same curve as the suggestions."""
         run = self.runs[0]
@@ -299,6 +307,7 @@ class RangeTestResult:
             "source": self.source, "mode": self.mode, "start_lr": self.start_lr,
             "end_lr": self.end_lr, "batch_size": self.batch_size,
             "world_size": self.world_size, "total_batch_size": self.total_batch_size,
+            "weight_decay": self.weight_decay,
             "suggestions": {k: dataclasses.asdict(v) for k, v in self.suggestions.items()},
             "reading": self.reading.to_dict(),
             "runs": [dataclasses.asdict(r) for r in self.runs],
@@ -419,10 +428,12 @@ class SweepRecord:
 
     def __init__(self, sweep: schedules.Schedule, momentum: schedules.Schedule | None,
                  smoothing: float = SMOOTHING,
-                 diverge_factor: float | None = DIVERGE_FACTOR) -> None:
+                 diverge_factor: float | None = DIVERGE_FACTOR,
+                 weight_decay: float | None = None) -> None:
         if diverge_factor is not None and diverge_factor <= 1:
             raise ValueError(f"diverge_factor must be > 1 or None, got {diverge_factor}")
         self.sweep, self.momentum, self.diverge_factor = sweep, momentum, diverge_factor
+        self.weight_decay = weight_decay
         self.ema = Ema(smoothing)
         self.best = math.inf
         self.lr: list[float] = []
@@ -449,7 +460,13 @@ class SweepRecord:
               val_metric: list[float | None] | None = None) -> RangeCurve:
         return RangeCurve(self.lr, self.moms, self.raw, self.smoothed, val_step or [],
                           val_lr or [], val_loss or [], val_metric or [],
-                          stop_reason or "end_lr reached", seed)
+                          stop_reason or "end_lr reached", seed, self.weight_decay)
+
+
+def decay_of(optimizer: torch.optim.Optimizer) -> float:
+    """The weight decay an optimizer trains at: the largest of its parameter groups' (the
+    groups frameworks exempt from decay, biases and norms, keep 0)."""
+    return max(float(group.get("weight_decay", 0.0)) for group in optimizer.param_groups)
 
 
 def task_range_test(task: Task, *, weight_decay: float | None = None,
@@ -502,7 +519,8 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     batches = BatchStream(train_data, batch_size, seed=seed, device=device)
     was_training = model.training
     model.train()
-    record = SweepRecord(sweep, mom_sched, smoothing, diverge_factor)
+    record = SweepRecord(sweep, mom_sched, smoothing, diverge_factor,
+                         weight_decay=decay_of(optimizer))
     val_step: list[int] = []
     val_lr: list[float] = []
     val_loss: list[float] = []
