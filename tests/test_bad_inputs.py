@@ -216,12 +216,14 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
                              str(out), "--budget-epochs", "4", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
     for line in proc.stdout:  # once a stage is journaled, there is something to keep
+        seen.append(line)
         if "-> range_test" in line:
             break
     proc.send_signal(2)  # SIGINT, as Ctrl-C sends
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, f"read before the signal: {seen}\nafter: {out}\n{err}"
     assert "interrupted:" in err and str(out / "study.db") in err
     assert f"disciplined tune digits --out {out} --budget-epochs 4 --quiet --resume" in err
     assert "Traceback" not in err
