@@ -222,8 +222,8 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
         if "-> range_test" in line:
             break
     proc.send_signal(2)  # SIGINT, as Ctrl-C sends
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, f"read before the signal: {seen}\nafter: {out}\n{err}"
+    after, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, f"read before the signal: {seen}\nafter: {after}\n{err}"
     assert "interrupted:" in err and str(out / "study.db") in err
     assert f"disciplined tune digits --out {out} --budget-epochs 4 --quiet --resume" in err
     assert "Traceback" not in err
