@@ -18,8 +18,6 @@ WEIGHT_DECAY = 5e-4
 # and Loshchilov & Hutter's), 1e-2.
 ADAMW_WEIGHT_DECAY = 1e-2
 START_WEIGHT_DECAY = {"sgd": WEIGHT_DECAY, "adamw": ADAMW_WEIGHT_DECAY}
-
-
 # 1cycle starts one order of magnitude below its peak: min_lr = max_lr / 10 (Section 4.1).
 ONE_CYCLE_DIV = 10.0
 # Cyclical LRs take max_lr / 4 as their lower bound (Smith 2017, Section 3.3).

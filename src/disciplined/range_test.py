@@ -282,8 +282,9 @@ class RangeTestResult:
 
     @property
     def weight_decay(self) -> float | None:
-        """The weight decay the sweeps ran at: the suggestion holds for it (Smith 2018,
-        Section 4.4: run the test at the weight decay you will train with)."""
+        """The weight decay the sweeps ran at: the suggestion holds for it, as another
+        weight decay moves the curve (Smith 2018, Section 4.4, compares range tests at
+        several)."""
         return self.runs[0].weight_decay
 
     @property
