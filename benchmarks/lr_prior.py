@@ -10,13 +10,14 @@ these lands: the LR candidate nearest the provisional value, the lowest candidat
 middle one. When no run length tells the LR stage's candidates apart, one of these has to
 be taken on the range test's word alone: this says which the grids support.
 
-Then the grid's max LRs train 1cycles of 1/8, 1/4 and 1/2 of the final length (seed 0, at
-the grid's weight decay nearest tune's start, read on tune's validation subset and ranked
-with ties as tune's stages rank them), and each way of settling a tie among the leaders
-(the lowest, the highest, the one nearest the provisional max LR) is scored by its pick's
-regret at full length: accuracy points for classifiers, percent of the best loss for the
-others, 0 within the seeds' noise. Rules are designed on the dev half (the default); the
-test half is measured only to report them.
+Then the grid's max LRs train 1cycles of 1/8, 1/4 and 1/2 of the final length (seeds 0
+and 1, at the grid's weight decay nearest tune's start, read on tune's validation subset
+and ranked with ties as tune's stages rank them, each seed apart), and each way of settling
+a tie among the leaders is scored by its pick's regret at full length: accuracy points for
+classifiers, percent of the best loss for the others, 0 within the seeds' noise. The ways:
+the lowest, the middle, the highest, the one nearest the provisional max LR, and tune's
+(the lowest whose run was not still underfitting at its end). Rules are designed on the
+dev half (the default); the test half is measured only to report them.
 
     python benchmarks/lr_prior.py --write benchmarks/RESULTS.md
 """
@@ -37,15 +38,25 @@ from disciplined import zoo
 from disciplined.compare import Comparison
 from disciplined.defaults import MOMENTUM, NUM_STEPS, START_WEIGHT_DECAY
 from disciplined.range_test import RangeTestResult, task_range_test
-from disciplined.recipe import LONGER_SWEEP, lr_candidates, nearest, provisional_max_lr
+from disciplined.recipe import (
+    LONGER_SWEEP,
+    lowest_learning_lr,
+    lr_candidates,
+    nearest,
+    provisional_max_lr,
+)
 from disciplined.tasks import load_task
-from disciplined.trials import EVAL_SAMPLES, Budget, TrialSpec, train
+from disciplined.trials import EVAL_SAMPLES, Budget, TrialResult, TrialSpec, train
 
 FOLDER = Path(__file__).with_name("lr_prior")
 REFERENCE = Path(__file__).with_name("zoo_reference")
 PICKS = ("nearest the provisional", "lowest", "middle")
 FRACTIONS = (1 / 8, 1 / 4, 1 / 2)
-TIE_RULES = ("lowest", "middle", "highest", "nearest the provisional")
+# Short runs are trained from two seeds: two readings of each tie, and the spread between
+# them says how much one seed's order can be trusted.
+SEEDS = (0, 1)
+TIE_RULES = ("lowest", "middle", "highest", "nearest the provisional",
+             "lowest not underfitting (tune's)")
 
 
 def grid_best(grid: dict[str, Any]) -> list[float]:
@@ -83,25 +94,41 @@ def measure(name: str) -> dict[str, Any]:
     grid = json.loads((REFERENCE / f"{name}.json").read_text())
     decay = start_decay(grid)
     short = []
-    for fraction in FRACTIONS:
-        specs = [TrialSpec(f"zoo/{name}", max_lr=lr, weight_decay=decay,
-                           budget=Budget(epochs=grid["epochs"] * fraction),
-                           eval_samples=EVAL_SAMPLES, label=f"lr={lr:g} f={fraction:g}")
-                 for lr in grid["max_lrs"]]
-        results = [train(spec, task=task.loaded())[0] for spec in specs]
-        ranks = {r.label: r.rank for r in Comparison.of(results).ranking}
-        short += [{"fraction": fraction, "max_lr": spec.max_lr, "rank": ranks.get(spec.label),
-                   "val_loss": r.val_loss if r.val_loss is not None
-                   and math.isfinite(r.val_loss) else None}
-                  for spec, r in zip(specs, results, strict=True)]
-        print(f"  {name} 1/{round(1 / fraction)}: " + ", ".join(
-            f"{row['max_lr']:g} rank {row['rank']}" for row in short[-len(specs):]), flush=True)
+    for seed in SEEDS:
+        for fraction in FRACTIONS:
+            specs = [TrialSpec(f"zoo/{name}", max_lr=lr, weight_decay=decay, seed=seed,
+                               budget=Budget(epochs=grid["epochs"] * fraction),
+                               eval_samples=EVAL_SAMPLES, label=f"lr={lr:g} f={fraction:g}")
+                     for lr in grid["max_lrs"]]
+            results = [train(spec, task=task.loaded())[0] for spec in specs]
+            ranks = {r.label: r.rank for r in Comparison.of(results).ranking}
+            short += [short_row(fraction, spec, r, ranks.get(spec.label))
+                      for spec, r in zip(specs, results, strict=True)]
+            print(f"  {name} seed {seed} 1/{round(1 / fraction)}: " + ", ".join(
+                f"{row['max_lr']:g} rank {row['rank']}" for row in short[-len(specs):]),
+                flush=True)
     return {"task": name, "split": grid["split"], "anchor": rt.reading.anchor,
             "conclusive": rt.reading.conclusive, "longer_sweep": longer,
             "why": rt.reading.why, "provisional": provisional_max_lr(rt),
             "grid_best": grid_best(grid), "weight_decay": decay, "short": short,
             "wall_seconds": round(time.perf_counter() - start, 1),
             **stamp(f"python benchmarks/lr_prior.py --tasks {name} --force")}
+
+
+def short_row(fraction: float, spec: TrialSpec, result: TrialResult,
+              rank: int | None) -> dict[str, Any]:
+    """One short run as stored: its place, final loss and the validation curve it was read
+    from (so that other ways of ranking can be tried on the same runs)."""
+    history, diagnosis = result.history, result.diagnosis
+    return {"fraction": fraction,
+            "seed": spec.seed, "max_lr": spec.max_lr, "rank": rank,
+            "val_loss": result.val_loss if result.val_loss is not None
+            and math.isfinite(result.val_loss) else None,
+            "noise": None if diagnosis is None else diagnosis.evidence.get("noise"),
+            "verdict": None if diagnosis is None else diagnosis.verdict,
+            "eval_step": [] if history is None else history.eval_step,
+            "val_curve": [] if history is None else
+            [v if math.isfinite(v) else None for v in history.val_loss]}
 
 
 def start_decay(grid: dict[str, Any]) -> float:
@@ -134,15 +161,29 @@ def full_regret(data: dict[str, Any]) -> dict[float, float | None]:
             for lr, v in means.items()}
 
 
-def tie_picks(data: dict[str, Any], fraction: float) -> dict[str, float] | None:
-    """What each tie rule takes among the leaders of the runs at `fraction` (None: none ran)."""
-    rows = [r for r in data["short"] if r["fraction"] == fraction and r["rank"] is not None]
-    if not rows:
-        return None
+def readings(data: dict[str, Any], fraction: float) -> dict[int, list[dict[str, Any]]]:
+    """The ranked short runs at `fraction`, by seed (files from before seeds were stored hold
+    seed 0 only)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in data["short"]:
+        if row["fraction"] == fraction and row["rank"] is not None:
+            out.setdefault(row.get("seed", 0), []).append(row)
+    return out
+
+
+def leaders(rows: list[dict[str, Any]]) -> list[float]:
+    """The max LRs of the first rank, ascending."""
     top = min(r["rank"] for r in rows)
-    lead = sorted(r["max_lr"] for r in rows if r["rank"] == top)
+    return sorted(r["max_lr"] for r in rows if r["rank"] == top)
+
+
+def tie_picks(rows: list[dict[str, Any]], provisional: float) -> dict[str, float]:
+    """What each tie rule takes among the leaders of these ranked runs."""
+    lead = leaders(rows)
+    verdicts = {r["max_lr"]: r.get("verdict") for r in rows}
     return {"lowest": lead[0], "middle": lead[(len(lead) - 1) // 2], "highest": lead[-1],
-            "nearest the provisional": nearest(lead, data["provisional"], 1)[0]}
+            "nearest the provisional": nearest(lead, provisional, 1)[0],
+            "lowest not underfitting (tune's)": lowest_learning_lr(lead, verdicts)}
 
 
 def tie_table(files: list[dict[str, Any]]) -> list[str]:
@@ -153,14 +194,15 @@ def tie_table(files: list[dict[str, Any]]) -> list[str]:
         regret = full_regret(data)
         cells = [data["task"]]
         for fraction in FRACTIONS:
-            rows = [r for r in data["short"] if r["fraction"] == fraction and r["rank"]]
-            top = min((r["rank"] for r in rows), default=None)
-            cells.append(", ".join(f"{r['max_lr']:.3g}" for r in rows if r["rank"] == top))
-            chosen = tie_picks(data, fraction) or {}
-            for rule, lr in chosen.items():
-                value = regret.get(lr)
-                if value is not None:
-                    got.setdefault((rule, fraction), []).append(value)
+            by_seed = readings(data, fraction)
+            cells.append("; ".join(f"seed {seed}: " + ", ".join(f"{lr:.3g}" for lr in
+                                                                leaders(rows))
+                                   for seed, rows in sorted(by_seed.items())))
+            for rows in by_seed.values():
+                for rule, lr in tie_picks(rows, data["provisional"]).items():
+                    value = regret.get(lr)
+                    if value is not None:
+                        got.setdefault((rule, fraction), []).append(value)
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| tie among the leaders settled by | " +
               " | ".join(f"1/{round(1 / f)}" for f in FRACTIONS) + " |",
@@ -212,8 +254,9 @@ def table(split: str) -> list[str]:
     short = [data for data in files if data.get("short")]
     if short:
         lines += ["", "Short runs at the grid's max LRs, the leaders (first rank) at each "
-                  "length, and the mean full-length regret of each tie rule's pick (tasks "
-                  "read in brackets; a pick that diverged at full length is left out):", "",
+                  "length, and the mean full-length regret of each tie rule's pick (readings, "
+                  "one per task and seed, in brackets; a pick that diverged at full length "
+                  "is left out):", "",
                   *tie_table(short)]
     return lines
 

@@ -47,13 +47,13 @@ def test_spread_keeps_the_ends_of_the_range():
 class Fake:
     """Runs nothing: a candidate's loss is `loss(key, fraction)`, noise `noise`."""
 
-    def __init__(self, loss, noise=0.0):
-        self.loss, self.noise, self.calls = loss, noise, []
+    def __init__(self, loss, noise=0.0, verdict=lambda lr: "balanced"):
+        self.loss, self.noise, self.verdict, self.calls = loss, noise, verdict, []
 
     def map(self, specs, on_result=None):
         self.calls.append([(s.max_lr, s.budget.epochs) for s in specs])
         return [TrialResult(s, "complete", None, None,
-                            Diagnosis("balanced", "", {"noise": self.noise}),
+                            Diagnosis(self.verdict(s.max_lr), "", {"noise": self.noise}),
                             self.loss(s.max_lr, s.budget.epochs), None, 10, 1.0)
                 for s in specs]
 
@@ -66,6 +66,10 @@ def spec_for(lr, fraction):
 LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
 
+def lowest(tied, _verdicts):
+    return min(tied)
+
+
 def test_the_better_half_grows_and_the_best_at_the_longest_length_wins():
     # short runs favour high LRs; at full length 1e-3 is best
     def loss(lr, f):
@@ -74,7 +78,7 @@ def test_the_better_half_grows_and_the_best_at_the_longest_length_wins():
     fake = Fake(loss)
     plan = plan_rungs(5, budget=4.4, shortest=0.1)
     assert plan.fractions == (Fraction(1, 8), Fraction(1, 4), Fraction(1, 2), Fraction(1))
-    found = successive_halving(LRS, spec_for, plan, prefer=min, executor=fake)
+    found = successive_halving(LRS, spec_for, plan, prefer=lowest, executor=fake)
     assert [len(c) for c in fake.calls] == [5, 3, 2, 2]
     assert {k for k, _ in fake.calls[1]} >= {1e-1}  # the short runs' favourite goes on
     finalists = [k for k, _ in fake.calls[-1]]
@@ -86,7 +90,7 @@ def test_candidates_tied_at_every_short_length_grow_together_when_there_is_room(
     fake = Fake(lambda lr, f: 1.0 if f < 1 else abs(math.log10(lr) + 2), noise=0.1)
     plan = plan_rungs(5, budget=4.75, shortest=0.25)
     assert len(plan.fractions) == 3 and plan.fractions[-1] == 1
-    found = successive_halving(LRS, spec_for, plan, prefer=min, room=lambda: 100.0,
+    found = successive_halving(LRS, spec_for, plan, prefer=lowest, room=lambda: 100.0,
                                executor=fake)
     assert all(len(c) == 5 for c in fake.calls)  # all tied: none dropped
     assert found.winner == 1e-2 and not found.tied  # the full length decides
@@ -95,7 +99,7 @@ def test_candidates_tied_at_every_short_length_grow_together_when_there_is_room(
 def test_a_tie_with_no_room_to_grow_keeps_the_range_covered_and_is_said():
     fake = Fake(lambda lr, f: 1.0, noise=0.1)
     plan = plan_rungs(5, budget=2.0, shortest=0.05)
-    found = successive_halving(LRS, spec_for, plan, prefer=min, room=lambda: 0.0,
+    found = successive_halving(LRS, spec_for, plan, prefer=lowest, room=lambda: 0.0,
                                executor=fake)
     assert len(fake.calls) == 1  # no room for the next rung: decided on the first
     assert found.tied and found.winner == min(LRS)
@@ -105,8 +109,8 @@ def test_a_tie_with_no_room_to_grow_keeps_the_range_covered_and_is_said():
 def test_a_tie_no_length_broke_is_settled_by_its_own_rule_and_said():
     fake = Fake(lambda lr, f: 1.0, noise=0.1)
     plan = plan_rungs(5, budget=2.0, shortest=0.05)
-    found = successive_halving(LRS, spec_for, plan, prefer=min, room=lambda: 0.0,
-                               prefer_untold=lambda tied: tied[len(tied) // 2], executor=fake)
+    found = successive_halving(LRS, spec_for, plan, prefer=lowest, room=lambda: 0.0,
+                               prefer_untold=lambda tied, _: tied[len(tied) // 2], executor=fake)
     assert found.tied and not found.told_apart and found.winner == 1e-2
     assert "no length told any apart" in found.length_note
 
@@ -116,16 +120,31 @@ def test_a_tie_among_leaders_after_a_length_told_others_apart_uses_prefer():
     fake = Fake(lambda lr, f: 1.0 if 1e-3 <= lr <= 1e-1 else 5.0, noise=0.1)
     plan = plan_rungs(5, budget=1.2, shortest=0.05)
     assert len(plan.fractions) > 1 and plan.fractions[-1] < 1
-    found = successive_halving(LRS, spec_for, plan, prefer=min, room=lambda: 100.0,
-                               prefer_untold=max, executor=fake)
+    found = successive_halving(LRS, spec_for, plan, prefer=lowest, room=lambda: 100.0,
+                               prefer_untold=lambda tied, _: max(tied), executor=fake)
     assert found.tied and found.told_apart and found.winner == 1e-3
     assert found.leaders == (1e-3, 1e-2, 1e-1)
+
+
+def test_a_tie_is_settled_knowing_each_tied_runs_verdict():
+    fake = Fake(lambda lr, f: 1.0 if 1e-3 <= lr <= 1e-1 else 5.0, noise=0.1,
+                verdict=lambda lr: "underfitting" if lr < 1e-2 else "balanced")
+    seen = {}
+
+    def prefer(tied, verdicts):
+        seen.update(verdicts)
+        return min(k for k in tied if verdicts[k] != "underfitting")
+
+    found = successive_halving(LRS, spec_for, plan_rungs(5, budget=1.2, shortest=0.05),
+                               prefer=prefer, room=lambda: 100.0, executor=fake)
+    assert found.winner == 1e-2
+    assert seen == {1e-3: "underfitting", 1e-2: "balanced", 1e-1: "balanced"}  # the last rung
 
 
 def test_a_tie_too_large_for_the_room_keeps_a_spread():
     fake = Fake(lambda lr, f: 1.0, noise=0.1)
     plan = plan_rungs(5, budget=1.0, shortest=0.1)
-    successive_halving(LRS, spec_for, plan, prefer=min, executor=fake)
+    successive_halving(LRS, spec_for, plan, prefer=lowest, executor=fake)
     if len(plan.fractions) > 1:
         second = [k for k, _ in fake.calls[1]]
         assert min(second) == min(LRS) and max(second) == max(LRS)
@@ -137,5 +156,5 @@ def test_every_run_failing_is_an_error_that_says_so():
             return [TrialResult.failed(s, "failed", "ValueError: boom") for s in specs]
 
     with pytest.raises(ValueError, match="boom"):
-        successive_halving(LRS, spec_for, plan_rungs(5, 5.0, 0.1), prefer=min,
+        successive_halving(LRS, spec_for, plan_rungs(5, 5.0, 0.1), prefer=lowest,
                            executor=Failing())

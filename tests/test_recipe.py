@@ -34,6 +34,7 @@ from disciplined.recipe import (
     _scored_better,
     horizon_bias,
     horizon_corrected,
+    lowest_learning_lr,
     lr_candidates,
     lr_to_check,
     nearest,
@@ -562,3 +563,13 @@ def test_the_wall_budget_counts_loading_the_task(tmp_path, monkeypatch):
     with pytest.raises(DisciplinedError, match=r"used up by loading the task and the range "
                                                r"test \(1\d\d s\)"):
         tune("digits", out=tmp_path / "out", budget_minutes=1.5)
+
+
+@pytest.mark.parametrize(("verdicts", "expected"), [
+    ({1e-3: "balanced", 1e-2: "balanced"}, 1e-3),  # short runs favour high LRs
+    ({1e-3: "underfitting", 1e-2: "balanced", 1e-1: "balanced"}, 1e-2),  # held back
+    ({1e-3: "underfitting", 1e-2: "underfitting"}, 1e-3),  # all still learning: the lowest
+    ({1e-3: "underfitting", 1e-2: "unstable"}, 1e-2),
+])
+def test_a_tied_lr_still_underfitting_is_passed_over(verdicts, expected):
+    assert lowest_learning_lr(sorted(verdicts), verdicts) == expected

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 from .compare import Comparison
+from .diagnose import Verdict
 from .executors import Executor, LocalExecutor
 from .trials import TrialSpec
 
@@ -25,6 +26,10 @@ from .trials import TrialSpec
 class AllFailedError(ValueError):
     """Every candidate of a rung failed: there is nothing to rank."""
 
+
+# How a tie is settled: from the tied candidates (in their natural order) and the verdicts
+# of every ranked candidate's run at the last rung, the one to keep.
+Preference = Callable[[Sequence[Any], Mapping[Any, "Verdict | None"]], Any]
 
 # At most this many rungs (lengths) per stage: 1/8, 1/4, 1/2, 1 of the longest.
 MAX_RUNGS = 4
@@ -149,16 +154,17 @@ def successive_halving(
     spec_for: Callable[[Any, float], TrialSpec],
     plan: RungPlan,
     *,
-    prefer: Callable[[Sequence[Any]], Any],
-    prefer_untold: Callable[[Sequence[Any]], Any] | None = None,
+    prefer: Preference,
+    prefer_untold: Preference | None = None,
     room: Callable[[], float] | None = None,
     executor: Executor | None = None,
 ) -> Halving:
     """Run `keys` (candidate values, in their natural order: ascending LR, weight decay...)
     through the rungs of `plan`. `spec_for(key, fraction)` builds a candidate's trial at a
-    fraction of the final length; `prefer(tied_keys)` picks among candidates still tied
-    within noise after a rung shorter than the final length (at full length the lowest loss
-    wins), and `prefer_untold` (default `prefer`) when no rung told any candidates apart;
+    fraction of the final length; `prefer(tied_keys, verdicts)` picks among candidates still
+    tied within noise after a rung shorter than the final length, given their runs' verdicts
+    there (at full length the lowest loss wins), and `prefer_untold` (default `prefer`) when
+    no rung told any candidates apart;
     `room()` is what is left of the stage's budget, in final trainings (None: the plan, no
     more). Before each rung the rest of the plan must fit in `room()`, else the
     decision is taken on the runs so far; a tie larger than the planned half goes on whole
@@ -202,7 +208,8 @@ def successive_halving(
     tied = len(leaders) > 1 and last < 1
     told_apart = any(_separates(rung.comparison) for rung in rungs)
     chooser = prefer if told_apart or prefer_untold is None else prefer_untold
-    winner = chooser(leaders) if tied else by_label[ranked[0].label]
+    verdicts = {by_label[x.label]: x.verdict for x in ranked}
+    winner = chooser(leaders, verdicts) if tied else by_label[ranked[0].label]
     if not tied:
         shortest = next((i for i, rung in enumerate(rungs) if _separates(rung.comparison)),
                         len(rungs) - 1)
