@@ -688,7 +688,7 @@ def _lr(ctx: Context) -> Outcome:
 # at runs of 1/8-1/2 of the length, and than the smallest; one task each way decides that.
 
 
-def _tied_to_start(describe: Callable[[Any], str], start: Any) -> tuple[Callable[..., Any], str]:
+def _tied_to_start(describe: Callable[[Any], str], start: Any) -> tuple[Preference, str]:
     """`prefer` and its sentence for a stage whose ties keep `start` or the value nearest it."""
     return (lambda tied, _verdicts: nearest(tied, start, 1)[0],
             f"the one nearest {describe(start)}, where the stage started")
