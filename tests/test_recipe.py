@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -29,6 +30,10 @@ from disciplined.range_test import task_range_test
 from disciplined.recipe import (
     CHECK_WHY,
     UNSTEADY,
+    Context,
+    Ledger,
+    Plan,
+    Settings,
     _clearly_better,
     _corrections,
     _scored_better,
@@ -41,7 +46,7 @@ from disciplined.recipe import (
     shares,
     tune,
 )
-from disciplined.report import build_report
+from disciplined.report import build_report, pictures
 from disciplined.study import Study, StudyBusyError
 from disciplined.tasks import load_task
 from disciplined.trials import Budget, TrialSpec
@@ -88,10 +93,12 @@ def test_the_report_is_self_contained_and_its_images_decode(digits_study):
     page = (out / "report.html").read_text()
     parser = Images()
     parser.feed(page)
-    # at most one picture per stage, one more for the LR stage and the final: what the
-    # budget's plan reserves time for (recipe._report_seconds), however many rungs ran
-    stages = json.loads((out / "summary.json").read_text())["stages"]
-    assert 5 <= len(parser.sources) <= len(stages) + 2
+    # at most one picture per stage, two for the final, however many rungs ran: the ones
+    # the budget reserves drawing time for (report.pictures, Context.report_reserve)
+    with Study(out, resume=True) as study:
+        drawn = {r.name: pictures(study, r) for r in study.stages()}
+    assert len(parser.sources) == sum(drawn.values())
+    assert drawn["range_test"] == 1 and drawn["lr"] == 1 and drawn["final"] == 2
     for src in parser.sources:
         assert src.startswith("data:image/png;base64,")  # nothing fetched over a network
         png = base64.b64decode(src.split(",", 1)[1])
@@ -546,6 +553,25 @@ def test_a_budget_used_up_before_the_plan_is_a_clear_error(tmp_path):
     assert result.exit_code == 2
     assert "is used up by loading the task and the range test" in result.output
     assert "give at least" in result.output
+
+
+def test_the_reports_reserve_gives_back_what_a_stage_that_ran_nothing_will_not_draw():
+    stages = ("range_test", "lr", "momentum", "weight_decay", "final", "refine")
+    plan = Plan(final_epochs=1, final_steps=100, budget_seconds=10.0, budget_units=None,
+                eval_samples=100, step_seconds=1e-3, sample_seconds=1e-5, setup_seconds=0.1,
+                spent_before=1.0, report_seconds=8.0)
+    ledger = Ledger()
+    ctx = Context(Settings("digits", Path("unused"), stages), None, None, None, plan, None,
+                  None, ledger)
+    assert ctx.report_reserve() == pytest.approx(8.0)  # a picture each, the final's three
+    ledger.drew("range_test", 1)
+    ledger.drew("lr", 0)  # no room for short runs: kept its value, draws nothing
+    ledger.drew("momentum", 0)
+    assert ctx.report_reserve() == pytest.approx(6.0)
+    ledger.drew("weight_decay", 1)
+    ledger.drew("final", 2)
+    ledger.drew("refine", 0)
+    assert ctx.report_reserve() == pytest.approx(5.0)
 
 
 def test_the_wall_budget_counts_loading_the_task(tmp_path, monkeypatch):

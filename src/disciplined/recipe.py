@@ -37,7 +37,7 @@ from .executors import Executor
 from .halving import AllFailedError, Preference, RungPlan, plan_rungs, successive_halving
 from .plot import plot_range_test
 from .range_test import RangeTestResult, task_range_test
-from .report import write_report, write_train_script
+from .report import pictures, write_report, write_train_script
 from .searches import MOMENTA, SearchResult, batch_size_search
 from .study import FinalRun, JournalExecutor, Outcome, StageRecord, Study, output_folder
 from .tasks import Runner, Task, load_task
@@ -110,6 +110,8 @@ MEASURE_STEPS = 20
 # The refine stage trains another full-length candidate only while this much of one final
 # training's time is left.
 REFINE_MIN = 0.9
+# The most pictures report.html draws for a stage (`report.pictures`): one, the final's two.
+MOST_PICTURES = {"final": 2}
 # Two max LRs closer than this (in decades) are one: 3 significant figures round by at most
 # 0.002 decades, the half-decade steps are 0.5 apart.
 SAME_LR_DECADES = 0.02
@@ -234,6 +236,7 @@ class Ledger:
         self.current_units = 0.0
         self.correction = 1.0
         self._ratios: list[float] = []
+        self.pictures: dict[str, int] = {}  # what report.html draws for each finished stage
 
     def spent(self) -> float:
         """Seconds spent so far."""
@@ -254,6 +257,10 @@ class Ledger:
         if predicted > 0 and seconds > 0:
             self._ratios.append(seconds / predicted)
             self.correction = float(statistics.median(self._ratios))
+
+    def drew(self, stage: str, pictures: int) -> None:
+        """A finished stage's pictures in report.html (`report.pictures`)."""
+        self.pictures[stage] = pictures
 
     def stage_done(self, seconds: float, units: float) -> None:
         self.seconds += seconds
@@ -340,9 +347,19 @@ class Context:
         --budget-minutes, else from the trainings left (which no clock changes)."""
         plan = self.planned()
         if plan.budget_seconds is not None:  # the report's pictures are kept in reserve
-            left = plan.budget_seconds - plan.report_seconds - self.ledger.spent()
+            left = plan.budget_seconds - self.report_reserve() - self.ledger.spent()
             return left / self.final_cost()
         return (plan.budget_units or 0.0) - self.ledger.spent_units()
+
+    def report_reserve(self) -> float:
+        """Seconds report.html's pictures will take: those the finished stages will have
+        drawn, and the most each stage still to run may draw. A stage that ran no trials
+        draws nothing and gives its part back (on a 2 s budget the pictures of every stage
+        were 70% of it)."""
+        stages = self.settings.stages
+        units = sum(_picture_units(st, self.ledger.pictures.get(st, MOST_PICTURES.get(st, 1)))
+                    for st in stages)
+        return self.planned().report_seconds * units / most_picture_units(stages)
 
     def spent(self) -> float:
         """What this budget has spent so far, in its own measure (seconds or trainings)."""
@@ -1047,6 +1064,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         for index, name in enumerate(settings.stages, start=1):
             ctx = dataclasses.replace(ctx, later=settings.stages[index:])
             record, reused = _run_stage(ctx, name, index)
+            ledger.drew(name, pictures(study, record))
             if ctx.plan is not None:
                 if reused:
                     for r in study.trials(name):
@@ -1137,12 +1155,22 @@ def _measure(ctx: Context) -> tuple[float, float, float]:
     return step, (time.perf_counter() - began) / samples, setup
 
 
+def _picture_units(stage: str, pictures: int) -> int:
+    """A stage's pictures in units of the one timed when planning (a range test's, one
+    panel): the final's two count as three, having two or three panels each."""
+    return pictures + (stage == "final" and pictures > 0)
+
+
+def most_picture_units(stages: Sequence[str]) -> int:
+    """The most picture units report.html draws for these stages (`report.pictures`)."""
+    return sum(_picture_units(st, MOST_PICTURES.get(st, 1)) for st in stages)
+
+
 def _report_seconds(ctx: Context) -> float:
-    """What report.html will cost: one of its pictures (the first range test's) drawn and
-    timed (the second drawing: the first pays for fonts and caches once), times the most
-    pictures it draws (one per stage: a range test's or the ranking of a stage's longest
-    runs; the final's two, its schedules and its curves), plus one for the final's pictures
-    having two panels each where the timed one has one."""
+    """What report.html will cost at most: one of its pictures (the first range test's)
+    drawn and timed (the second drawing: the first pays for fonts and caches once), times
+    the most picture units its stages may draw (`most_picture_units`); what a stage that
+    ran nothing does not draw is given back as the stages finish (`Context.report_reserve`)."""
     record = ctx.study.finished_stage("range_test")
     if record is None or record.outcome.range_test is None:
         return 0.0
@@ -1151,7 +1179,7 @@ def _report_seconds(ctx: Context) -> float:
         began = time.perf_counter()
         plot_range_test(record.outcome.range_test, Path(folder) / "timed.png")
         took = time.perf_counter() - began
-    return took * (len(ctx.settings.stages) + 2)
+    return took * most_picture_units(ctx.settings.stages)
 
 
 def _plan(ctx: Context, spent: float) -> Plan:

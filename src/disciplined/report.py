@@ -19,7 +19,7 @@ from .defaults import MOMENTUM
 from .errors import DisciplinedError
 from .plot import plot_comparison, plot_history, plot_range_test, plot_schedule
 from .policies import policy_schedules
-from .study import Study
+from .study import StageRecord, Study
 from .trials import TrialSpec
 
 STYLE = """
@@ -138,6 +138,24 @@ def _final_note(study: Study, diagnosis: str) -> str:
                 "full-length training, was not run.</p>")
     return (f"<p class='note'>The refine stage acted on this diagnosis: "
             f"{html.escape(refine.outcome.reason)}.</p>")
+
+
+def pictures(study: Study, record: StageRecord) -> int:
+    """How many pictures `build_report` draws for a finished stage: a range test's, the
+    curves of a ranking's longest runs, the closed loop's corrections, the final's schedules
+    and curves. The budget reserves their drawing time: a stage that ran nothing draws
+    nothing, and gives its reserve back."""
+    name, outcome = record.name, record.outcome
+    count = int(outcome.range_test is not None)
+    if outcome.search is not None:
+        count += bool(outcome.search.comparisons) if outcome.search.evidence.get("fractions") \
+            else bool(study.trials(name))
+    elif name == "refine":
+        count += bool(study.trials(name))
+    if name == "final":
+        finals = study.trials("final")
+        count += 2 * (bool(finals) and finals[-1].history is not None)
+    return count
 
 
 def build_report(study: Study, summary: dict[str, Any]) -> str:
