@@ -309,20 +309,22 @@ def more_seeds(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     already measured. One run of `tune` is one draw: its seed moves the short runs, and the
     budget, read from the clock, moves its plan (on 2026-12-02 a budget 5% smaller changed a
     test task's LR plan and its score from 0.89x to 29.7x). A rule change is judged against
-    this spread, not against one draw. Stored under "tune_seeds", "3x seed 1" and so on."""
+    this spread, not against one draw. Stored under "tune_seeds", one entry per budget,
+    seed and library commit."""
     path = OUT / f"{name}.json"
     data = json.loads(path.read_text())
     task = load_task(f"zoo/{name}")
     retrain = Retrainer(task, name)
     seconds, how = final_training_seconds(task, name)
     draws = dict(data.get("tune_seeds", {}))
+    library = library_commit()
     for seed in seeds:
         for label, factor in BUDGETS.items():
             print(f"{name}: tune at {label} ({factor * seconds:.0f} s), seed {seed}", flush=True)
-            draws[f"{label} seed {seed}"] = {
+            draws[f"{label} seed {seed} {library}"] = {
                 **attempt(lambda f=factor, s=seed: run_tune(name, f * seconds, retrain, s),
                           budget_seconds=factor * seconds),
-                "seed": seed, "budget": label, "library": library_commit(),
+                "seed": seed, "budget": label, "library": library,
                 "final_training_seconds": seconds, "final_training_seconds_from": how}
     return {**data, "tune_seeds": draws}
 
@@ -378,24 +380,40 @@ def judged(entry: dict[str, Any], grid: dict[str, Any]) -> tuple[float, bool, bo
 
 
 def seed_tables(split: str) -> list[str]:
-    """`tune` over its seeds: seed 0 (the columns above) and the draws of --tune-seeds."""
+    """`tune` over its seeds, one table per library commit measured with --tune-seeds; a
+    library measured there without seed 0 takes the seed-0 columns above as its seed 0."""
     names = [t.name for t in zoo.ZOO if t.split == split]
-    found = [n for n in names if (OUT / f"{n}.json").exists()
-             and (REFERENCE / f"{n}.json").exists()
-             and "tune_seeds" in json.loads((OUT / f"{n}.json").read_text())]
-    if not found:
-        return []
+    files = {n: json.loads((OUT / f"{n}.json").read_text()) for n in names
+             if (OUT / f"{n}.json").exists() and (REFERENCE / f"{n}.json").exists()}
+    libraries: list[str] = []
+    for data in files.values():
+        for draw in data.get("tune_seeds", {}).values():
+            if draw["library"] not in libraries:
+                libraries.append(draw["library"])
+    lines: list[str] = []
+    for library in libraries:
+        lines += _seed_table(split, library, {
+            name: data for name, data in files.items()
+            if any(d["library"] == library for d in data.get("tune_seeds", {}).values())},
+            len(names))
+    return lines
+
+
+def _seed_table(split: str, library: str, files: dict[str, dict[str, Any]],
+                of: int) -> list[str]:
     rows, per_seed = [], {}
     seeds: list[int] = []
-    for name in found:
-        data = json.loads((OUT / f"{name}.json").read_text())
+    borrowed: set[str] = set()
+    for name, data in files.items():
         grid = json.loads((REFERENCE / f"{name}.json").read_text())
         classification = grid["score"] == "val_accuracy"
         cells = []
         for label in BUDGETS:
-            draws = {0: data["procedures"][f"tune {label}"]}
-            draws.update({d["seed"]: d for d in data["tune_seeds"].values()
-                          if d["budget"] == label})
+            draws = {d["seed"]: d for d in data["tune_seeds"].values()
+                     if d["budget"] == label and d["library"] == library}
+            if 0 not in draws:
+                draws[0] = data["procedures"][f"tune {label}"]
+                borrowed.add(draws[0].get("library", "as first measured"))
             shown = []
             for seed, entry in sorted(draws.items()):
                 seeds += [seed] if seed not in seeds else []
@@ -410,34 +428,41 @@ def seed_tables(split: str) -> list[str]:
             cells.append(" / ".join(shown) + f" (spread {spread})")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     seeds.sort()
-    lines = ["", f"`tune` over seeds {', '.join(map(str, seeds))} ({len(found)} of "
-             f"{len(names)} {split} tasks; seed 0 is the column above, the others from "
-             "`--tune-seeds`, each at 3x and 10x of T timed again when it ran): regret of "
-             "each seed's choice (retrained on seeds 0 and 1 like every choice), and the "
-             "spread between the best and the worst seed (points, or the ratio of loss "
-             "ratios).", "", "| task | " + " | ".join(f"tune {b} by seed" for b in BUDGETS)
-             + " |", "|---" * (len(BUDGETS) + 1) + "|", *rows, "",
-             "Summary by seed: mean regret over classifiers, geometric-mean loss ratio over "
-             "the others, tasks worse than the naive default, wall time against the budget "
-             "(median, max).", "",
+    zero = "" if not borrowed else (
+        f"; seed 0 is the column above (library {', '.join(sorted(borrowed))}, as measured "
+        "there)")
+    lines = ["", f"`tune` at library {library} over seeds {', '.join(map(str, seeds))} "
+             f"({len(files)} of {of} {split} tasks; each draw at 3x and 10x of T timed again "
+             f"when it ran, `--tune-seeds`{zero}): regret of each seed's choice (retrained on "
+             "seeds 0 and 1 like every choice), and the spread between the best and the worst "
+             "seed (points, or the ratio of loss ratios); * = worse than the naive default.",
+             "", "| task | " + " | ".join(f"tune {b} by seed" for b in BUDGETS) + " |",
+             "|---" * (len(BUDGETS) + 1) + "|", *rows, "",
+             "By seed, and over all seeds: mean regret over classifiers, geometric-mean loss "
+             "ratio over the others, tasks worse than the naive default, wall time against "
+             "the budget (median, max).", "",
              "| budget | seed | mean regret (pt) | loss ratio | worse than naive | "
              "wall / budget |", "|---|---|---|---|---|---|"]
     for label in BUDGETS:
+        pooled: list[tuple[float, bool, bool, float]] = []
         for seed in seeds:
             entries = per_seed.get((label, seed), [])
-            if not entries:
-                continue
-            points = [g for g, c, _, _ in entries if c]
-            ratios = [g for g, c, _, _ in entries if not c]
-            over = [o for *_, o in entries]
-            lines.append(
-                f"| {label} | {seed} | "
-                + (f"{statistics.fmean(points):.1f}" if points else "-") + " | "
-                + (f"{math.exp(statistics.fmean(map(math.log, ratios))):.2f}x" if ratios
-                   else "-")
-                + f" | {sum(w for _, _, w, _ in entries)}/{len(entries)} | "
-                f"{statistics.median(over):.2f}x, {max(over):.2f}x |")
+            pooled += entries
+            if entries:
+                lines.append(_seed_row(label, str(seed), entries))
+        lines.append(_seed_row(label, "all", pooled))
     return lines
+
+
+def _seed_row(label: str, seed: str, entries: list[tuple[float, bool, bool, float]]) -> str:
+    points = [g for g, c, _, _ in entries if c]
+    ratios = [g for g, c, _, _ in entries if not c]
+    over = [o for *_, o in entries]
+    return (f"| {label} | {seed} | "
+            + (f"{statistics.fmean(points):.1f}" if points else "-") + " | "
+            + (f"{math.exp(statistics.fmean(map(math.log, ratios))):.2f}x" if ratios else "-")
+            + f" | {sum(w for _, _, w, _ in entries)}/{len(entries)} | "
+            f"{statistics.median(over):.2f}x, {max(over):.2f}x |")
 
 
 def tables(split: str) -> list[str]:
