@@ -29,6 +29,7 @@ form.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -329,8 +330,11 @@ def more_seeds(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     return {**data, "tune_seeds": draws}
 
 
+@functools.cache
 def library_commit() -> str:
-    """The last commit that changed the library, '+' when its working tree differed."""
+    """The last commit that changed the library, '+' when its working tree differed: read
+    once, when main() starts, as the library this process imported (edits made while it
+    runs are not in its measurements)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True,
                               cwd=Path(__file__).parent).stdout.strip()
@@ -558,6 +562,7 @@ def main() -> None:
                         help="measure only tune again on tasks already measured, keeping the "
                              "earlier results as 'tune 3x (before)' and so on")
     args = parser.parse_args()
+    library_commit()  # the library as imported, before any later edit
     if args.remeasure_tune and args.tune_seeds:
         parser.error("--remeasure-tune and --tune-seeds are separate runs: give one")
     compute = remeasure if args.remeasure_tune else measure
