@@ -99,6 +99,7 @@ def test_the_report_is_self_contained_and_its_images_decode(digits_study):
         drawn = {r.name: pictures(study, r) for r in study.stages()}
     assert len(parser.sources) == sum(drawn.values())
     assert drawn["range_test"] == 1 and drawn["lr"] == 1 and drawn["final"] == 2
+    assert all(n <= recipe.MOST_PICTURES.get(name, 1) for name, n in drawn.items())
     for src in parser.sources:
         assert src.startswith("data:image/png;base64,")  # nothing fetched over a network
         png = base64.b64decode(src.split(",", 1)[1])
@@ -561,8 +562,9 @@ def test_the_reports_reserve_gives_back_what_a_stage_that_ran_nothing_will_not_d
                 eval_samples=100, step_seconds=1e-3, sample_seconds=1e-5, setup_seconds=0.1,
                 spent_before=1.0, report_seconds=8.0)
     ledger = Ledger()
-    ctx = Context(Settings("digits", Path("unused"), stages), None, None, None, plan, None,
-                  None, ledger)
+    # only the settings, the plan and the ledger are read
+    ctx = Context(settings=Settings("digits", Path("unused"), stages), task=None, study=None,
+                  hyper=None, plan=plan, progress=None, executor=None, ledger=ledger)
     assert ctx.report_reserve() == pytest.approx(8.0)  # a picture each, the final's three
     ledger.drew("range_test", 1)
     ledger.drew("lr", 0)  # no room for short runs: kept its value, draws nothing
@@ -572,6 +574,8 @@ def test_the_reports_reserve_gives_back_what_a_stage_that_ran_nothing_will_not_d
     ledger.drew("final", 2)
     ledger.drew("refine", 0)
     assert ctx.report_reserve() == pytest.approx(5.0)
+    ledger.drew("refine", 3)  # more than a stage draws: never more than was planned
+    assert ctx.report_reserve() == pytest.approx(6.0)
 
 
 def test_the_wall_budget_counts_loading_the_task(tmp_path, monkeypatch):

@@ -352,12 +352,13 @@ class Context:
         return (plan.budget_units or 0.0) - self.ledger.spent_units()
 
     def report_reserve(self) -> float:
-        """Seconds report.html's pictures will take: those the finished stages will have
-        drawn, and the most each stage still to run may draw. A stage that ran no trials
-        draws nothing and gives its part back (on a 2 s budget the pictures of every stage
-        were 70% of it)."""
+        """Seconds report.html's pictures will take: those the finished stages draw, and
+        the most each stage still to run may draw. A finished stage that draws nothing (it
+        had no room for runs, or they all failed) gives its part back: on a 2 s budget the
+        part of every stage was 70% of it."""
         stages = self.settings.stages
-        units = sum(_picture_units(st, self.ledger.pictures.get(st, MOST_PICTURES.get(st, 1)))
+        units = sum(_picture_units(st, min(self.ledger.pictures.get(st, _most_pictures(st)),
+                                           _most_pictures(st)))
                     for st in stages)
         return self.planned().report_seconds * units / most_picture_units(stages)
 
@@ -548,9 +549,11 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     winner = found.winner
     last = found.last.comparison
     if all(r.diagnosis is None or r.diagnosis.verdict == "diverged" for r in last.results):
+        said = ", ".join(f"{r.label}: {r.diagnosis.verdict if r.diagnosis else r.error}"
+                         for r in last.results)
         return Outcome(Decision(), f"kept {describe(current)}: every candidate diverged or "
-                                   "failed at the longest runs (see the report); check the "
-                                   "task, or give the value yourself")
+                                   f"failed at the longest runs ({said}); check the task, or "
+                                   "give the value yourself")
     verdicts = [r.diagnosis.verdict for r in last.results if r.diagnosis is not None]
     reason = (f"{describe(winner)}, chosen by validation loss among "
               f"{', '.join(describe(k) for k in keys)}; {found.length_note}")
@@ -1155,15 +1158,22 @@ def _measure(ctx: Context) -> tuple[float, float, float]:
     return step, (time.perf_counter() - began) / samples, setup
 
 
+def _most_pictures(stage: str) -> int:
+    """The most pictures report.html draws for a stage (`report.pictures`)."""
+    return MOST_PICTURES.get(stage, 1)
+
+
 def _picture_units(stage: str, pictures: int) -> int:
     """A stage's pictures in units of the one timed when planning (a range test's, one
     panel): the final's two count as three, having two or three panels each."""
-    return pictures + (stage == "final" and pictures > 0)
+    if stage == "final" and pictures > 0:
+        return pictures + 1
+    return pictures
 
 
 def most_picture_units(stages: Sequence[str]) -> int:
-    """The most picture units report.html draws for these stages (`report.pictures`)."""
-    return sum(_picture_units(st, MOST_PICTURES.get(st, 1)) for st in stages)
+    """The most picture units report.html draws for these stages."""
+    return sum(_picture_units(st, _most_pictures(st)) for st in stages)
 
 
 def _report_seconds(ctx: Context) -> float:

@@ -8,7 +8,7 @@ import functools
 import html
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ code { background: #f4f4f4; padding: 1px 4px; overflow-wrap: anywhere; }
 """
 
 
-def _png(draw: Any, alt: str) -> str:
+def _png(draw: Callable[[Path], Any], alt: str) -> str:
     """Render a plot function (taking a path) to an inline <img> (base64 PNG)."""
     import tempfile
 
@@ -47,6 +47,10 @@ def _png(draw: Any, alt: str) -> str:
         data = base64.b64encode(path.read_bytes()).decode()
     return (f'<div class="plot"><img alt="{html.escape(alt)}" '
             f'src="data:image/png;base64,{data}"></div>')
+
+
+# How a section puts a picture in: `_png` draws it; `pictures` only counts the calls.
+Png = Callable[[Callable[[Path], Any], str], str]
 
 
 def _table(rows: list[list[Any]], head: list[str], chosen: Collection[int] = ()) -> str:
@@ -75,7 +79,7 @@ def _matches(spec: TrialSpec, decision: Decision) -> bool:
 
 
 def _comparison(comparison: Comparison, title: str, decision: Decision,
-                picture: bool = True) -> list[str]:
+                picture: bool = True, png: Png = _png) -> list[str]:
     """A ranking's table (the chosen run highlighted, ties said), its curves (with
     `picture`) and advice."""
     results = comparison.results
@@ -97,8 +101,8 @@ def _comparison(comparison: Comparison, title: str, decision: Decision,
         head.append("Ray node")
     parts = [_table(rows, head, chosen)]
     if picture:
-        parts.append(_png(functools.partial(plot_comparison, comparison, title=title),
-                          f"validation loss of each run: {title}"))
+        parts.append(png(functools.partial(plot_comparison, comparison, title=title),
+                         f"validation loss of each run: {title}"))
     picked_verdicts = [comparison.ranking[i].verdict for i in chosen]
     if "underfitting" in picked_verdicts:
         parts.append("<p class='note'>The chosen run is diagnosed underfitting: a run shorter "
@@ -141,21 +145,73 @@ def _final_note(study: Study, diagnosis: str) -> str:
 
 
 def pictures(study: Study, record: StageRecord) -> int:
-    """How many pictures `build_report` draws for a finished stage: a range test's, the
-    curves of a ranking's longest runs, the closed loop's corrections, the final's schedules
-    and curves. The budget reserves their drawing time: a stage that ran nothing draws
-    nothing, and gives its reserve back."""
-    name, outcome = record.name, record.outcome
-    count = int(outcome.range_test is not None)
+    """How many pictures the report draws for a finished stage: its section built without
+    drawing, the pictures counted. The budget reserves their drawing time: a stage that
+    drew nothing gives its part back."""
+    calls: list[str] = []
+
+    def count(draw: Callable[[Path], Any], alt: str) -> str:
+        calls.append(alt)
+        return ""
+
+    _stage_section(study, record, {}, png=count)
+    return len(calls)
+
+
+def _final_schedules(path: Path, steps: int, hp: Mapping[str, Any]) -> Path:
+    """The final training's LR and momentum schedules, as its hyper-parameters say."""
+    high, low = hp.get("momentum") or MOMENTUM
+    lr, mom = policy_schedules("one-cycle", max(2, steps), hp["max_lr"], momentum=(high, low))
+    return plot_schedule(path, lr=lr, momentum=mom, title="final schedules")
+
+
+def _stage_section(study: Study, stage: StageRecord, hp: Mapping[str, Any],
+                   png: Png = _png) -> list[str]:
+    """A stage's part of the report: its reason, its range test, its rankings (the curves
+    of the longest runs only), the final's schedules and curves. `hp` is the summary's
+    hyper-parameters, which the final's schedules are drawn from."""
+    name, outcome = stage.name, stage.outcome
+    parts = [f"<h2>Stage: {html.escape(name)}</h2>",
+             f'<p class="reason">{html.escape(outcome.reason)}</p>']
+    if outcome.range_test is not None:
+        result = outcome.range_test
+        parts.append(_table([[rule, display.number(s.value)] for rule, s in
+                             result.suggestions.items()], ["rule", "suggested max LR"]))
+        parts.append(png(functools.partial(plot_range_test, result),
+                         f"LR range test of stage {name}"))
     if outcome.search is not None:
-        count += bool(outcome.search.comparisons) if outcome.search.evidence.get("fractions") \
-            else bool(study.trials(name))
-    elif name == "refine":
-        count += bool(study.trials(name))
+        fractions = outcome.search.evidence.get("fractions")
+        if fractions:  # growing short runs: one ranking per length, the curves of the
+            # longest (the one that decided): one picture per stage keeps the report's
+            # cost, which the budget plans for, bounded
+            rungs = list(zip(fractions, outcome.search.comparisons, strict=False))
+            for i, (fraction, comparison) in enumerate(rungs):
+                length = "the full length" if fraction >= 1 else \
+                    f"{fraction:.3g} of the final length"
+                parts.append(f"<h3>Runs of {length}</h3>")
+                parts += _comparison(comparison, f"{name}, {length}", outcome.decision,
+                                     picture=i == len(rungs) - 1, png=png)
+        else:
+            results = study.trials(name)
+            if results:
+                parts += _comparison(Comparison.of(results), name, outcome.decision, png=png)
+    elif name == "refine" and study.trials(name):  # the closed loop's corrections
+        parts += _comparison(Comparison.of(study.trials(name)), name, outcome.decision,
+                             png=png)
     if name == "final":
         finals = study.trials("final")
-        count += 2 * (bool(finals) and finals[-1].history is not None)
-    return count
+        if finals and finals[-1].history is not None:
+            h = finals[-1].history
+            parts.append("<h3>Final schedules (learning rate and momentum)</h3>")
+            parts.append(png(functools.partial(_final_schedules, steps=len(h.step), hp=hp),
+                             "the final training's LR and momentum schedules"))
+            parts.append("<h3>Training curves</h3>")
+            parts.append(png(functools.partial(plot_history, h, lr=False),
+                             "the final training's loss and accuracy"))
+            if finals[-1].diagnosis:
+                parts.append(f"<p>Diagnosis: {html.escape(finals[-1].diagnosis.advice)}</p>")
+                parts.append(_final_note(study, finals[-1].diagnosis.verdict))
+    return parts
 
 
 def build_report(study: Study, summary: dict[str, Any]) -> str:
@@ -177,51 +233,7 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                      ["stage", "trials", "wall time", "decision"]),
               f"<p>Total: {summary['wall_seconds_total']:.1f} s.</p>"]
     for stage in study.stages():
-        name, outcome = stage.name, stage.outcome
-        parts.append(f"<h2>Stage: {html.escape(name)}</h2>")
-        parts.append(f'<p class="reason">{html.escape(outcome.reason)}</p>')
-        if outcome.range_test is not None:
-            result = outcome.range_test
-            parts.append(_table([[rule, display.number(s.value)] for rule, s in
-                                 result.suggestions.items()], ["rule", "suggested max LR"]))
-            parts.append(_png(functools.partial(plot_range_test, result),
-                              f"LR range test of stage {name}"))
-        if outcome.search is not None:
-            fractions = outcome.search.evidence.get("fractions")
-            if fractions:  # growing short runs: one ranking per length, the curves of
-                # the longest (the one that decided): one picture per stage keeps the
-                # report's cost, which the budget plans for, bounded
-                rungs = list(zip(fractions, outcome.search.comparisons, strict=False))
-                for i, (fraction, comparison) in enumerate(rungs):
-                    length = "the full length" if fraction >= 1 else \
-                        f"{fraction:.3g} of the final length"
-                    parts.append(f"<h3>Runs of {length}</h3>")
-                    parts += _comparison(comparison, f"{name}, {length}", outcome.decision,
-                                         picture=i == len(rungs) - 1)
-            else:
-                results = study.trials(name)
-                if results:
-                    parts += _comparison(Comparison.of(results), name, outcome.decision)
-        elif name == "refine" and study.trials(name):  # the closed loop's corrections
-            parts += _comparison(Comparison.of(study.trials(name)), name, outcome.decision)
-        if name == "final":
-            finals = study.trials("final")
-            if finals and finals[-1].history is not None:
-                h = finals[-1].history
-                steps = len(h.step)
-                high, low = hp.get("momentum") or MOMENTUM
-                lr, mom = policy_schedules("one-cycle", max(2, steps), hp["max_lr"],
-                                           momentum=(high, low))
-                parts.append("<h3>Final schedules (learning rate and momentum)</h3>")
-                parts.append(_png(functools.partial(plot_schedule, lr=lr, momentum=mom,
-                                                    title="final schedules"),
-                                  "the final training's LR and momentum schedules"))
-                parts.append("<h3>Training curves</h3>")
-                parts.append(_png(functools.partial(plot_history, h, lr=False),
-                                  "the final training's loss and accuracy"))
-                if finals[-1].diagnosis:
-                    parts.append(f"<p>Diagnosis: {html.escape(finals[-1].diagnosis.advice)}</p>")
-                    parts.append(_final_note(study, finals[-1].diagnosis.verdict))
+        parts += _stage_section(study, stage, hp)
     body = "\n".join(parts)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
