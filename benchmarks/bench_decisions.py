@@ -313,9 +313,13 @@ def more_seeds(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     this spread, not against one draw. Stored under "tune_seeds", one entry per budget,
     seed and library commit."""
     path = OUT / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"{name}: no {path} to add seeds to; measure the task first "
+                         f"(python benchmarks/bench_decisions.py --tasks {name})")
     data = json.loads(path.read_text())
     task = load_task(f"zoo/{name}")
     retrain = Retrainer(task, name)
+    started = time.perf_counter()
     seconds, how = final_training_seconds(task, name)
     draws = dict(data.get("tune_seeds", {}))
     library = library_commit()
@@ -327,6 +331,8 @@ def more_seeds(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
                           budget_seconds=factor * seconds),
                 "seed": seed, "budget": label, "library": library,
                 "final_training_seconds": seconds, "final_training_seconds_from": how}
+    print(f"{name}: seeds {', '.join(map(str, seeds))} in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
     return {**data, "tune_seeds": draws}
 
 
@@ -334,7 +340,7 @@ def more_seeds(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
 def library_commit() -> str:
     """The last commit that changed the library, '+' when its working tree differed: read
     once, when main() starts, as the library this process imported (edits made while it
-    runs are not in its measurements)."""
+    runs are not in its measurements; a process-wide cache is fine in a script)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True,
                               cwd=Path(__file__).parent).stdout.strip()
@@ -405,7 +411,10 @@ def seed_tables(split: str) -> list[str]:
 
 def _seed_table(split: str, library: str, files: dict[str, dict[str, Any]],
                 of: int) -> list[str]:
-    rows, per_seed = [], {}
+    """The table of one library's draws: a row per task with each seed's regret and their
+    spread, then a summary by seed and over all seeds."""
+    rows: list[str] = []
+    per_seed: dict[tuple[str, int], list[tuple[float, bool, bool, float]]] = {}
     seeds: list[int] = []
     borrowed: set[str] = set()
     for name, data in files.items():
@@ -418,15 +427,15 @@ def _seed_table(split: str, library: str, files: dict[str, dict[str, Any]],
             if 0 not in draws:
                 draws[0] = data["procedures"][f"tune {label}"]
                 borrowed.add(draws[0].get("library", "as first measured"))
-            shown = []
+            shown, gaps = [], []
             for seed, entry in sorted(draws.items()):
                 seeds += [seed] if seed not in seeds else []
                 g, worse, failed = judged(entry, grid)
+                gaps.append(g)
                 per_seed.setdefault((label, seed), []).append(
                     (g, classification, worse, entry["wall_seconds"] / entry["budget_seconds"]))
                 shown.append(("failed" if failed else fmt_gap(g, classification))
                              + (" *" if worse else ""))
-            gaps = [judged(e, grid)[0] for e in draws.values()]
             spread = (f"{max(gaps) - min(gaps):.1f} pt" if classification
                       else f"{max(gaps) / min(gaps):.2f}x")
             cells.append(" / ".join(shown) + f" (spread {spread})")
@@ -459,6 +468,7 @@ def _seed_table(split: str, library: str, files: dict[str, dict[str, Any]],
 
 
 def _seed_row(label: str, seed: str, entries: list[tuple[float, bool, bool, float]]) -> str:
+    """One summary line: (gap, classifier?, worse than naive?, wall / budget) per task."""
     points = [g for g, c, _, _ in entries if c]
     ratios = [g for g, c, _, _ in entries if not c]
     over = [o for *_, o in entries]
@@ -551,11 +561,21 @@ def tables(split: str) -> list[str]:
     return lines
 
 
+def seed_list(text: str) -> tuple[int, ...]:
+    """--tune-seeds: comma-separated seeds, each once, in the order given."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are integers separated by commas, got "
+                                         f"{text!r}") from None
+    return tuple(dict.fromkeys(seeds))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     task_arguments(parser)
     parser.add_argument("--write", type=Path, help="put the tables into this RESULTS.md")
-    parser.add_argument("--tune-seeds", type=lambda text: tuple(map(int, text.split(","))),
+    parser.add_argument("--tune-seeds", type=seed_list,
                         help="measure only tune again with these seeds (e.g. 1,2) on tasks "
                              "already measured, beside seed 0")
     parser.add_argument("--remeasure-tune", action="store_true",
@@ -567,11 +587,12 @@ def main() -> None:
         parser.error("--remeasure-tune and --tune-seeds are separate runs: give one")
     compute = remeasure if args.remeasure_tune else measure
     if args.tune_seeds:
-        compute = lambda name: more_seeds(name, args.tune_seeds)  # noqa: E731
+        compute = functools.partial(more_seeds, seeds=args.tune_seeds)
     if args.remeasure_tune or args.tune_seeds:
         args.force = True
     for _, data in each_task(args, OUT, compute):
-        print(f"{data['task']}: done in {data['wall_seconds']:.0f} s", flush=True)
+        if not (args.remeasure_tune or args.tune_seeds):
+            print(f"{data['task']}: done in {data['wall_seconds']:.0f} s", flush=True)
     lines = header("Decisions on the zoo against its reference grids (bench-decisions)",
                    "make bench-decisions", "optuna 5.0.0, prodigyopt 1.1.2, schedulefree 1.4.1")
     lines += ["", "Each task's measurement has its own date, machine and command in "
