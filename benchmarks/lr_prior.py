@@ -40,6 +40,7 @@ from disciplined.defaults import MOMENTUM, NUM_STEPS, START_WEIGHT_DECAY
 from disciplined.range_test import RangeTestResult, task_range_test
 from disciplined.recipe import (
     LONGER_SWEEP,
+    horizon_bias,
     lowest_learning_lr,
     lr_candidates,
     nearest,
@@ -214,6 +215,44 @@ def tie_table(files: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def stage_pick(rows: list[dict[str, Any]], fraction: float, lrs: list[float]) -> float:
+    """What the LR stage takes from these ranked runs: a clear winner lowered by the
+    horizon correction (to the grid's LR nearest the corrected value), else its tie rule."""
+    lead = leaders(rows)
+    if len(lead) > 1:
+        return lowest_learning_lr(lead, {r["max_lr"]: r.get("verdict") for r in rows})
+    corrected = lead[0] * 10 ** -horizon_bias(fraction)
+    return min(lrs, key=lambda lr: abs(math.log10(lr / corrected)))
+
+
+def stage_table(files: list[dict[str, Any]]) -> list[str]:
+    """The LR stage's pick from runs of each length against the range test's reading alone
+    (the grid's LR nearest the provisional max LR): what a budget with no room for the LR
+    stage's runs gets instead. Mean full-length regret, as the tie rules'."""
+    got: dict[tuple[str, float], list[float]] = {}
+    for data in files:
+        regret = full_regret(data)
+        lrs = sorted(regret)
+        reading = min(lrs, key=lambda lr: abs(math.log10(lr / data["provisional"])))
+        for fraction in FRACTIONS:
+            for rows in readings(data, fraction).values():
+                for who, lr in (("the LR stage's pick (tune's)",
+                                 stage_pick(rows, fraction, lrs)),
+                                ("the range test's reading alone", reading)):
+                    value = regret.get(lr)
+                    # a pick that diverged at full length counts as the worst LR that did not
+                    worst = max(v for v in regret.values() if v is not None)
+                    got.setdefault((who, fraction), []).append(worst if value is None
+                                                               else value)
+    lines = ["| max LR from | " + " | ".join(f"1/{round(1 / f)}" for f in FRACTIONS) + " |",
+             "|---|" + "---:|" * len(FRACTIONS)]
+    for who in ("the LR stage's pick (tune's)", "the range test's reading alone"):
+        cells = [f"{statistics.mean(v):.2f} ({len(v)})" if (v := got.get((who, f))) else "-"
+                 for f in FRACTIONS]
+        lines.append(f"| {who} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def picks(data: dict[str, Any]) -> dict[str, float]:
     values = lr_candidates(data["anchor"])
     return {"nearest the provisional": nearest(values, data["provisional"], 1)[0],
@@ -257,7 +296,12 @@ def table(split: str) -> list[str]:
                   "length, and the mean full-length regret of each tie rule's pick (readings, "
                   "one per task and seed, in brackets; a pick that diverged at full length "
                   "is left out):", "",
-                  *tie_table(short)]
+                  *tie_table(short), "",
+                  "The LR stage's pick from those runs (a clear winner horizon-corrected, a "
+                  "tie settled by tune's rule) against the range test's reading alone, what "
+                  "a budget too small for the LR stage's runs keeps (mean full-length regret; "
+                  "a pick that diverged counts as the grid's worst LR that did not):", "",
+                  *stage_table(short)]
     return lines
 
 

@@ -576,6 +576,25 @@ def test_the_reports_reserve_gives_back_what_a_stage_that_ran_nothing_will_not_d
     assert ctx.report_reserve() == pytest.approx(5.0)
     ledger.drew("refine", 3)  # more than a stage draws: never more than was planned
     assert ctx.report_reserve() == pytest.approx(6.0)
+    bare = dataclasses.replace(ctx, plan=dataclasses.replace(plan, pictures=False))
+    assert bare.report_reserve() == 0.0  # a report without pictures costs no reserve
+
+
+def test_pictures_that_would_take_over_a_tenth_of_the_budget_are_left_out(tmp_path,
+                                                                           monkeypatch):
+    # drawing "takes" 2 s, over 10% of a 12 s budget: the report keeps its tables and
+    # reasons, says why it has no pictures, and `disciplined report` draws them after
+    monkeypatch.setattr(recipe, "_report_seconds", lambda ctx: 2.0)
+    out = tmp_path / "out"
+    tune("digits", out=out, budget_minutes=0.2, stages=["range_test", "final"])
+    page = (out / "report.html").read_text()
+    assert "<img" not in page and "Stage: final" in page
+    assert "The pictures were left out to keep the budget" in page
+    assert f"disciplined report {out}" in page
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert page.count("<img") == 3 and "left out" not in page  # range test, final's two
 
 
 def test_the_wall_budget_counts_loading_the_task(tmp_path, monkeypatch):

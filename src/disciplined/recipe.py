@@ -100,6 +100,11 @@ WEIGHT_DECAYS = {"sgd": (0.0, 1e-5, 1e-4, 1e-3, 1e-2), "adamw": (0.0, 1e-3, 1e-2
 # Under --budget-minutes the final training keeps the task's length unless it would take
 # more than this share of the budget (then it is shortened to that share).
 FINAL_SHARE = 0.5
+# report.html's pictures take a fraction of a second each: on a budget of seconds (a task
+# whose training takes one), all of them would take most of it. Where they would take more
+# than this share of --budget-minutes, the report is written without them (tables and
+# reasons in full) and the time goes to the decisions; `disciplined report` draws them.
+PICTURES_SHARE = 0.1
 # A stage may overrun its share by this factor before it stops growing its runs (the stages
 # after it are re-planned from what is left).
 ROOM_SLACK = 1.15
@@ -139,6 +144,8 @@ class Plan:
     spent_before: float
     # the seconds report.html's pictures will take (one drawn and timed when planning)
     report_seconds: float = 0.0
+    # whether tune draws them (not where they would cost over PICTURES_SHARE of the budget)
+    pictures: bool = True
 
     @property
     def shortest(self) -> float:
@@ -356,6 +363,8 @@ class Context:
         the most each stage still to run may draw. A finished stage that draws nothing (it
         had no room for runs, or they all failed) gives its part back: on a 2 s budget the
         part of every stage was 70% of it."""
+        if not self.planned().pictures:
+            return 0.0
         stages = self.settings.stages
         units = sum(_picture_units(st, min(self.ledger.pictures.get(st, _most_pictures(st)),
                                            _most_pictures(st)))
@@ -1079,7 +1088,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
             records.append(record)
             ctx = dataclasses.replace(ctx, hyper=ctx.hyper.apply(record.outcome.decision))
             if ctx.plan is None and record.outcome.range_test is not None:
-                plan = _plan(ctx, time.perf_counter() - started)
+                plan = _plan(ctx, started)
                 ledger.before = plan.spent_before
                 ctx = dataclasses.replace(
                     ctx, plan=plan, anchor=record.outcome.range_test.reading.anchor,
@@ -1090,8 +1099,18 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
             (settings.out / "summary.json").write_text(json.dumps(summary, indent=1))
             write_train_script(settings.out, summary)
             with study.main_alone():
-                write_report(settings.out, study)
+                write_report(settings.out, study, left_out=_pictures_left_out(ctx))
         return StudyResult(settings.out, summary, study.reused)
+
+
+def _pictures_left_out(ctx: Context) -> str | None:
+    """Why report.html has no pictures, where the plan left them out; None where it has."""
+    if ctx.plan is None or ctx.plan.pictures:
+        return None
+    return (f"The pictures were left out to keep the budget: drawing them would have taken "
+            f"about {ctx.plan.report_seconds:.1f} s, more than "
+            f"{PICTURES_SHARE:.0%} of --budget-minutes. `disciplined report "
+            f"{ctx.settings.out}` draws them.")
 
 
 def _check_framework(runner: Runner, settings: Settings) -> None:
@@ -1192,9 +1211,11 @@ def _report_seconds(ctx: Context) -> float:
     return took * most_picture_units(ctx.settings.stages)
 
 
-def _plan(ctx: Context, spent: float) -> Plan:
+def _plan(ctx: Context, started: float) -> Plan:
     """Fix the final length and the wall budget, once, from speeds measured on the engine;
-    `spent` is what loading the task and the first range test took."""
+    what was spent before it is counted from `started` (the clock when tune began) to the
+    end of its own measurements: loading the task, the first range test, and timing the
+    steps and a picture."""
     saved = ctx.study.meta("plan")
     if saved is not None:
         return Plan.from_dict(saved)
@@ -1202,12 +1223,14 @@ def _plan(ctx: Context, spent: float) -> Plan:
     per_epoch = epoch_steps(ctx.task, ctx.hyper.batch_size)
     step, per_sample, setup = distributed.from_main(_measure(ctx))
     report = distributed.from_main(_report_seconds(ctx))
+    spent = distributed.from_main(time.perf_counter() - started)
     epochs = s.budget_epochs or ctx.task.epochs or FALLBACK_EPOCHS
     samples = val_samples(ctx.task)
+    pictures = s.budget_minutes is None or report <= PICTURES_SHARE * s.budget_minutes * 60
 
     def plan_for(epochs: float, seconds: float | None, units: float | None) -> Plan:
         return Plan(epochs, max(2, math.ceil(epochs * per_epoch)), seconds, units,
-                    samples, step, per_sample, setup, spent, report)
+                    samples, step, per_sample, setup, spent, report, pictures)
 
     draft = plan_for(epochs, None, math.inf)
     seconds, units = None, None

@@ -214,10 +214,17 @@ def _stage_section(study: Study, stage: StageRecord, hp: Mapping[str, Any],
     return parts
 
 
-def build_report(study: Study, summary: dict[str, Any]) -> str:
-    """The report as one HTML string."""
+def _left_out(draw: Callable[[Path], Any], alt: str) -> str:
+    return ""
+
+
+def build_report(study: Study, summary: dict[str, Any], left_out: str | None = None) -> str:
+    """The report as one HTML string; with `left_out` (why), without its pictures."""
     hp = summary["hyperparameters"]
-    parts = [*_header(summary), "<h2>Chosen hyper-parameters</h2>",
+    parts = [*_header(summary)]
+    if left_out is not None:
+        parts.append(f"<p class='note'>{html.escape(left_out)}</p>")
+    parts += ["<h2>Chosen hyper-parameters</h2>",
              _table([[k, display.hyperparameter(k, v)] for k, v in hp.items()],
                     ["hyper-parameter", "value"])]
     final = summary["final"]
@@ -233,7 +240,7 @@ def build_report(study: Study, summary: dict[str, Any]) -> str:
                      ["stage", "trials", "wall time", "decision"]),
               f"<p>Total: {summary['wall_seconds_total']:.1f} s.</p>"]
     for stage in study.stages():
-        parts += _stage_section(study, stage, hp)
+        parts += _stage_section(study, stage, hp, png=_png if left_out is None else _left_out)
     body = "\n".join(parts)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -245,7 +252,9 @@ SUMMARY_KEYS = frozenset({"task", "seed", "hyperparameters", "final", "stages",
                           "wall_seconds_total"})
 
 
-def write_report(out: Path, study: Study) -> Path:
+def write_report(out: Path, study: Study, left_out: str | None = None) -> Path:
+    """report.html from the journal and summary.json; with `left_out` (why), without its
+    pictures."""
     path = out / "summary.json"
     try:
         summary = json.loads(path.read_text())
@@ -259,7 +268,7 @@ def write_report(out: Path, study: Study) -> Path:
                                f"{', '.join(sorted(missing))}); it was left as it is: run "
                                f"`disciplined tune` again with another --out")
     path = out / "report.html"
-    path.write_text(build_report(study, summary))
+    path.write_text(build_report(study, summary, left_out))
     return path
 
 
