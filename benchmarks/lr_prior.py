@@ -15,8 +15,9 @@ and 1, at the grid's weight decay nearest tune's start, read on tune's validatio
 and ranked with ties as tune's stages rank them, each seed apart), and each way of settling
 a tie among the leaders is scored by its pick's regret at full length: accuracy points for
 classifiers, percent of the best loss for the others, 0 within the seeds' noise. The ways:
-the lowest, the middle, the highest, the one nearest the provisional max LR, and tune's
-(the lowest whose run was not still underfitting at its end). Rules are designed on the
+the lowest (tune's), the middle, the highest, the one nearest the provisional max LR, and
+the lowest whose run was not still underfitting at its end (tried in tune and withdrawn:
+in tune's own runs it acted twice on the dev half, both for the worse). Rules are designed on the
 dev half (the default); the test half is measured only to report them.
 
     python benchmarks/lr_prior.py --write benchmarks/RESULTS.md
@@ -41,7 +42,7 @@ from disciplined.range_test import RangeTestResult, task_range_test
 from disciplined.recipe import (
     LONGER_SWEEP,
     horizon_bias,
-    lowest_learning_lr,
+    lowest_tied_lr,
     lr_candidates,
     nearest,
     provisional_max_lr,
@@ -56,8 +57,8 @@ FRACTIONS = (1 / 8, 1 / 4, 1 / 2)
 # Short runs are trained from two seeds: two readings of each tie, and the spread between
 # them says how much one seed's order can be trusted.
 SEEDS = (0, 1)
-TIE_RULES = ("lowest", "middle", "highest", "nearest the provisional",
-             "lowest not underfitting (tune's)")
+TIE_RULES = ("lowest (tune's)", "middle", "highest", "nearest the provisional",
+             "lowest not underfitting (tried, withdrawn)")
 
 
 def grid_best(grid: dict[str, Any]) -> list[float]:
@@ -178,13 +179,22 @@ def leaders(rows: list[dict[str, Any]]) -> list[float]:
     return sorted(r["max_lr"] for r in rows if r["rank"] == top)
 
 
+def lowest_not_underfitting(tied: list[float], verdicts: dict[float, Any]) -> float:
+    """A tie rule tried in tune (37ee076) and withdrawn: the lowest tied LR whose run was
+    not still underfitting at its end (the lowest, if all were)."""
+    settled = [lr for lr in tied if verdicts.get(lr) != "underfitting"]
+    return min(settled or tied)
+
+
 def tie_picks(rows: list[dict[str, Any]], provisional: float) -> dict[str, float]:
     """What each tie rule takes among the leaders of these ranked runs."""
     lead = leaders(rows)
     verdicts = {r["max_lr"]: r.get("verdict") for r in rows}
-    return {"lowest": lead[0], "middle": lead[(len(lead) - 1) // 2], "highest": lead[-1],
+    return {"lowest (tune's)": lead[0], "middle": lead[(len(lead) - 1) // 2],
+            "highest": lead[-1],
             "nearest the provisional": nearest(lead, provisional, 1)[0],
-            "lowest not underfitting (tune's)": lowest_learning_lr(lead, verdicts)}
+            "lowest not underfitting (tried, withdrawn)": lowest_not_underfitting(lead,
+                                                                                  verdicts)}
 
 
 def tie_table(files: list[dict[str, Any]]) -> list[str]:
@@ -220,7 +230,7 @@ def stage_pick(rows: list[dict[str, Any]], fraction: float, lrs: list[float]) ->
     horizon correction (to the grid's LR nearest the corrected value), else its tie rule."""
     lead = leaders(rows)
     if len(lead) > 1:
-        return lowest_learning_lr(lead, {r["max_lr"]: r.get("verdict") for r in rows})
+        return lowest_tied_lr(lead, {r["max_lr"]: r.get("verdict") for r in rows})
     corrected = lead[0] * 10 ** -horizon_bias(fraction)
     return min(lrs, key=lambda lr: abs(math.log10(lr / corrected)))
 

@@ -39,7 +39,7 @@ from disciplined.recipe import (
     _scored_better,
     horizon_bias,
     horizon_corrected,
-    lowest_learning_lr,
+    lowest_tied_lr,
     lr_candidates,
     lr_to_check,
     nearest,
@@ -614,11 +614,11 @@ def test_the_wall_budget_counts_loading_the_task(tmp_path, monkeypatch):
         tune("digits", out=tmp_path / "out", budget_minutes=1.5)
 
 
-@pytest.mark.parametrize(("verdicts", "expected"), [
-    ({1e-3: "balanced", 1e-2: "balanced"}, 1e-3),  # short runs favour high LRs
-    ({1e-3: "underfitting", 1e-2: "balanced", 1e-1: "balanced"}, 1e-2),  # held back
-    ({1e-3: "underfitting", 1e-2: "underfitting"}, 1e-3),  # all still learning: the lowest
-    ({1e-3: "underfitting", 1e-2: "unstable"}, 1e-2),
+@pytest.mark.parametrize("verdicts", [
+    {1e-3: "balanced", 1e-2: "balanced"},
+    {1e-3: "underfitting", 1e-2: "balanced", 1e-1: "balanced"},  # still learning: kept
+    {1e-3: "underfitting", 1e-2: "underfitting"},
+    {1e-3: None, 1e-2: "unstable"},
 ])
-def test_a_tied_lr_still_underfitting_is_passed_over(verdicts, expected):
-    assert lowest_learning_lr(sorted(verdicts), verdicts) == expected
+def test_a_tie_among_lrs_goes_to_the_lowest_whatever_its_runs_verdict(verdicts):
+    assert lowest_tied_lr(sorted(verdicts, reverse=True), verdicts) == 1e-3

@@ -636,19 +636,16 @@ def same_lr(a: float | None, b: float | None) -> bool:
     return abs(math.log10(a / b)) < SAME_LR_DECADES
 
 
-def lowest_learning_lr(tied: Sequence[float], verdicts: Mapping[float, Verdict | None]
-                       ) -> float:
-    """Of max LRs tied at runs shorter than the final length, the lowest whose run was not
-    still underfitting at its end (the lowest, if all were). Short runs favour high LRs, so
-    the lowest tied one is the full length's best more often than the middle or highest
-    one. But a run still falling clearly at its end was held back by its LR (the closed
-    loop's reading of underfitting). Designed on the zoo's dev half (make lr-prior, 2 seeds
-    x 8 tasks per length): regret 2.44 / 6.00 / 2.44 points at runs of 1/8, 1/4, 1/2 of the
-    length, against the lowest's 2.67 / 6.00 / 2.63 and the middle's 5.87 / 7.09 / 2.25;
-    it changed the lowest's pick in 3 of 48 readings, 2 for the better, none for the
-    worse."""
-    settled = [lr for lr in tied if verdicts.get(lr) != "underfitting"]
-    return min(settled or tied)
+def lowest_tied_lr(tied: Sequence[float], _verdicts: Mapping[float, Verdict | None]) -> float:
+    """Of max LRs tied at runs shorter than the final length, the lowest: short runs favour
+    high LRs, so it is the full length's best more often than the middle or the highest one
+    (make lr-prior, dev half: 2.67 / 6.00 / 2.63 points of regret at runs of 1/8, 1/4, 1/2
+    of the length, against 5.87 / 7.09 / 2.25 and 12.11 / 11.78 / 5.73). Passing over a
+    tied run still underfitting at its end was tried (2.44 / 6.00 / 2.44 on those files)
+    and withdrawn: in tune's own runs on the dev half, three seeds each, it acted twice and
+    both times for the worse (transformer_parity at 10x: 0.00251 over 0.000792, 77% where
+    the grid's LRs near the lower one reach 97-100%)."""
+    return min(tied)
 
 
 def _lr(ctx: Context) -> Outcome:
@@ -659,10 +656,7 @@ def _lr(ctx: Context) -> Outcome:
     provisional = ctx.max_lr()
     outcome = _halving_stage(
         ctx, "lr", lr_candidates(ctx.anchor), "max_lr", lambda v: f"max LR {v:.3g}",
-        prefer=lowest_learning_lr,
-        why_prefer="the lowest LR whose run had stopped underfitting (short runs favour "
-                   "high LRs, but one still learning fast at the end was held back by its "
-                   "LR; if every tied run underfits, the lowest)",
+        prefer=lowest_tied_lr, why_prefer="the lowest LR, as short runs favour high ones",
         likely=provisional,
         untold=(lambda tied, _verdicts: nearest(tied, provisional, 1)[0],
                 f"the one nearest the range test's max LR {provisional:.3g}, as the runs "
