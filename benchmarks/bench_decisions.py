@@ -305,13 +305,14 @@ def remeasure(name: str) -> dict[str, Any]:
     return {**data, "procedures": procedures}
 
 
-def more_seeds(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
+def more_seeds(name: str, seeds: tuple[int, ...],
+               budgets: tuple[str, ...] = tuple(BUDGETS)) -> dict[str, Any]:
     """Measure `tune` again with other seeds, at 3x and 10x of T timed again now, on a task
     already measured. One run of `tune` is one draw: its seed moves the short runs, and the
     budget, read from the clock, moves its plan (on 2026-12-02 a budget 5% smaller changed a
     test task's LR plan and its score from 0.89x to 29.7x). A rule change is judged against
     this spread, not against one draw. Stored under "tune_seeds", one entry per budget,
-    seed and library commit."""
+    seed and library commit; `budgets` (default both) limits it to those named."""
     path = OUT / f"{name}.json"
     if not path.exists():
         raise SystemExit(f"{name}: no {path} to add seeds to; measure the task first "
@@ -324,7 +325,8 @@ def more_seeds(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     draws = dict(data.get("tune_seeds", {}))
     library = library_commit()
     for seed in seeds:
-        for label, factor in BUDGETS.items():
+        for label in budgets:
+            factor = BUDGETS[label]
             print(f"{name}: tune at {label} ({factor * seconds:.0f} s), seed {seed}", flush=True)
             draws[f"{label} seed {seed} {library}"] = {
                 **attempt(lambda f=factor, s=seed: run_tune(name, f * seconds, retrain, s),
@@ -417,11 +419,14 @@ def _seed_table(split: str, library: str, files: dict[str, dict[str, Any]],
     per_seed: dict[tuple[str, int], list[tuple[float, bool, bool, float]]] = {}
     seeds: list[int] = []
     borrowed: set[str] = set()
+    measured = [b for b in BUDGETS if any(d["budget"] == b and d["library"] == library
+                                          for data in files.values()
+                                          for d in data["tune_seeds"].values())]
     for name, data in files.items():
         grid = json.loads((REFERENCE / f"{name}.json").read_text())
         classification = grid["score"] == "val_accuracy"
         cells = []
-        for label in BUDGETS:
+        for label in measured:
             draws = {d["seed"]: d for d in data["tune_seeds"].values()
                      if d["budget"] == label and d["library"] == library}
             if 0 not in draws:
@@ -445,18 +450,19 @@ def _seed_table(split: str, library: str, files: dict[str, dict[str, Any]],
         f"; seed 0 is the column above (library {', '.join(sorted(borrowed))}, as measured "
         "there)")
     lines = ["", f"`tune` at library {library} over seeds {', '.join(map(str, seeds))} "
-             f"({len(files)} of {of} {split} tasks; each draw at 3x and 10x of T timed again "
-             f"when it ran, `--tune-seeds`{zero}): regret of each seed's choice (retrained on "
-             "seeds 0 and 1 like every choice), and the spread between the best and the worst "
-             "seed (points, or the ratio of loss ratios); * = worse than the naive default.",
-             "", "| task | " + " | ".join(f"tune {b} by seed" for b in BUDGETS) + " |",
-             "|---" * (len(BUDGETS) + 1) + "|", *rows, "",
+             f"({len(files)} of {of} {split} tasks; each draw at {' and '.join(measured)} of T "
+             f"timed again when it ran, `--tune-seeds`{zero}): regret of each seed's choice "
+             "(retrained on seeds 0 and 1 like every choice), and the spread between the best "
+             "and the worst seed (points, or the ratio of loss ratios); * = worse than the "
+             "naive default.",
+             "", "| task | " + " | ".join(f"tune {b} by seed" for b in measured) + " |",
+             "|---" * (len(measured) + 1) + "|", *rows, "",
              "By seed, and over all seeds: mean regret over classifiers, geometric-mean loss "
              "ratio over the others, tasks worse than the naive default, wall time against "
-             "the budget (median, max).", "",
+             "the budget (min, median, max).", "",
              "| budget | seed | mean regret (pt) | loss ratio | worse than naive | "
              "wall / budget |", "|---|---|---|---|---|---|"]
-    for label in BUDGETS:
+    for label in measured:
         pooled: list[tuple[float, bool, bool, float]] = []
         for seed in seeds:
             entries = per_seed.get((label, seed), [])
@@ -476,7 +482,7 @@ def _seed_row(label: str, seed: str, entries: list[tuple[float, bool, bool, floa
             + (f"{statistics.fmean(points):.1f}" if points else "-") + " | "
             + (f"{math.exp(statistics.fmean(map(math.log, ratios))):.2f}x" if ratios else "-")
             + f" | {sum(w for _, _, w, _ in entries)}/{len(entries)} | "
-            f"{statistics.median(over):.2f}x, {max(over):.2f}x |")
+            f"{min(over):.2f}x, {statistics.median(over):.2f}x, {max(over):.2f}x |")
 
 
 def tables(split: str) -> list[str]:
@@ -538,7 +544,7 @@ def tables(split: str) -> list[str]:
              + " |", "|---|---|" + "---|" * len(BUDGETS), *own_rows, "",
              "Summary: mean regret over classifiers (points), geometric-mean loss ratio over the "
              "others, how many tasks end worse than the naive default, and wall time against "
-             "the budget (median, max).", "",
+             "the budget (min, median, max).", "",
              "| procedure | mean regret (pt) | loss ratio | worse than naive | wall / budget |",
              "|---|---|---|---|---|"]
     for proc in procedures:
@@ -555,7 +561,8 @@ def tables(split: str) -> list[str]:
         line += (f" | {math.exp(statistics.fmean(map(math.log, ratios))):.2f}x"
                  if ratios else " | -")
         line += f" | {worse}/{len(entries)}" + (f" ({failed} failed)" if failed else "")
-        line += (f" | {statistics.median(over):.2f}x, {max(over):.2f}x |" if over
+        line += (f" | {min(over):.2f}x, {statistics.median(over):.2f}x, {max(over):.2f}x |"
+                 if over
                  else " | - |")
         lines.append(line)
     return lines
@@ -571,6 +578,16 @@ def seed_list(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(seeds))
 
 
+def budget_list(text: str) -> tuple[str, ...]:
+    """--budgets: comma-separated names from BUDGETS, each once."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",")))
+    unknown = [n for n in names if n not in BUDGETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown budget {', '.join(unknown)}: choose from "
+                                         f"{', '.join(BUDGETS)}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     task_arguments(parser)
@@ -578,6 +595,8 @@ def main() -> None:
     parser.add_argument("--tune-seeds", type=seed_list,
                         help="measure only tune again with these seeds (e.g. 1,2) on tasks "
                              "already measured, beside seed 0")
+    parser.add_argument("--budgets", type=budget_list, default=tuple(BUDGETS),
+                        help="with --tune-seeds: only these budgets (e.g. 10x)")
     parser.add_argument("--remeasure-tune", action="store_true",
                         help="measure only tune again on tasks already measured, keeping the "
                              "earlier results as 'tune 3x (before)' and so on")
@@ -587,7 +606,7 @@ def main() -> None:
         parser.error("--remeasure-tune and --tune-seeds are separate runs: give one")
     compute = remeasure if args.remeasure_tune else measure
     if args.tune_seeds:
-        compute = functools.partial(more_seeds, seeds=args.tune_seeds)
+        compute = functools.partial(more_seeds, seeds=args.tune_seeds, budgets=args.budgets)
     if args.remeasure_tune or args.tune_seeds:
         args.force = True
     for _, data in each_task(args, OUT, compute):

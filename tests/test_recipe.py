@@ -443,6 +443,27 @@ def test_lrs_no_run_length_tells_apart_keep_the_range_tests_reading(tmp_path, di
     assert result.summary["hyperparameters"]["max_lr"] == nearest(tried, provisional, 1)[0]
 
 
+def test_a_tie_among_lrs_grows_into_the_later_stages_time(tmp_path, digits_task_file):
+    # the LR comes first: a tie its own share could not break runs again, longer, in the
+    # time momentum and weight decay would have had; they keep their start values
+    result = tune(str(digits_task_file), out=tmp_path / "out", budget_epochs=10,
+                  stages=["range_test", "lr", "momentum", "weight_decay"],
+                  executor=Untellable())
+    stages = {s["name"]: s for s in result.summary["stages"]}
+    reason = stages["lr"]["reason"]
+    assert "grew into the time of the momentum and weight-decay stages" in reason
+    with Study(tmp_path / "out", resume=True) as study:
+        search = study.finished_stage("lr").outcome.search
+        lengths = search.evidence["fractions"]
+        assert search.evidence["grown"] and lengths[-1] >= 2 * lengths[-2]
+        assert study.trials("momentum") == [] and study.trials("weight_decay") == []
+    for stage in ("momentum", "weight_decay"):
+        assert "the LR stage's tied runs grew into its time" in stages[stage]["reason"]
+    # still no length told any apart: the range test's reading decides, as without growth
+    provisional = stages["range_test"]["decision"]["max_lr"]
+    assert f"nearest the range test's max LR {provisional:.3g}" in reason
+
+
 def test_a_stage_that_cannot_be_read_leaves_its_share_to_the_others():
     every = ["lr", "momentum", "weight_decay"]
     assert shares(every, 6.0, lambda st, part: True) == \

@@ -139,6 +139,7 @@ class Halving:
     length_note: str
     told_apart: bool = True
     leaders: tuple[Any, ...] = ()
+    grown: bool = False  # a tie was run again longer, past the stage's share
 
     @property
     def last(self) -> Rung:

@@ -34,7 +34,15 @@ from .diagnose import Verdict
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
 from .executors import Executor
-from .halving import AllFailedError, Preference, RungPlan, plan_rungs, successive_halving
+from .halving import (
+    AllFailedError,
+    Halving,
+    Preference,
+    RungPlan,
+    plan_rungs,
+    spread,
+    successive_halving,
+)
 from .plot import plot_range_test
 from .range_test import RangeTestResult, task_range_test
 from .report import pictures, write_report, write_train_script
@@ -498,14 +506,16 @@ def _batch_size(ctx: Context) -> Outcome:
 def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                    field: str, describe: Callable[[Any], str],
                    prefer: Preference, why_prefer: str,
-                   likely: Any, untold: tuple[Preference, str] | None = None
-                   ) -> Outcome:
+                   likely: Any, untold: tuple[Preference, str] | None = None,
+                   first: bool = False) -> Outcome:
     """A search stage as growing short runs over `values` of one TrialSpec `field`, from
     this stage's share of the budget; the winner's full-length run, if there is one, has
     its weights kept. When the budget cannot run them all, the values nearest `likely`
     (the prior: the paper's default, the range test's reading) are run. Ties are settled by
     `prefer` (and `why_prefer` says why), or by `untold` (a rule and its why) when no run
-    length told any candidates apart."""
+    length told any candidates apart. A stage that comes `first` (the LR) grows a tie it
+    could not break at its own share into the time of the search stages after it
+    (`_grown`)."""
     h, s, plan = ctx.hyper, ctx.settings, ctx.planned()
     share = ctx.share(stage)
     current = getattr(h, field)
@@ -514,6 +524,10 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     if affordable is None:
         held = " (after keeping a full-length run of the LR stage's short-run winner for " \
             "the refine stage to check)" if ctx.reserve() > 1 else ""
+        lr = ctx.study.finished_stage("lr")
+        if lr is not None and lr.outcome.search is not None and \
+                lr.outcome.search.evidence.get("grown"):
+            held += " (the LR stage's tied runs grew into its time: the LR comes first)"
         longest = ctx.affordable(2, share, 0.0)  # two candidates run the longest
         if longest is None:
             room = "less than two short runs"
@@ -553,6 +567,9 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
             prefer_untold=None if untold is None else untold[0],
             room=lambda: min(ROOM_SLACK * share - (ctx.spent() - began),
                              ctx.left() - ctx.reserve()))
+        if first and found.tied:
+            found = _grown(ctx, stage, found, spec_for, prefer,
+                           None if untold is None else untold[0])
     except AllFailedError as err:
         return Outcome(Decision(), f"kept {describe(current)}: {err}")
     winner = found.winner
@@ -576,9 +593,41 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     search = SearchResult(stage, decision, reason, [r.comparison for r in found.rungs],
                           {"values": list(keys), "fractions": [r.fraction for r in found.rungs],
                            "tied": found.tied, "told_apart": found.told_apart,
+                           "grown": found.grown,
                            "share_finals": share,
                            "planned_finals": rungs.cost}, tuple(notes))
     return Outcome(decision, reason, search=search)
+
+
+def _grown(ctx: Context, stage: StageName, found: Halving,
+           spec_for: Callable[[Any, float], TrialSpec], prefer: Preference,
+           untold: Preference | None) -> Halving:
+    """A tie still unbroken at the longest runs this stage's share allowed, run again at
+    least twice as long in the time the search stages after it would have had: Smith sets
+    the LR before momentum and weight decay, and those stages read at an LR still in
+    doubt read nothing worth their time. As many of the tied as fit (a spread of them,
+    so the longer runs still cover their range); unchanged when not even two fit."""
+    later = [st for st in ctx.later if st in STAGE_WEIGHTS]
+    longer = min(1.0, 2 * found.last.fraction)
+    room = ctx.left() - ctx.reserve()
+    if not later or room <= 0:
+        return found
+    overhead = ctx.run_overhead()
+    for fit in range(len(found.leaders), 1, -1):
+        rungs = plan_rungs(fit, room, longer, max_rungs=1, overhead=overhead)
+        if rungs is not None:
+            break
+    else:
+        return found
+    more = successive_halving(spread(list(found.leaders), fit), spec_for, rungs,
+                              prefer=prefer, executor=ctx.trials(stage),
+                              prefer_untold=None if found.told_apart else untold)
+    took = " and ".join(st.replace("_", "-") for st in later)
+    note = (f"{found.length_note}; then, to break the tie, {fit} of the tied grew into the "
+            f"time of the {took} stage{'s' if len(later) > 1 else ''} (the LR comes first: "
+            f"they would be read at an LR still in doubt): {more.length_note}")
+    return Halving(more.winner, [*found.rungs, *more.rungs], more.tied, note,
+                   found.told_apart or more.told_apart, more.leaders, grown=True)
 
 
 def nearest(values: Sequence[Any], likely: Any, k: int) -> list[Any]:
@@ -657,7 +706,7 @@ def _lr(ctx: Context) -> Outcome:
     outcome = _halving_stage(
         ctx, "lr", lr_candidates(ctx.anchor), "max_lr", lambda v: f"max LR {v:.3g}",
         prefer=lowest_tied_lr, why_prefer="the lowest LR, as short runs favour high ones",
-        likely=provisional,
+        likely=provisional, first=True,
         untold=(lambda tied, _verdicts: nearest(tied, provisional, 1)[0],
                 f"the one nearest the range test's max LR {provisional:.3g}, as the runs "
                 "said nothing of their order (on the zoo's dev half the grid's best lay 0.5 "
