@@ -307,12 +307,12 @@ def remeasure(name: str) -> dict[str, Any]:
 
 def more_seeds(name: str, seeds: tuple[int, ...],
                budgets: tuple[str, ...] = tuple(BUDGETS)) -> dict[str, Any]:
-    """Measure `tune` again with other seeds, at 3x and 10x of T timed again now, on a task
-    already measured. One run of `tune` is one draw: its seed moves the short runs, and the
-    budget, read from the clock, moves its plan (on 2026-12-02 a budget 5% smaller changed a
-    test task's LR plan and its score from 0.89x to 29.7x). A rule change is judged against
-    this spread, not against one draw. Stored under "tune_seeds", one entry per budget,
-    seed and library commit; `budgets` (default both) limits it to those named."""
+    """Measure `tune` again with other seeds, at 3x and 10x of T (or `budgets`) timed again
+    now, on a task already measured. One run of `tune` is one draw: its seed moves the
+    short runs, and the budget, read from the clock, moves its plan (on 2026-12-02 a budget
+    5% smaller changed a test task's LR plan and its score from 0.89x to 29.7x). A rule
+    change is judged against this spread, not against one draw. Stored under "tune_seeds",
+    one entry per budget, seed and library commit."""
     path = OUT / f"{name}.json"
     if not path.exists():
         raise SystemExit(f"{name}: no {path} to add seeds to; measure the task first "
@@ -429,6 +429,9 @@ def _seed_table(split: str, library: str, files: dict[str, dict[str, Any]],
         for label in measured:
             draws = {d["seed"]: d for d in data["tune_seeds"].values()
                      if d["budget"] == label and d["library"] == library}
+            if not draws:  # not measured at this budget with this library
+                cells.append("-")
+                continue
             if 0 not in draws:
                 draws[0] = data["procedures"][f"tune {label}"]
                 borrowed.add(draws[0].get("library", "as first measured"))
@@ -604,6 +607,8 @@ def main() -> None:
     library_commit()  # the library as imported, before any later edit
     if args.remeasure_tune and args.tune_seeds:
         parser.error("--remeasure-tune and --tune-seeds are separate runs: give one")
+    if args.budgets != tuple(BUDGETS) and not args.tune_seeds:
+        parser.error("--budgets applies to --tune-seeds runs only")
     compute = remeasure if args.remeasure_tune else measure
     if args.tune_seeds:
         compute = functools.partial(more_seeds, seeds=args.tune_seeds, budgets=args.budgets)

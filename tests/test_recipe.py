@@ -446,22 +446,35 @@ def test_lrs_no_run_length_tells_apart_keep_the_range_tests_reading(tmp_path, di
 def test_a_tie_among_lrs_grows_into_the_later_stages_time(tmp_path, digits_task_file):
     # the LR comes first: a tie its own share could not break runs again, longer, in the
     # time momentum and weight decay would have had; they keep their start values
+    stages = ["range_test", "lr", "momentum", "weight_decay", "final"]
     result = tune(str(digits_task_file), out=tmp_path / "out", budget_epochs=10,
-                  stages=["range_test", "lr", "momentum", "weight_decay"],
-                  executor=Untellable())
-    stages = {s["name"]: s for s in result.summary["stages"]}
-    reason = stages["lr"]["reason"]
-    assert "grew into the time of the momentum and weight-decay stages" in reason
+                  stages=stages, executor=Untellable())
+    alone = tune(str(digits_task_file), out=tmp_path / "alone", budget_epochs=10,
+                 stages=["range_test", "lr"], executor=Untellable())
+    by_name = {s["name"]: s for s in result.summary["stages"]}
+    reason = by_name["lr"]["reason"]
+    assert "the longest the LR stage's share allowed" in reason
+    assert "in the time of the momentum and weight-decay stages (the LR comes first)" in reason
     with Study(tmp_path / "out", resume=True) as study:
         search = study.finished_stage("lr").outcome.search
         lengths = search.evidence["fractions"]
-        assert search.evidence["grown"] and lengths[-1] >= 2 * lengths[-2]
+        assert search.evidence["grown"] == ["momentum", "weight_decay"]
+        assert lengths[-1] >= min(1.0, 2 * lengths[-2])
         assert study.trials("momentum") == [] and study.trials("weight_decay") == []
+        # the final training still had its time: the tie took only the searches' parts
+        assert len(study.trials("final")) == 1
+        assert study.meta("plan")["budget_units"] >= \
+            sum(t.steps for t in study.trials() if t.state == "complete") \
+            / study.trials("final")[0].steps - 1e-9
     for stage in ("momentum", "weight_decay"):
-        assert "the LR stage's tied runs grew into its time" in stages[stage]["reason"]
-    # still no length told any apart: the range test's reading decides, as without growth
-    provisional = stages["range_test"]["decision"]["max_lr"]
+        assert "the LR stage's tied runs grew into this stage's time" in \
+            by_name[stage]["reason"]
+    # no length told any apart: the range test's reading decides, as it does without growth
+    provisional = by_name["range_test"]["decision"]["max_lr"]
+    assert "no length told any apart" in reason
     assert f"nearest the range test's max LR {provisional:.3g}" in reason
+    assert result.summary["hyperparameters"]["max_lr"] == \
+        alone.summary["hyperparameters"]["max_lr"]
 
 
 def test_a_stage_that_cannot_be_read_leaves_its_share_to_the_others():

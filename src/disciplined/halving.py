@@ -139,7 +139,8 @@ class Halving:
     length_note: str
     told_apart: bool = True
     leaders: tuple[Any, ...] = ()
-    grown: bool = False  # a tie was run again longer, past the stage's share
+    # the later stages whose time a tie grew into (recipe._grown), when it did
+    grown: tuple[str, ...] = ()
 
     @property
     def last(self) -> Rung:

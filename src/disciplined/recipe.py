@@ -399,11 +399,16 @@ class Context:
         """This search stage's share, in final trainings, of the budget left after the
         reserve (`shares`): a later momentum or weight-decay stage whose part could not buy
         runs long enough to be read (READABLE_FROM) will keep its value, and leaves it."""
+        return self.parts(stage)[stage]
+
+    def parts(self, stage: StageName) -> dict[StageName, float]:
+        """Every part `share` hands out when `stage` asks: its own and those the search
+        stages after it would get now."""
         def readable(st: StageName, part: float) -> bool:
             return st not in READABLE_FROM or self.affordable(
                 self.candidates(st), part, READABLE_FROM[st]) is not None
         searches = [st for st in (stage, *self.later) if st in STAGE_WEIGHTS]
-        return shares(searches, max(0.0, self.left() - self.reserve()), readable)[stage]
+        return shares(searches, max(0.0, self.left() - self.reserve()), readable)
 
     def candidates(self, stage: StageName) -> int:
         """How many values a momentum or weight-decay stage would run."""
@@ -517,7 +522,8 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     could not break at its own share into the time of the search stages after it
     (`_grown`)."""
     h, s, plan = ctx.hyper, ctx.settings, ctx.planned()
-    share = ctx.share(stage)
+    parts = ctx.parts(stage)
+    share = parts[stage]
     current = getattr(h, field)
     readable = READABLE_FROM.get(stage, 0.0)
     affordable = ctx.affordable(len(values), share, readable)
@@ -525,9 +531,9 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         held = " (after keeping a full-length run of the LR stage's short-run winner for " \
             "the refine stage to check)" if ctx.reserve() > 1 else ""
         lr = ctx.study.finished_stage("lr")
-        if lr is not None and lr.outcome.search is not None and \
-                lr.outcome.search.evidence.get("grown"):
-            held += " (the LR stage's tied runs grew into its time: the LR comes first)"
+        took = " (the LR stage's tied runs grew into this stage's time: the LR comes first)" \
+            if lr is not None and lr.outcome.search is not None and \
+            stage in lr.outcome.search.evidence.get("grown", ()) else ""
         longest = ctx.affordable(2, share, 0.0)  # two candidates run the longest
         if longest is None:
             room = "less than two short runs"
@@ -538,7 +544,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                     f"read {stage.replace('_', ' ')} no better than keeping the value the "
                     "stage starts from (make stage-bias)")
         reason = (f"kept {describe(current)}: the budget left {share:.2g} final trainings' "
-                  f"time for this stage{held}, {room}")
+                  f"time for this stage{held}, {room}{took}")
         return Outcome(Decision(), reason)
     fit, rungs = affordable
     keys = list(values) if fit == len(values) else nearest(list(values), likely, fit)
@@ -569,7 +575,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                              ctx.left() - ctx.reserve()))
         if first and found.tied:
             found = _grown(ctx, stage, found, spec_for, prefer,
-                           None if untold is None else untold[0])
+                           None if untold is None else untold[0], likely, parts)
     except AllFailedError as err:
         return Outcome(Decision(), f"kept {describe(current)}: {err}")
     winner = found.winner
@@ -593,7 +599,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     search = SearchResult(stage, decision, reason, [r.comparison for r in found.rungs],
                           {"values": list(keys), "fractions": [r.fraction for r in found.rungs],
                            "tied": found.tied, "told_apart": found.told_apart,
-                           "grown": found.grown,
+                           "grown": list(found.grown),
                            "share_finals": share,
                            "planned_finals": rungs.cost}, tuple(notes))
     return Outcome(decision, reason, search=search)
@@ -601,16 +607,21 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
 
 def _grown(ctx: Context, stage: StageName, found: Halving,
            spec_for: Callable[[Any, float], TrialSpec], prefer: Preference,
-           untold: Preference | None) -> Halving:
+           untold: Preference | None, likely: Any,
+           parts: Mapping[StageName, float]) -> Halving:
     """A tie still unbroken at the longest runs this stage's share allowed, run again at
-    least twice as long in the time the search stages after it would have had: Smith sets
-    the LR before momentum and weight decay, and those stages read at an LR still in
-    doubt read nothing worth their time. As many of the tied as fit (a spread of them,
-    so the longer runs still cover their range); unchanged when not even two fit."""
-    later = [st for st in ctx.later if st in STAGE_WEIGHTS]
+    least twice as long (at most the full length) in the time that the search stages after
+    it, those with a part of the budget (`parts`), would have had. Smith sets the LR before
+    momentum and weight decay; at an LR still in doubt, their runs would be read at the
+    wrong LR.
+    As many of the tied as fit: a spread of them, so the longer runs still cover their
+    range, or, when no length told any apart, those nearest `likely` (so the untold rule
+    can still take the one it would have taken). Unchanged when not even two fit; when
+    every longer run fails or diverges, the shorter runs' decision stands."""
+    taken = [st for st in ctx.later if parts.get(st, 0.0) > 0]
     longer = min(1.0, 2 * found.last.fraction)
-    room = ctx.left() - ctx.reserve()
-    if not later or room <= 0:
+    room = round(ctx.left() - ctx.reserve(), 6)  # a resumed study plans the same runs
+    if not taken or room <= 0:
         return found
     overhead = ctx.run_overhead()
     for fit in range(len(found.leaders), 1, -1):
@@ -619,15 +630,33 @@ def _grown(ctx: Context, stage: StageName, found: Halving,
             break
     else:
         return found
-    more = successive_halving(spread(list(found.leaders), fit), spec_for, rungs,
-                              prefer=prefer, executor=ctx.trials(stage),
-                              prefer_untold=None if found.told_apart else untold)
-    took = " and ".join(st.replace("_", "-") for st in later)
-    note = (f"{found.length_note}; then, to break the tie, {fit} of the tied grew into the "
-            f"time of the {took} stage{'s' if len(later) > 1 else ''} (the LR comes first: "
-            f"they would be read at an LR still in doubt): {more.length_note}")
-    return Halving(more.winner, [*found.rungs, *more.rungs], more.tied, note,
-                   found.told_apart or more.told_apart, more.leaders, grown=True)
+    leaders = list(found.leaders)
+    keys = spread(leaders, fit) if found.told_apart else nearest(leaders, likely, fit)
+    names = " and ".join(st.replace("_", "-") for st in taken)
+    shown = ", ".join(f"{k:.3g}" for k in keys)
+    first = (f"still tied within noise at {_length(found.last.fraction)}, the longest the "
+             f"LR stage's share allowed; {len(keys)} of the tied "
+             f"({shown}) then ran at {_length(float(rungs.fractions[-1]))} in the time of "
+             f"the {names} stage{'s' if len(taken) > 1 else ''} (the LR comes first)")
+    try:
+        more = successive_halving(keys, spec_for, rungs, prefer=prefer,
+                                  executor=ctx.trials(stage),
+                                  prefer_untold=None if found.told_apart else untold)
+    except AllFailedError:
+        more = None
+    if more is None or all(r.diagnosis is None or r.diagnosis.verdict == "diverged"
+                           for r in more.last.comparison.results):
+        return dataclasses.replace(found, length_note=(
+            f"{first}, where every run diverged or failed: the shorter runs decide"),
+            rungs=found.rungs if more is None else [*found.rungs, *more.rungs],
+            grown=tuple(taken))
+    told = found.told_apart or more.told_apart
+    if more.tied:
+        outcome = "still tied" + ("" if told else ", and no length told any apart")
+    else:
+        outcome = "which told them apart"
+    return Halving(more.winner, [*found.rungs, *more.rungs], more.tied,
+                   f"{first}, {outcome}", told, more.leaders, grown=tuple(taken))
 
 
 def nearest(values: Sequence[Any], likely: Any, k: int) -> list[Any]:
@@ -642,6 +671,10 @@ def nearest(values: Sequence[Any], likely: Any, k: int) -> list[Any]:
         min(range(len(values)), key=lambda i: abs(place(values[i]) - place(likely)))
     chosen = sorted(range(len(values)), key=lambda i: (abs(i - centre), i))[:k]
     return [values[i] for i in sorted(chosen)]
+
+
+def _length(f: float) -> str:
+    return "the full length" if f >= 1 else f"{f:.0%} of the final length"
 
 
 def _fraction(f: float) -> str:
