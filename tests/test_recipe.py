@@ -45,6 +45,7 @@ from disciplined.recipe import (
     nearest,
     shares,
     tune,
+    wider_than_a_cycle,
 )
 from disciplined.report import build_report, pictures
 from disciplined.study import Study, StudyBusyError
@@ -475,6 +476,17 @@ def test_a_tie_among_lrs_grows_into_the_later_stages_time(tmp_path, digits_task_
     assert f"nearest the range test's max LR {provisional:.3g}" in reason
     assert result.summary["hyperparameters"]["max_lr"] == \
         alone.summary["hyperparameters"]["max_lr"]
+
+
+def test_only_a_tie_wider_than_a_cycles_own_range_grows():
+    # a 1cycle sweeps max_lr / 10 to max_lr: ties within a decade (3 significant figures,
+    # half a decade apart) stay with the LR stage's share, wider ones grow
+    assert not wider_than_a_cycle([0.156, 0.492])
+    assert not wider_than_a_cycle([0.0173, 0.0546, 0.173])
+    assert not wider_than_a_cycle([0.0242, 0.0765, 0.242])
+    assert wider_than_a_cycle([0.00792, 0.0251, 0.0792, 0.251])
+    assert wider_than_a_cycle([1.29e-05, 0.00408])
+    assert not wider_than_a_cycle([0.01])
 
 
 def test_a_stage_that_cannot_be_read_leaves_its_share_to_the_others():
