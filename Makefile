@@ -13,7 +13,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 FRAMEWORKS := lightning==2.6.6 transformers==5.23.0 accelerate==1.15.0
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo lint bench-gpu typecheck layers horizon-bias stage-bias lr-prior bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-integrations bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions ray-cluster clean
+.PHONY: test demo lint bench-gpu typecheck layers horizon-bias stage-bias lr-prior bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-integrations bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions bench-step-time ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -128,6 +128,10 @@ lr-prior: $(STAMP) $(FASHION)
 # (benchmarks/decisions/*.json kept per task: --force in BENCH_ARGS remeasures).
 bench-decisions: $(BENCH_STAMP) $(FASHION)
 	$(BENCH_VENV)/bin/python benchmarks/bench_decisions.py --write benchmarks/RESULTS.md $(BENCH_ARGS)
+
+# How steady a training step's time is: the plan's 20 timed steps against later blocks.
+bench-step-time: $(BENCH_STAMP) $(FASHION)
+	$(BENCH_VENV)/bin/python benchmarks/step_time.py --write benchmarks/RESULTS.md $(BENCH_ARGS)
 
 # A 2-node Ray cluster on loopback (head on 127.0.0.2, worker on 127.0.0.3) and a weight-decay
 # search on it; stops both nodes afterwards.
