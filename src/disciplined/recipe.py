@@ -512,15 +512,15 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                    field: str, describe: Callable[[Any], str],
                    prefer: Preference, why_prefer: str,
                    likely: Any, untold: tuple[Preference, str] | None = None,
-                   first: bool = False) -> Outcome:
+                   grows: bool = False) -> Outcome:
     """A search stage as growing short runs over `values` of one TrialSpec `field`, from
     this stage's share of the budget; the winner's full-length run, if there is one, has
     its weights kept. When the budget cannot run them all, the values nearest `likely`
     (the prior: the paper's default, the range test's reading) are run. Ties are settled by
     `prefer` (and `why_prefer` says why), or by `untold` (a rule and its why) when no run
-    length told any candidates apart. A stage that comes `first` (the LR) grows a tie it
-    could not break at its own share into the time of the search stages after it
-    (`_grown`)."""
+    length told any candidates apart. A stage that `grows` (the LR, which comes first) runs
+    a wide tie it could not break at its own share again, longer, in the time of the search
+    stages after it (`_grown`)."""
     h, s, plan = ctx.hyper, ctx.settings, ctx.planned()
     parts = ctx.parts(stage)
     share = parts[stage]
@@ -573,7 +573,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
             prefer_untold=None if untold is None else untold[0],
             room=lambda: min(ROOM_SLACK * share - (ctx.spent() - began),
                              ctx.left() - ctx.reserve()))
-        if first and found.tied:
+        if grows and found.tied:
             found = _grown(ctx, stage, found, spec_for, prefer,
                            None if untold is None else untold[0], likely, parts)
     except AllFailedError as err:
@@ -625,8 +625,7 @@ def _grown(ctx: Context, stage: StageName, found: Halving,
     least twice as long (at most the full length) in the time that the search stages after
     it, those with a part of the budget (`parts`), would have had. Smith sets the LR before
     momentum and weight decay; at an LR still in doubt, their runs would be read at the
-    wrong LR.
-    Only a tie wider than one 1cycle's own LR range grows (`wider_than_a_cycle`).
+    wrong LR. Only a tie wider than one 1cycle's own LR range grows (`wider_than_a_cycle`).
     As many of the tied as fit: a spread of them, so the longer runs still cover their
     range, or, when no length told any apart, those nearest `likely` (so the untold rule
     can still take the one it would have taken). Unchanged when not even two fit; when
@@ -649,10 +648,10 @@ def _grown(ctx: Context, stage: StageName, found: Halving,
     keys = spread(leaders, fit) if found.told_apart else nearest(leaders, likely, fit)
     names = " and ".join(st.replace("_", "-") for st in taken)
     shown = ", ".join(f"{k:.3g}" for k in keys)
-    first = (f"still tied within noise at {_length(found.last.fraction)}, the longest the "
-             f"LR stage's share allowed; {len(keys)} of the tied "
-             f"({shown}) then ran at {_length(float(rungs.fractions[-1]))} in the time of "
-             f"the {names} stage{'s' if len(taken) > 1 else ''} (the LR comes first)")
+    grew = (f"still tied within noise at {_length(found.last.fraction)}, the longest the "
+            f"LR stage's share allowed; {len(keys)} of the tied "
+            f"({shown}) then ran at {_length(float(rungs.fractions[-1]))} in the time of "
+            f"the {names} stage{'s' if len(taken) > 1 else ''} (the LR comes first)")
     try:
         more = successive_halving(keys, spec_for, rungs, prefer=prefer,
                                   executor=ctx.trials(stage),
@@ -662,7 +661,7 @@ def _grown(ctx: Context, stage: StageName, found: Halving,
     if more is None or all(r.diagnosis is None or r.diagnosis.verdict == "diverged"
                            for r in more.last.comparison.results):
         return dataclasses.replace(found, length_note=(
-            f"{first}, where every run diverged or failed: the shorter runs decide"),
+            f"{grew}, where every run diverged or failed: the shorter runs decide"),
             rungs=found.rungs if more is None else [*found.rungs, *more.rungs],
             grown=tuple(taken))
     told = found.told_apart or more.told_apart
@@ -671,7 +670,7 @@ def _grown(ctx: Context, stage: StageName, found: Halving,
     else:
         outcome = "which told them apart"
     return Halving(more.winner, [*found.rungs, *more.rungs], more.tied,
-                   f"{first}, {outcome}", told, more.leaders, grown=tuple(taken))
+                   f"{grew}, {outcome}", told, more.leaders, grown=tuple(taken))
 
 
 def nearest(values: Sequence[Any], likely: Any, k: int) -> list[Any]:
@@ -754,7 +753,7 @@ def _lr(ctx: Context) -> Outcome:
     outcome = _halving_stage(
         ctx, "lr", lr_candidates(ctx.anchor), "max_lr", lambda v: f"max LR {v:.3g}",
         prefer=lowest_tied_lr, why_prefer="the lowest LR, as short runs favour high ones",
-        likely=provisional, first=True,
+        likely=provisional, grows=True,
         untold=(lambda tied, _verdicts: nearest(tied, provisional, 1)[0],
                 f"the one nearest the range test's max LR {provisional:.3g}, as the runs "
                 "said nothing of their order (on the zoo's dev half the grid's best lay 0.5 "
