@@ -580,7 +580,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         return Outcome(Decision(), f"kept {describe(current)}: {err}")
     winner = found.winner
     last = found.last.comparison
-    if all(r.diagnosis is None or r.diagnosis.verdict == "diverged" for r in last.results):
+    if _nothing_trained(last):
         said = ", ".join(f"{r.label}: {r.diagnosis.verdict if r.diagnosis else r.error}"
                          for r in last.results)
         return Outcome(Decision(), f"kept {describe(current)}: every candidate diverged or "
@@ -603,6 +603,11 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                            "share_finals": share,
                            "planned_finals": rungs.cost}, tuple(notes))
     return Outcome(decision, reason, search=search)
+
+
+def _nothing_trained(rung: Comparison) -> bool:
+    """Whether every run of a rung diverged or failed: a rung with nothing to rank by."""
+    return all(r.diagnosis is None or r.diagnosis.verdict == "diverged" for r in rung.results)
 
 
 def wider_than_a_cycle(tied: Sequence[float]) -> bool:
@@ -630,9 +635,9 @@ def _grown(ctx: Context, stage: StageName, found: Halving,
     range, or, when no length told any apart, those nearest `likely` (so the untold rule
     can still take the one it would have taken). Unchanged when not even two fit; when
     every longer run fails or diverges, the shorter runs' decision stands."""
-    taken = [st for st in ctx.later if parts.get(st, 0.0) > 0]
     if not wider_than_a_cycle(found.leaders):
         return found
+    taken = [st for st in ctx.later if parts.get(st, 0.0) > 0]
     longer = min(1.0, 2 * found.last.fraction)
     room = round(ctx.left() - ctx.reserve(), 6)  # a resumed study plans the same runs
     if not taken or room <= 0:
@@ -658,8 +663,7 @@ def _grown(ctx: Context, stage: StageName, found: Halving,
                                   prefer_untold=None if found.told_apart else untold)
     except AllFailedError:
         more = None
-    if more is None or all(r.diagnosis is None or r.diagnosis.verdict == "diverged"
-                           for r in more.last.comparison.results):
+    if more is None or _nothing_trained(more.last.comparison):
         return dataclasses.replace(found, length_note=(
             f"{grew}, where every run diverged or failed: the shorter runs decide"),
             rungs=found.rungs if more is None else [*found.rungs, *more.rungs],
