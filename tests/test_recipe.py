@@ -20,7 +20,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from disciplined import jobs, recipe
+from disciplined import display, jobs, recipe
 from disciplined.cli import app
 from disciplined.decisions import Decision, Hyper
 from disciplined.diagnose import Diagnosis
@@ -36,6 +36,7 @@ from disciplined.recipe import (
     Settings,
     _clearly_better,
     _corrections,
+    _final_epochs,
     _scored_better,
     horizon_bias,
     horizon_corrected,
@@ -710,3 +711,45 @@ def test_time_no_later_stage_will_use_grows_the_leading_runs(tmp_path, digits_ta
     # the longer runs decide (before the horizon correction, where one applies)
     chosen = search.evidence.get("uncorrected", search.decision.max_lr)
     assert chosen in grown_lrs
+
+
+@pytest.mark.parametrize(("spent", "units", "epochs"), [
+    (92.5, None, 7.5),  # 7.5 s left at 5 s per planned final: 1.5 of them
+    (97.0, None, 5.0),  # less than the planned final: never shorter than the plan's
+    (10.0, None, 10.0),  # plenty: the task's own length, no more
+    (92.5, 4.0, 5.0),  # a budget in trainings: no clock re-plans it
+])
+def test_a_final_training_the_plan_shortened_is_replanned_from_the_time_left(spent, units,
+                                                                               epochs):
+    # the plan shortened the task's 10 epochs to 5, from steps timed at twice their speed
+    plan = Plan(final_epochs=5, final_steps=100, budget_seconds=None if units else 100.0,
+                budget_units=units, eval_samples=100, step_seconds=0.1, sample_seconds=0.0,
+                setup_seconds=0.0, spent_before=spent, pictures=False)
+    ledger = Ledger()
+    ledger.before = spent
+    ledger.observed(5.0, 10.0)  # the runs took half their predicted time
+    ctx = Context(settings=Settings("digits", Path("unused"), ("final",)),
+                  task=load_task("digits"), study=None, hyper=None, plan=plan,
+                  progress=None, executor=None, ledger=ledger, later=("final",))
+    assert _final_epochs(ctx) == pytest.approx(epochs)
+
+
+def test_the_final_training_takes_back_what_a_slow_timing_cut_from_it(tmp_path, monkeypatch,
+                                                                      digits_task_file):
+    # the plan's timed steps read three times slower than they are: it shortens the final
+    # training; the final stage lengthens it back, as far as the time left allows
+    measure = recipe._measure
+    monkeypatch.setattr(recipe, "_measure", lambda ctx: (lambda step, sample, setup: (
+        3 * step, sample, setup))(*measure(ctx)))
+    long_task = tmp_path / "long_digits.py"
+    long_task.write_text(digits_task_file.read_text() + "epochs = 100\n")
+    result = tune(str(long_task), out=tmp_path / "out", budget_minutes=0.1,
+                  stages=["range_test", "final"])
+    with Study(tmp_path / "out", resume=True) as study:
+        planned = study.meta("plan")["final_epochs"]
+        final = study.trials("final")[0]
+    assert planned < 100
+    assert planned < final.spec.budget.epochs <= 100
+    assert result.summary["hyperparameters"]["epochs"] == final.spec.budget.epochs
+    reason = {s["name"]: s for s in result.summary["stages"]}["final"]["reason"]
+    assert f"the plan's {display.epochs(planned)}, lengthened toward the task's 100" in reason

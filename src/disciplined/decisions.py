@@ -26,6 +26,8 @@ class Decision:
     # the schedule search's choice; the recipe always trains 1cycle, so `Hyper` has no policy
     policy: str | None = None
     cycle_momentum: bool | None = None
+    # the final training's length, where the final stage re-plans it (`recipe._final_epochs`)
+    epochs: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The values it sets (momentum as a [max, min] list), for JSON."""
@@ -58,6 +60,8 @@ class Decision:
             cyclical = "" if self.cycle_momentum is None else \
                 f" ({'cyclical' if self.cycle_momentum else 'constant'} momentum)"
             parts.append(f"policy {self.policy}{cyclical}")
+        if self.epochs is not None:
+            parts.append(f"{self.epochs:g} epochs")
         return ", ".join(parts)
 
 

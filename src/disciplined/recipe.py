@@ -929,18 +929,52 @@ def _reusable(ctx: Context, spec: TrialSpec) -> tuple[TrialResult, Path] | None:
 def _final_spec(ctx: Context, hyper: Hyper) -> TrialSpec:
     s = ctx.settings
     return TrialSpec(s.task, max_lr=hyper.max_lr or 0.0,
-                     budget=Budget(epochs=ctx.planned().final_epochs),
+                     budget=Budget(epochs=hyper.epochs or ctx.planned().final_epochs),
                      momentum=hyper.momentum, weight_decay=hyper.weight_decay,
                      batch_size=hyper.batch_size, seed=s.seed, data_dir=s.data_dir,
                      label="final", eval_samples=None, amp=s.amp, compile=s.compile)
 
 
+def natural_epochs(settings: Settings, task: Task) -> float:
+    """The final training's length before any budget shortens it: --budget-epochs, else the
+    task's own, else FALLBACK_EPOCHS."""
+    return settings.budget_epochs or task.epochs or FALLBACK_EPOCHS
+
+
+def _final_epochs(ctx: Context) -> float:
+    """The final training's length: the plan's, or, where the plan shortened the task's own
+    length to fit --budget-minutes, as much more of it as the time left now buys at the
+    speed the runs since really had (the ledger's running correction), keeping one more
+    training's time where the refine stage is to check the LR stage's correction. The plan
+    timed 20 steps before any run, and on a shared machine a step's time moves by 30-50%
+    (make bench-step-time): on the dev half at 3x, transformer_majority's final was
+    shortened to 7.4 of its 15 epochs and the tune ended at 0.72x of its budget. Never
+    shorter than the plan's."""
+    plan = ctx.planned()
+    natural = natural_epochs(ctx.settings, ctx.task)
+    if plan.budget_seconds is None or plan.final_epochs >= natural:
+        return plan.final_epochs
+    keep = 2.0 if "refine" in ctx.later and lr_to_check(ctx.study) is not None else 1.0
+    # a longer final's set-up and evaluations cost no more: scaling them all over-estimates
+    epochs = math.floor(100 * plan.final_epochs * ctx.left() / keep) / 100
+    return min(natural, max(plan.final_epochs, epochs))
+
+
 def _final(ctx: Context) -> Outcome:
     """The final 1cycle training at everything decided, on the whole validation set; a
-    stage's full-length run at exactly these values is that training already."""
+    stage's full-length run at exactly these values is that training already. Where the
+    plan shortened it to fit the budget, it is re-planned from what is left
+    (`_final_epochs`), unless such a run can be kept as it is."""
     epochs = ctx.planned().final_epochs
     spec = _final_spec(ctx, ctx.hyper)
     found = _reusable(ctx, spec)
+    decision, longer = Decision(), ""
+    if found is None and (grown := _final_epochs(ctx)) > epochs:
+        longer = (f"; the plan's {display.epochs(epochs)}, lengthened toward the task's "
+                  f"{display.epochs(natural_epochs(ctx.settings, ctx.task))} as the runs "
+                  "before it cost less than the plan's timed steps said")
+        epochs, decision = grown, Decision(epochs=grown)
+        spec = _final_spec(ctx, ctx.hyper.apply(decision))
     if found is not None:
         result, path = found
         if distributed.world().is_main:
@@ -954,8 +988,8 @@ def _final(ctx: Context) -> Outcome:
         ctx.study.record_trial("final", result)
         ctx.progress.trial("final", result)
         how = f"{result.steps} steps"
-    return Outcome(Decision(), _final_reason(result, epochs, how), final=_final_run(result),
-                   units=0.0 if found is not None else 1.0)
+    return Outcome(decision, _final_reason(result, epochs, how) + longer,
+                   final=_final_run(result), units=0.0 if found is not None else 1.0)
 
 
 def _final_run(result: TrialResult) -> FinalRun:
@@ -1078,7 +1112,9 @@ def _refine(ctx: Context) -> Outcome:
                      f"was not trained: the final training was "
                      f"{best.diagnosis.verdict if best.diagnosis else 'unread'}, and a higher "
                      f"LR is the wrong way then")
-    while ctx.left() >= REFINE_MIN:
+    # a final training the final stage lengthened costs more than the plan's (`_final_epochs`)
+    longer = (hyper.epochs or ctx.planned().final_epochs) / ctx.planned().final_epochs
+    while ctx.left() >= REFINE_MIN * longer:
         verdict = best.diagnosis.verdict if best.diagnosis else "balanced"
         options = _corrections(hyper, verdict, tried, ctx.task.optimizer)
         checking = check is not None and len(tried) == 1
@@ -1383,7 +1419,7 @@ def _plan(ctx: Context, started: float) -> Plan:
     step, per_sample, setup = distributed.from_main(_measure(ctx))
     report = distributed.from_main(_report_seconds(ctx))
     spent = distributed.from_main(time.perf_counter() - started)
-    epochs = s.budget_epochs or ctx.task.epochs or FALLBACK_EPOCHS
+    epochs = natural_epochs(s, ctx.task)
     samples = val_samples(ctx.task)
     pictures = s.budget_minutes is None or report <= PICTURES_SHARE * s.budget_minutes * 60
 
