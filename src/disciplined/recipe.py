@@ -266,6 +266,11 @@ class Ledger:
         self.current_units += units
         self.observed(seconds, predicted)
 
+    @property
+    def measured(self) -> bool:
+        """Whether any trial's real cost has corrected the plan's timed speed."""
+        return bool(self._ratios)
+
     def observed(self, seconds: float, predicted: float) -> None:
         """One trial's measured against predicted seconds (also a finished stage's trials
         read back on resume, so the correction is the one the first run had)."""
@@ -693,11 +698,15 @@ def _extended(ctx: Context, stage: StageName, keys: Sequence[Any], found: Halvin
     apart), or the winner and the runner-up, run once more, at least twice as long: longer
     runs tell more, and leave less short-horizon bias to correct. The better of them at
     the longer length wins; a tie there is settled by `prefer` (`untold` when still no
-    length told any apart). Unchanged when not two such runs fit, or when they all fail or
-    diverge."""
+    length told any apart). For the LR stage, where later search stages have a part, the
+    full-length check of its horizon correction that it may keep for refine counts as
+    theirs too. Refine's own corrections hold no part: the time goes here first. Unchanged
+    when not two such runs fit; when they all fail or diverge, the shorter runs decide."""
     if found.last.fraction >= 1 or found.grown:
         return found
     later = sum(part for st, part in parts.items() if st != stage and part > 0)
+    if later > 0 and stage == "lr" and "final" in ctx.later and "refine" in ctx.later:
+        later += 1.0  # the full-length check `_lr` keeps for refine would come out of them
     room = round(ctx.left() - ctx.reserve() - later, 6)  # a resumed study plans the same
     if room <= 0:
         return found
@@ -719,21 +728,23 @@ def _extended(ctx: Context, stage: StageName, keys: Sequence[Any], found: Halvin
     else:
         chosen = tops
     chosen = [k for k in keys if k in chosen]  # in natural order
-    try:
-        more = successive_halving(chosen, spec_for, rungs, prefer=prefer,
-                                  executor=ctx.trials(stage),
-                                  prefer_untold=None if found.told_apart else untold)
-    except AllFailedError:
-        return found
-    if _nothing_trained(more.last.comparison):
-        return found
-    told = found.told_apart or more.told_apart
     which = "the tied ones" if found.tied else "the winner and the runner-up"
     planned = found.length_note.replace("the longest the budget allowed",
                                         "the longest the stage's plan allowed")
     ran = (f"{planned}; with {room:.2g} final trainings' time left that no "
            f"later stage would use, {len(chosen)} of {which} ran again at "
            f"{_length(float(rungs.fractions[-1]))}")
+    try:
+        more = successive_halving(chosen, spec_for, rungs, prefer=prefer,
+                                  executor=ctx.trials(stage),
+                                  prefer_untold=None if found.told_apart else untold)
+    except AllFailedError:
+        more = None
+    if more is None or _nothing_trained(more.last.comparison):
+        return dataclasses.replace(found, length_note=(
+            f"{ran}, where every run diverged or failed: the shorter runs decide"),
+            rungs=found.rungs if more is None else [*found.rungs, *more.rungs])
+    told = found.told_apart or more.told_apart
     if more.tied:
         outcome = "still tied" + ("" if told else ", and no length told any apart")
     else:
@@ -949,10 +960,12 @@ def _final_epochs(ctx: Context) -> float:
     timed 20 steps before any run, and on a shared machine a step's time moves by 30-50%
     (make bench-step-time): on the dev half at 3x, transformer_majority's final was
     shortened to 7.4 of its 15 epochs and the tune ended at 0.72x of its budget. Never
-    shorter than the plan's."""
+    shorter than the plan's, and only once some run has measured the speed (with none,
+    the 20 timed steps are all there is, and the plan's cut stands). The final comes
+    before refine's corrections: they get what is left after it."""
     plan = ctx.planned()
     natural = natural_epochs(ctx.settings, ctx.task)
-    if plan.budget_seconds is None or plan.final_epochs >= natural:
+    if plan.budget_seconds is None or plan.final_epochs >= natural or not ctx.ledger.measured:
         return plan.final_epochs
     keep = 2.0 if "refine" in ctx.later and lr_to_check(ctx.study) is not None else 1.0
     # a longer final's set-up and evaluations cost no more: scaling them all over-estimates
@@ -970,9 +983,9 @@ def _final(ctx: Context) -> Outcome:
     found = _reusable(ctx, spec)
     decision, longer = Decision(), ""
     if found is None and (grown := _final_epochs(ctx)) > epochs:
-        longer = (f"; the plan's {display.epochs(epochs)}, lengthened toward the task's "
-                  f"{display.epochs(natural_epochs(ctx.settings, ctx.task))} as the runs "
-                  "before it cost less than the plan's timed steps said")
+        longer = (f"; the plan's {display.epochs(epochs)}, lengthened toward the full "
+                  f"{display.epochs(natural_epochs(ctx.settings, ctx.task))} from the time "
+                  "left at the speed the runs before it really had")
         epochs, decision = grown, Decision(epochs=grown)
         spec = _final_spec(ctx, ctx.hyper.apply(decision))
     if found is not None:
@@ -989,7 +1002,8 @@ def _final(ctx: Context) -> Outcome:
         ctx.progress.trial("final", result)
         how = f"{result.steps} steps"
     return Outcome(decision, _final_reason(result, epochs, how) + longer,
-                   final=_final_run(result), units=0.0 if found is not None else 1.0)
+                   final=_final_run(result),
+                   units=0.0 if found is not None else epochs / ctx.planned().final_epochs)
 
 
 def _final_run(result: TrialResult) -> FinalRun:
@@ -1273,7 +1287,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
             record, reused = _run_stage(ctx, name, index)
             ledger.drew(name, pictures(study, record))
             if ctx.plan is not None:
-                if reused:
+                if reused and name != "final":  # `_final` trains outside the ledger
                     for r in study.trials(name):
                         if r.state == "complete":
                             fraction = r.steps / max(1, ctx.plan.final_steps)
