@@ -664,6 +664,17 @@ def _grown(ctx: Context, stage: StageName, found: Halving,
             f"LR stage's share allowed; {len(keys)} of the tied "
             f"({shown}) then ran at {_length(float(rungs.fractions[-1]))} in the time of "
             f"the {names} stage{'s' if len(taken) > 1 else ''} (the LR comes first)")
+    return _once_more(ctx, stage, found, keys, spec_for, rungs, prefer, untold, grew,
+                      grown=tuple(taken))
+
+
+def _once_more(ctx: Context, stage: StageName, found: Halving, keys: Sequence[Any],
+               spec_for: Callable[[Any, float], TrialSpec], rungs: RungPlan,
+               prefer: Preference, untold: Preference | None, note: str,
+               grown: tuple[str, ...] = ()) -> Halving:
+    """`found` with one more rung of `keys` run at `rungs` (`_grown`, `_extended`), which
+    decides unless every run of it fails or diverges: then the shorter runs do. `note`
+    says what ran and why; how it ended is added."""
     try:
         more = successive_halving(keys, spec_for, rungs, prefer=prefer,
                                   executor=ctx.trials(stage),
@@ -672,16 +683,16 @@ def _grown(ctx: Context, stage: StageName, found: Halving,
         more = None
     if more is None or _nothing_trained(more.last.comparison):
         return dataclasses.replace(found, length_note=(
-            f"{grew}, where every run diverged or failed: the shorter runs decide"),
+            f"{note}, where every run diverged or failed: the shorter runs decide"),
             rungs=found.rungs if more is None else [*found.rungs, *more.rungs],
-            grown=tuple(taken))
+            grown=grown)
     told = found.told_apart or more.told_apart
     if more.tied:
         outcome = "still tied" + ("" if told else ", and no length told any apart")
     else:
         outcome = "which told them apart"
     return Halving(more.winner, [*found.rungs, *more.rungs], more.tied,
-                   f"{grew}, {outcome}", told, more.leaders, grown=tuple(taken))
+                   f"{note}, {outcome}", told, more.leaders, grown=grown)
 
 
 def _extended(ctx: Context, stage: StageName, keys: Sequence[Any], found: Halving,
@@ -734,23 +745,7 @@ def _extended(ctx: Context, stage: StageName, keys: Sequence[Any], found: Halvin
     ran = (f"{planned}; with {room:.2g} final trainings' time left that no "
            f"later stage would use, {len(chosen)} of {which} ran again at "
            f"{_length(float(rungs.fractions[-1]))}")
-    try:
-        more = successive_halving(chosen, spec_for, rungs, prefer=prefer,
-                                  executor=ctx.trials(stage),
-                                  prefer_untold=None if found.told_apart else untold)
-    except AllFailedError:
-        more = None
-    if more is None or _nothing_trained(more.last.comparison):
-        return dataclasses.replace(found, length_note=(
-            f"{ran}, where every run diverged or failed: the shorter runs decide"),
-            rungs=found.rungs if more is None else [*found.rungs, *more.rungs])
-    told = found.told_apart or more.told_apart
-    if more.tied:
-        outcome = "still tied" + ("" if told else ", and no length told any apart")
-    else:
-        outcome = "which told them apart"
-    return Halving(more.winner, [*found.rungs, *more.rungs], more.tied,
-                   f"{ran}, {outcome}", told, more.leaders)
+    return _once_more(ctx, stage, found, chosen, spec_for, rungs, prefer, untold, ran)
 
 
 def nearest(values: Sequence[Any], likely: Any, k: int) -> list[Any]:
