@@ -953,8 +953,8 @@ def _final_epochs(ctx: Context) -> float:
     speed the runs since really had (the ledger's running correction), keeping one more
     training's time where the refine stage is to check the LR stage's correction. The plan
     timed 20 steps before any run, and on a shared machine a step's time moves by 30-50%
-    (make bench-step-time): on the dev half at 3x, transformer_majority's final was
-    shortened to 7.4 of its 15 epochs and the tune ended at 0.72x of its budget. Never
+    (make bench-step-time): on the dev half at 3x (library d1f256b), transformer_majority's
+    final was cut to 7.38 of its 8 epochs, and that tune ended at 0.72x of its budget. Never
     shorter than the plan's, and only once some run has measured the speed (with none,
     the 20 timed steps are all there is, and the plan's cut stands). The final comes
     before refine's corrections: they get what is left after it."""
