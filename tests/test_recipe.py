@@ -693,7 +693,7 @@ def test_time_no_later_stage_will_use_grows_the_leading_runs(tmp_path, digits_ta
     # shortened to half the budget, leaves the LR runs a fraction of its length)
     long_task = tmp_path / "long_digits.py"
     long_task.write_text(digits_task_file.read_text() + "epochs = 100\n")
-    result = tune(str(long_task), out=tmp_path / "out", budget_minutes=0.2,
+    result = tune(str(long_task), out=tmp_path / "out", budget_minutes=0.12,
                   stages=["range_test", "lr", "final"], executor=Cheap())
     reason = {s["name"]: s for s in result.summary["stages"]}["lr"]["reason"]
     assert "final trainings' time left that no later stage would use" in reason
@@ -749,7 +749,7 @@ def test_the_final_training_takes_back_what_a_slow_timing_cut_from_it(tmp_path, 
     for stages, lengthened in ((["range_test", "lr", "final"], True),
                                (["range_test", "final"], False)):
         out = tmp_path / "-".join(stages)
-        result = tune(str(long_task), out=out, budget_minutes=0.15, stages=stages)
+        result = tune(str(long_task), out=out, budget_minutes=0.1, stages=stages)
         with Study(out, resume=True) as study:
             planned = study.meta("plan")["final_epochs"]
             final = study.trials("final")[0]
