@@ -70,7 +70,7 @@ def test_two_processes_match_one_with_twice_the_batch(records: dict[str, dict]) 
 def test_tune_under_torchrun_writes_once_from_rank_0(tmp_path: Path) -> None:
     out = tmp_path / "study"
     done = torchrun("-m", "disciplined.cli", "tune", "digits", "--out", str(out),
-                    "--budget-epochs", "2", "--quiet")
+                    "--budget-epochs", "2", "--stages", "range_test,lr,final", "--quiet")
     assert done.stdout.count("chosen hyper-parameters") == 1  # rank 1 prints nothing
     assert done.stdout.count("stage 1/") == 1  # nor its progress
     assert "total batch 128 (64 per process x 2 processes)" in done.stdout

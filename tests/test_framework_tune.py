@@ -106,7 +106,8 @@ def test_an_hf_trial_with_accumulation_reads_each_steps_mean_loss():
 
 
 def test_tune_on_an_hf_task_decides_the_lr_by_short_runs_and_beats_the_default(tmp_path):
-    study = tune(HF_TASK, out=tmp_path / "study", budget_epochs=1)
+    study = tune(HF_TASK, out=tmp_path / "study", budget_epochs=1,
+                 stages=["range_test", "lr", "final"])
     assert (tmp_path / "study" / "report.html").exists()
     assert trials_per_stage(tmp_path / "study")["lr"] >= 2
     ours = study.summary["final"]["val_loss"]
@@ -127,7 +128,7 @@ def test_tune_on_an_hf_task_under_torchrun_reads_the_mean_loss(tmp_path):
     average_tokens_across_devices, a sequence classifier's loss comes out x2 here)."""
     out = tmp_path / "study"
     done = torchrun("-m", "disciplined.cli", "tune", HF_TASK, "--out", str(out),
-                    "--budget-epochs", "1", "--quiet")
+                    "--budget-epochs", "1", "--stages", "range_test,lr,final", "--quiet")
     assert done.stdout.count("chosen hyper-parameters") == 1
     assert "total batch 64 (32 per process x 2 processes)" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
