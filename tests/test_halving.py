@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from disciplined.diagnose import Diagnosis
-from disciplined.halving import halving_keep, plan_rungs, spread, successive_halving
+from disciplined.halving import (
+    RungPlan,
+    halving_keep,
+    plan_rungs,
+    spread,
+    successive_halving,
+)
 from disciplined.trials import Budget, TrialResult, TrialSpec
 
 
@@ -158,3 +164,53 @@ def test_every_run_failing_is_an_error_that_says_so():
     with pytest.raises(ValueError, match="boom"):
         successive_halving(LRS, spec_for, plan_rungs(5, 5.0, 0.1), prefer=lowest,
                            executor=Failing())
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_the_pilot_run_trains_alone_first_and_counts_only_where_its_length_stands(kept):
+    # the first rung's run of the pilot goes first; where the re-plan keeps the first
+    # rung's length it is one of that rung's runs (not trained again), else it is left out
+    fake = Fake(lambda lr, f: abs(math.log10(lr) + 2) + (1 - f))
+    plan = plan_rungs(5, budget=1.0, shortest=0.05)
+    shorter = plan_rungs(5, budget=0.5, shortest=0.05)
+    assert shorter.fractions[0] < plan.fractions[0]
+    asked = []
+
+    def replan(current):
+        asked.append(current)
+        return LRS, current if kept else shorter
+
+    found = successive_halving(LRS, spec_for, plan, prefer=lowest, executor=fake,
+                               pilot=1e-2, replan=replan)
+    assert asked == [plan]  # asked once, after the pilot alone
+    assert fake.calls[0] == [(1e-2, float(plan.fractions[0]))]
+    first = [k for k, _ in fake.calls[1]]
+    assert first == ([k for k in LRS if k != 1e-2] if kept else LRS)
+    used = plan if kept else shorter
+    assert fake.calls[1][0][1] == float(used.fractions[0])
+    assert [r.fraction for r in found.rungs] == [float(f) for f in used.fractions]
+    assert [x.label for x in found.rungs[0].comparison.results] == \
+        [spec_for(k, float(used.fractions[0])).label for k in LRS]  # in the keys' order
+    assert found.winner == 1e-2
+
+
+def test_no_pilot_without_a_replan_or_with_one_candidate():
+    for keys, replan in ((LRS, None), ([1e-2], lambda p: ([1e-2], p))):
+        fake = Fake(lambda lr, f: 1.0)
+        successive_halving(keys, spec_for, plan_rungs(len(keys), 1.0, 0.05), prefer=lowest,
+                           executor=fake, pilot=1e-2, replan=replan)
+        assert len(fake.calls[0]) == len(keys)
+
+
+def test_a_replan_may_keep_fewer_candidates_or_the_pilot_alone():
+    fake = Fake(lambda lr, f: abs(math.log10(lr) + 2))
+    plan = plan_rungs(5, budget=1.0, shortest=0.05)
+    found = successive_halving(LRS, spec_for, plan, prefer=lowest, executor=fake, pilot=1e-2,
+                               replan=lambda p: ([1e-3, 1e-2, 1e-1], p))
+    assert [k for k, _ in fake.calls[1]] == [1e-3, 1e-1]  # the pilot's run counts
+    assert {r.spec.max_lr for r in found.rungs[0].comparison.results} == {1e-3, 1e-2, 1e-1}
+    fake = Fake(lambda lr, f: 1.0)
+    found = successive_halving(LRS, spec_for, plan, prefer=lowest, executor=fake, pilot=1e-2,
+                               replan=lambda p: ([1e-2], RungPlan(p.fractions[:1], (1,))))
+    assert len(fake.calls) == 1 and found.winner == 1e-2
+    assert "room for one run only" in found.length_note

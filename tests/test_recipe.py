@@ -687,6 +687,37 @@ class Cheap:
         return results
 
 
+class Dear(Cheap):
+    """Trains each trial for real and reports it as taking twice its seconds: the
+    runs cost more than the speeds the plan timed (on the zoo at 3x, the LR stage's runs
+    took up to 1.8x, and the tunes ended at up to 1.39x their budget)."""
+
+    def map(self, specs, *, on_result=None):
+        results = [dataclasses.replace(r, seconds=r.seconds * 2) for r in self.local.map(specs)]
+        for r in results:
+            if on_result is not None:
+                on_result(r)
+        return results
+
+
+def test_runs_dearer_than_the_plan_timed_are_replanned_after_the_first(tmp_path):
+    # the first LR run shows the runs cost twice what the plan timed: the rest are
+    # re-planned to what the stage's share buys at that cost, before they are committed to
+    result = tune("digits", out=tmp_path / "out", budget_minutes=0.25,
+                  stages=["range_test", "lr", "final"], executor=Dear())
+    reason = {s["name"]: s for s in result.summary["stages"]}["lr"]["reason"]
+    assert "the first run took" in reason and "so the runs were re-planned" in reason
+    with Study(tmp_path / "out", resume=True) as study:
+        search = study.finished_stage("lr").outcome.search
+        pilot, *rest = study.trials("lr")
+    first = search.comparisons[0]
+    assert len(first.results) >= 2 and pilot.spec.max_lr in search.evidence["values"]
+    # the first rung's runs are shorter than the plan's, the first run left out of them
+    assert all(r.spec.budget.epochs < pilot.spec.budget.epochs for r in first.results)
+    assert [r.label for r in rest] == [r.label for c in search.comparisons for r in c.results]
+    assert "left out of the comparison" in reason
+
+
 def test_time_no_later_stage_will_use_grows_the_leading_runs(tmp_path, digits_task_file):
     # the LR runs cost a fifth of their planned seconds: the time left goes to the leading
     # runs, again at least twice as long, not to waste (a final training of 100 epochs,
@@ -699,6 +730,9 @@ def test_time_no_later_stage_will_use_grows_the_leading_runs(tmp_path, digits_ta
     assert "final trainings' time left that no later stage would use" in reason
     with Study(tmp_path / "out", resume=True) as study:
         search = study.finished_stage("lr").outcome.search
+        trials = study.trials("lr")
+    # runs cheaper than planned keep the plan: the first run is one of the first rung's
+    assert len(trials) == sum(len(c.results) for c in search.comparisons)
     *_, shorter, longer = search.evidence["fractions"]
     assert longer >= min(1.0, 2 * shorter)
     *_, before, grown = search.comparisons
@@ -715,15 +749,15 @@ def test_time_no_later_stage_will_use_grows_the_leading_runs(tmp_path, digits_ta
 
 @pytest.mark.parametrize(("spent", "units", "epochs"), [
     (92.5, None, 7.5),  # 7.5 s left at 5 s per planned final: 1.5 of them
-    (97.0, None, 5.0),  # less than the planned final: never shorter than the plan's
+    (96.0, None, 4.0),  # the stages before it overran: 0.8 of the planned final is left
+    (99.0, None, 1.5),  # never below the shortest 1cycle: 60 of the plan's 200 steps
     (10.0, None, 10.0),  # plenty: the task's own length, no more
     (92.5, 4.0, 5.0),  # a budget in trainings: no clock re-plans it
 ])
-def test_a_final_training_the_plan_shortened_is_replanned_from_the_time_left(spent, units,
-                                                                               epochs):
+def test_a_final_training_is_replanned_from_the_time_left(spent, units, epochs):
     # the plan shortened the task's 10 epochs to 5, from steps timed at twice their speed
-    plan = Plan(final_epochs=5, final_steps=100, budget_seconds=None if units else 100.0,
-                budget_units=units, eval_samples=100, step_seconds=0.1, sample_seconds=0.0,
+    plan = Plan(final_epochs=5, final_steps=200, budget_seconds=None if units else 100.0,
+                budget_units=units, eval_samples=100, step_seconds=0.05, sample_seconds=0.0,
                 setup_seconds=0.0, spent_before=spent, pictures=False)
     ledger = Ledger()
     ledger.before = spent

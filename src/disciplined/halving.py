@@ -20,7 +20,7 @@ from typing import Any
 from .compare import Comparison
 from .diagnose import Verdict
 from .executors import Executor, LocalExecutor
-from .trials import TrialSpec
+from .trials import TrialResult, TrialSpec
 
 
 class AllFailedError(ValueError):
@@ -160,6 +160,8 @@ def successive_halving(
     prefer_untold: Preference | None = None,
     room: Callable[[], float] | None = None,
     executor: Executor | None = None,
+    pilot: Any = None,
+    replan: Callable[[RungPlan], tuple[Sequence[Any], RungPlan]] | None = None,
 ) -> Halving:
     """Run `keys` (candidate values, in their natural order: ascending LR, weight decay...)
     through the rungs of `plan`. `spec_for(key, fraction)` builds a candidate's trial at a
@@ -170,12 +172,25 @@ def successive_halving(
     `room()` is what is left of the stage's budget, in final trainings (None: the plan, no
     more). Before each rung the rest of the plan must fit in `room()`, else the
     decision is taken on the runs so far; a tie larger than the planned half goes on whole
-    when it fits, else a spread of it does (so longer runs still cover the range)."""
+    when it fits, else a spread of it does (so longer runs still cover the range).
+    With `replan`, the first rung's run of `pilot` (one of `keys`) trains alone first, and
+    `replan(plan)` gives the candidates and the plan to go on with, from what that run
+    really cost: where the first rung's length is kept, the run is one of the rung's, else
+    it was only a pilot."""
     run = executor or LocalExecutor()
     alive = list(keys)
     rungs: list[Rung] = []
     ranked: list[Any] = []
     by_label: dict[str, Any] = {}
+    first: dict[Any, TrialResult] = {}  # the first rung's runs already trained (the pilot's)
+    if replan is not None and pilot in alive and len(alive) > 1:
+        piloted = run.map([spec_for(pilot, float(plan.fractions[0]))])[0]
+        kept, again = replan(plan)
+        keys = [k for k in keys if k in kept]
+        alive = list(keys)
+        if again.fractions[0] == plan.fractions[0] and pilot in alive:
+            first[pilot] = piloted
+        plan = again
     for r, fraction in enumerate(plan.fractions):
         if r > 0 and room is not None:
             rest = len(alive) * (float(fraction) + plan.overhead) + sum(
@@ -184,7 +199,10 @@ def successive_halving(
             if rest > room():
                 break
         specs = [spec_for(k, float(fraction)) for k in alive]
-        comparison = Comparison.of(run.map(specs))
+        pending = [sp for k, sp in zip(alive, specs, strict=True) if r > 0 or k not in first]
+        fresh = iter(run.map(pending) if pending else [])
+        comparison = Comparison.of([first[k] if r == 0 and k in first else next(fresh)
+                                    for k in alive])
         rungs.append(Rung(float(fraction), comparison))
         by_label = {s.label: k for s, k in zip(specs, alive, strict=True)}
         ranked = [x for x in comparison.ranking if x.rank is not None]
@@ -212,7 +230,9 @@ def successive_halving(
     chooser = prefer if told_apart or prefer_untold is None else prefer_untold
     verdicts = {by_label[x.label]: x.verdict for x in ranked}
     winner = chooser(leaders, verdicts) if tied else by_label[ranked[0].label]
-    if not tied:
+    if len(keys) == 1:
+        note = f"the budget had room for one run only, of {_fraction_text(last)}"
+    elif not tied:
         shortest = next((i for i, rung in enumerate(rungs) if _separates(rung.comparison)),
                         len(rungs) - 1)
         note = (f"runs of {_fraction_text(rungs[shortest].fraction)} told the candidates "

@@ -572,12 +572,50 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         return base.with_(**{field: value})
 
     began = ctx.spent()
+    replanned: list[str] = []  # what the first run's cost changed, said in the reason
+    replanned_keys: list[Any] = []
+    pilot = nearest(keys, likely, 1)[0]
+
+    def replan(current: RungPlan) -> tuple[list[Any], RungPlan]:
+        """The candidates and the plan once the stage's first run has shown what runs
+        really cost: kept while the plan fits the stage's share (re-shared at that cost)
+        with the slack any stage has, else as many of the candidates nearest `likely` as
+        what is left of that share affords (`affordable`), or that run alone."""
+        spent = ctx.spent() - began
+        again = ctx.parts(stage)[stage] + spent
+        if current.cost <= ROOM_SLACK * again:
+            return keys, current
+        took = f"the first run took {ctx.ledger.correction:.2f}x the time the plan had timed"
+        fits = ctx.affordable(len(keys), again - spent, readable)
+        if fits is None:
+            replanned.append(f"{took}, and the budget left no room for another")
+            replanned_keys[:] = [pilot]
+            return [pilot], RungPlan(current.fractions[:1], (1,), current.overhead)
+        fit, fitted = fits
+        kept = keys if fit == len(keys) else nearest(keys, likely, fit)
+        fewer = "" if fit == len(keys) else f" for {fit} of the candidates (those nearest " \
+            f"{describe(likely)})"
+        out = "" if fitted.fractions[0] == current.fractions[0] else \
+            ", and that run was left out of the comparison"
+        replanned.append(f"{took}, so the runs were re-planned{fewer}: up to "
+                         f"{_length(float(fitted.fractions[-1]))} (the plan had "
+                         f"{_length(float(current.fractions[-1]))}){out}")
+        replanned_keys[:] = kept
+        return kept, fitted
+
+    # before any run has measured the speed, the plan rests on 20 timed steps: the first
+    # run checks it before the rest are committed to (only a budget in seconds depends on it)
+    measured = plan.budget_seconds is None or ctx.ledger.measured
     try:
         found = successive_halving(
             keys, spec_for, rungs, prefer=prefer, executor=ctx.trials(stage),
             prefer_untold=None if untold is None else untold[0],
             room=lambda: min(ROOM_SLACK * share - (ctx.spent() - began),
-                             ctx.left() - ctx.reserve()))
+                             ctx.left() - ctx.reserve()),
+            pilot=pilot, replan=None if measured else replan)
+        keys = replanned_keys or keys
+        if len(keys) == 1:  # the pilot alone: nothing was compared
+            return Outcome(Decision(), f"kept {describe(current)}: {replanned[0]}")
         if grows and found.tied:
             found = _grown(ctx, stage, found, spec_for, prefer,
                            None if untold is None else untold[0], likely, parts)
@@ -595,7 +633,8 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                                    "give the value yourself")
     verdicts = [r.diagnosis.verdict for r in last.results if r.diagnosis is not None]
     reason = (f"{describe(winner)}, chosen by validation loss among "
-              f"{', '.join(describe(k) for k in keys)}; {found.length_note}")
+              f"{', '.join(describe(k) for k in keys)}; "
+              + "".join(f"{r}; " for r in replanned) + found.length_note)
     if found.tied:
         why = why_prefer if found.told_apart or untold is None else untold[1]
         tied = ", ".join(describe(k) for k in found.leaders)
@@ -948,22 +987,29 @@ def natural_epochs(settings: Settings, task: Task) -> float:
 
 
 def _final_epochs(ctx: Context) -> float:
-    """The final training's length: the plan's, or, where the plan shortened the task's own
-    length to fit --budget-minutes, as much more of it as the time left now buys at the
-    speed the runs since really had (the ledger's running correction), keeping one more
-    training's time where the refine stage is to check the LR stage's correction. The plan
-    timed 20 steps before any run, and on a shared machine a step's time moves by 30-50%
-    (make bench-step-time): on the dev half at 3x (library d1f256b), transformer_majority's
-    final was cut to 7.38 of its 8 epochs, and that tune ended at 0.72x of its budget. Never
-    shorter than the plan's, and only once some run has measured the speed (with none,
-    the 20 timed steps are all there is, and the plan's cut stands). The final comes
-    before refine's corrections: they get what is left after it."""
+    """The final training's length under --budget-minutes, re-planned from the time left at
+    the speed the runs really had (the ledger's running correction): shortened where the
+    stages before it overran (never below the shortest 1cycle a short run trains), and,
+    where the plan shortened the task's own length to fit, as much more of it as the time
+    left buys, keeping one more training's time where the refine stage is to check the LR
+    stage's correction. The plan timed 20 steps before any run, and on a shared machine a
+    step's time moves by 30-50% (make bench-step-time): on the dev half at 3x (library
+    d1f256b), transformer_majority's final was cut to 7.38 of its 8 epochs, and that tune
+    ended at 0.72x of its budget. It is lengthened only once some run has measured the
+    speed (with none, the 20 timed steps are all there is, and the plan's cut stands). The
+    final comes before refine's corrections: they get what is left after it."""
     plan = ctx.planned()
+    if plan.budget_seconds is None:
+        return plan.final_epochs
+    # a final's set-up and evaluations cost no more when it is longer (nor less when it is
+    # shorter): scaling them all errs toward the shorter length
+    fits = math.floor(100 * plan.final_epochs * ctx.left()) / 100
+    if fits < plan.final_epochs:
+        return max(fits, math.ceil(100 * plan.final_epochs * plan.shortest) / 100)
     natural = natural_epochs(ctx.settings, ctx.task)
-    if plan.budget_seconds is None or plan.final_epochs >= natural or not ctx.ledger.measured:
+    if plan.final_epochs >= natural or not ctx.ledger.measured:
         return plan.final_epochs
     keep = 2.0 if "refine" in ctx.later and lr_to_check(ctx.study) is not None else 1.0
-    # a longer final's set-up and evaluations cost no more: scaling them all over-estimates
     epochs = math.floor(100 * plan.final_epochs * ctx.left() / keep) / 100
     return min(natural, max(plan.final_epochs, epochs))
 
@@ -971,17 +1017,19 @@ def _final_epochs(ctx: Context) -> float:
 def _final(ctx: Context) -> Outcome:
     """The final 1cycle training at everything decided, on the whole validation set; a
     stage's full-length run at exactly these values is that training already. Where the
-    plan shortened it to fit the budget, it is re-planned from what is left
-    (`_final_epochs`), unless such a run can be kept as it is."""
+    budget is in minutes, it is re-planned from what is left (`_final_epochs`), unless
+    such a run can be kept as it is."""
     epochs = ctx.planned().final_epochs
     spec = _final_spec(ctx, ctx.hyper)
     found = _reusable(ctx, spec)
-    decision, longer = Decision(), ""
-    if found is None and (grown := _final_epochs(ctx)) > epochs:
-        longer = (f"; the plan's {display.epochs(epochs)}, lengthened toward the full "
-                  f"{display.epochs(natural_epochs(ctx.settings, ctx.task))} from the time "
-                  "left at the speed the runs before it really had")
-        epochs, decision = grown, Decision(epochs=grown)
+    decision, resized = Decision(), ""
+    if found is None and (planned := _final_epochs(ctx)) != epochs:
+        resized = (f"; the plan's {display.epochs(epochs)}, "
+                  + (f"lengthened toward the full "
+                     f"{display.epochs(natural_epochs(ctx.settings, ctx.task))}"
+                     if planned > epochs else "shortened to fit")
+                  + " from the time left at the speed the runs before it really had")
+        epochs, decision = planned, Decision(epochs=planned)
         spec = _final_spec(ctx, ctx.hyper.apply(decision))
     if found is not None:
         result, path = found
@@ -996,7 +1044,7 @@ def _final(ctx: Context) -> Outcome:
         ctx.study.record_trial("final", result)
         ctx.progress.trial("final", result)
         how = f"{result.steps} steps"
-    return Outcome(decision, _final_reason(result, epochs, how) + longer,
+    return Outcome(decision, _final_reason(result, epochs, how) + resized,
                    final=_final_run(result),
                    units=0.0 if found is not None else epochs / ctx.planned().final_epochs)
 
