@@ -177,12 +177,12 @@ def test_the_pilot_run_trains_alone_first_and_counts_only_where_its_length_stand
     asked = []
 
     def replan(current):
-        asked.append(current)
+        asked.append((current, len(fake.calls)))  # after the pilot alone, before the rest
         return LRS, current if kept else shorter
 
     found = successive_halving(LRS, spec_for, plan, prefer=lowest, executor=fake,
                                pilot=1e-2, replan=replan)
-    assert asked == [plan]  # asked once, after the pilot alone
+    assert asked == [(plan, 1)]  # asked once, after the pilot alone
     assert fake.calls[0] == [(1e-2, float(plan.fractions[0]))]
     first = [k for k, _ in fake.calls[1]]
     assert first == ([k for k in LRS if k != 1e-2] if kept else LRS)
@@ -195,7 +195,10 @@ def test_the_pilot_run_trains_alone_first_and_counts_only_where_its_length_stand
 
 
 def test_no_pilot_without_a_replan_or_with_one_candidate():
-    for keys, replan in ((LRS, None), ([1e-2], lambda p: ([1e-2], p))):
+    def never(plan):
+        raise AssertionError("no pilot, so no re-plan")
+
+    for keys, replan in ((LRS, None), ([1e-2], never)):
         fake = Fake(lambda lr, f: 1.0)
         successive_halving(keys, spec_for, plan_rungs(len(keys), 1.0, 0.05), prefer=lowest,
                            executor=fake, pilot=1e-2, replan=replan)

@@ -173,7 +173,8 @@ def successive_halving(
     more). Before each rung the rest of the plan must fit in `room()`, else the
     decision is taken on the runs so far; a tie larger than the planned half goes on whole
     when it fits, else a spread of it does (so longer runs still cover the range).
-    With `replan`, the first rung's run of `pilot` (one of `keys`) trains alone first, and
+    With `replan` (and two candidates or more), the first rung's run of `pilot` (one of
+    `keys`) trains alone first, and
     `replan(plan)` gives the candidates and the plan to go on with, from what that run
     really cost: where the first rung's length is kept, the run is one of the rung's, else
     it was only a pilot."""
@@ -231,7 +232,7 @@ def successive_halving(
     verdicts = {by_label[x.label]: x.verdict for x in ranked}
     winner = chooser(leaders, verdicts) if tied else by_label[ranked[0].label]
     if len(keys) == 1:
-        note = f"the budget had room for one run only, of {_fraction_text(last)}"
+        note = f"there was room for one run only, of {_fraction_text(last)}"
     elif not tied:
         shortest = next((i for i, rung in enumerate(rungs) if _separates(rung.comparison)),
                         len(rungs) - 1)

@@ -571,7 +571,21 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
             save_model=ctx.weights_file(stage, label) if full else None)
         return base.with_(**{field: value})
 
-    began, correction = ctx.spent(), ctx.ledger.correction
+    # what the stage spends is counted in seconds (or trainings) and read in final trainings
+    # at the speed known now: ctx.spent() read at two speeds would mix them
+    began_seconds, began_units = ctx.ledger.spent(), ctx.ledger.spent_units()
+    correction = ctx.ledger.correction
+
+    def scale() -> float:
+        """How much dearer runs are now known to be than at the stage's start."""
+        return 1.0 if plan.budget_seconds is None else ctx.ledger.correction / correction
+
+    def used() -> float:
+        """What the stage has spent so far, in final trainings at the speed known now."""
+        if plan.budget_seconds is None:
+            return ctx.ledger.spent_units() - began_units
+        return (ctx.ledger.spent() - began_seconds) / ctx.final_cost()
+
     replanned: list[str] = []  # what the first run's cost changed, said in the reason
     replanned_keys: list[Any] = []
     pilot = nearest(keys, likely, 1)[0]
@@ -580,18 +594,21 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         """The candidates and the plan once the stage's first run has shown what runs
         really cost: kept while, at that cost, the plan fits the stage's share of seconds
         with the slack any stage has, else as many of the candidates nearest `likely` as
-        what is left of that share affords (`affordable`), or that run alone. The share
+        that share affords (`affordable`; less that run's time where the plan's first
+        length changes and it is left out), or that run alone. The share
         stays the seconds it was: the final training's dearer reserve is the final's to
         fit (`_final_epochs`); re-shared, a cost 6% above the plan's cut a share of 0.7
         final trainings by 14%, and nine candidates to two (transformer_sorted, 3x)."""
-        scale = ctx.ledger.correction / correction
-        if current.cost * scale <= ROOM_SLACK * share:
+        dearer = scale()
+        if current.cost * dearer <= ROOM_SLACK * share:
             return keys, current
-        spent = ctx.spent() - began
-        took = f"the first run took {scale:.2f}x the time the plan had timed"
-        fits = ctx.affordable(len(keys), share / scale - spent, readable)
+        took = f"the first run took {dearer:.2f}x the time the plan had timed"
+        # a plan whose first rung keeps that run's length counts it as one of its runs
+        fits = ctx.affordable(len(keys), share / dearer, readable)
+        if fits is None or fits[1].fractions[0] != current.fractions[0]:
+            fits = ctx.affordable(len(keys), share / dearer - used(), readable)
         if fits is None:
-            replanned.append(f"{took}, and the budget left no room for another")
+            replanned.append(f"{took}, and the stage's share left no room for another")
             replanned_keys[:] = [pilot]
             return [pilot], RungPlan(current.fractions[:1], (1,), current.overhead)
         fit, fitted = fits
@@ -613,7 +630,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         found = successive_halving(
             keys, spec_for, rungs, prefer=prefer, executor=ctx.trials(stage),
             prefer_untold=None if untold is None else untold[0],
-            room=lambda: min(ROOM_SLACK * share - (ctx.spent() - began),
+            room=lambda: min(ROOM_SLACK * share / scale() - used(),
                              ctx.left() - ctx.reserve()),
             pilot=pilot, replan=None if measured else replan)
         keys = replanned_keys or keys
@@ -1027,11 +1044,13 @@ def _final(ctx: Context) -> Outcome:
     found = _reusable(ctx, spec)
     decision, resized = Decision(), ""
     if found is None and (planned := _final_epochs(ctx)) != epochs:
-        resized = (f"; the plan's {display.epochs(epochs)}, "
-                  + (f"lengthened toward the full "
-                     f"{display.epochs(natural_epochs(ctx.settings, ctx.task))}"
-                     if planned > epochs else "shortened to fit")
-                  + " from the time left at the speed the runs before it really had")
+        speed = " at the speed the runs before it really had" if ctx.ledger.measured else ""
+        if planned > epochs:
+            natural = display.epochs(natural_epochs(ctx.settings, ctx.task))
+            how_long = f"lengthened toward the full {natural} from the time left{speed}"
+        else:
+            how_long = f"shortened to fit the time left{speed}"
+        resized = f"; the plan's {display.epochs(epochs)}, {how_long}"
         epochs, decision = planned, Decision(epochs=planned)
         spec = _final_spec(ctx, ctx.hyper.apply(decision))
     if found is not None:
