@@ -225,13 +225,14 @@ def tie_table(files: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def stage_pick(rows: list[dict[str, Any]], fraction: float, lrs: list[float]) -> float:
+def stage_pick(rows: list[dict[str, Any]], fraction: float, lrs: list[float],
+               by_accuracy: bool) -> float:
     """What the LR stage takes from these ranked runs: a clear winner lowered by the
     horizon correction (to the grid's LR nearest the corrected value), else its tie rule."""
     lead = leaders(rows)
     if len(lead) > 1:
         return lowest_tied_lr(lead, {r["max_lr"]: r.get("verdict") for r in rows})
-    corrected = lead[0] * 10 ** -horizon_bias(fraction)
+    corrected = lead[0] * 10 ** -horizon_bias(fraction, by_accuracy)
     return min(lrs, key=lambda lr: abs(math.log10(lr / corrected)))
 
 
@@ -244,10 +245,12 @@ def stage_table(files: list[dict[str, Any]]) -> list[str]:
         regret = full_regret(data)
         lrs = sorted(regret)
         reading = min(lrs, key=lambda lr: abs(math.log10(lr / data["provisional"])))
+        grid = json.loads((REFERENCE / f"{data['task']}.json").read_text())
+        by_accuracy = grid["score"] == "val_accuracy"
         for fraction in FRACTIONS:
             for rows in readings(data, fraction).values():
                 for who, lr in (("the LR stage's pick (tune's)",
-                                 stage_pick(rows, fraction, lrs)),
+                                 stage_pick(rows, fraction, lrs, by_accuracy)),
                                 ("the range test's reading alone", reading)):
                     value = regret.get(lr)
                     # a pick that diverged at full length counts as the worst LR that did not

@@ -509,8 +509,15 @@ def test_short_runs_lr_is_corrected_by_the_measured_horizon_bias():
     assert horizon_bias(1 / 8) == pytest.approx(0.75)
     assert horizon_corrected(0.1, 1 / 4) == pytest.approx(0.0316)
     assert horizon_corrected(0.1, 1.0) == 0.1
-    shorter = [horizon_corrected(1.0, f) for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)]
-    assert shorter == sorted(shorter)  # the shorter the runs, the larger the correction
+    shorter = [horizon_corrected(1.0, f) for f in (1 / 8, 1 / 4, 1 / 2, 1)]
+    assert shorter == sorted(shorter) and len(set(shorter)) == 4  # shorter: corrected more
+    # not extrapolated below the shortest length measured (1/8)
+    assert horizon_bias(1 / 16) == horizon_bias(1 / 100) == horizon_bias(1 / 8)
+    # a classifier, judged by its accuracy, at most half a decade
+    assert horizon_bias(1 / 2, by_accuracy=True) == pytest.approx(0.25)
+    assert horizon_bias(1 / 4, by_accuracy=True) == horizon_bias(1 / 16, by_accuracy=True) \
+        == pytest.approx(0.5)
+    assert horizon_corrected(0.00313, 1 / 16, by_accuracy=True) == pytest.approx(0.00099)
 
 
 def test_a_horizon_corrected_lr_is_checked_at_full_length_first(tmp_path):
