@@ -13,7 +13,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 FRAMEWORKS := lightning==2.6.6 transformers==5.23.0 accelerate==1.15.0
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test pytest demo lint bench-gpu typecheck layers horizon-bias stage-bias lr-prior bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-integrations bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions bench-step-time ray-cluster clean
+.PHONY: test pytest debian-packages demo lint bench-gpu typecheck layers horizon-bias stage-bias lr-prior bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-integrations bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions bench-step-time ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,14 +29,20 @@ $(STAMP): pyproject.toml | $(PY)
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-$(CHROMIUM):
-	$(SUDO) apt-get install -y -q chromium > /dev/null || \
-		($(SUDO) apt-get update -q > /dev/null && $(SUDO) apt-get install -y -q chromium > /dev/null)
+# What the tests read from Debian: the browser and Fashion-MNIST (test_zoo trains on it), in
+# one apt-get, as two at once would wait on dpkg's lock.
+debian-packages:
+	@missing=""; [ -e $(CHROMIUM) ] || missing="chromium"; \
+	[ -e $(FASHION) ] || missing="$$missing dataset-fashion-mnist"; \
+	if [ -n "$$missing" ]; then echo "apt-get install $$missing"; \
+		$(SUDO) apt-get install -y -q $$missing > /dev/null || \
+		($(SUDO) apt-get update -q > /dev/null && \
+		 $(SUDO) apt-get install -y -q $$missing > /dev/null); fi
 
-# CI has 15 minutes on 2 cores. The packages and the browser install side by side, and so
+# CI has 15 minutes on 2 cores. Python's packages and Debian's install side by side, and so
 # do the type check (a minute on one core) and the tests (mostly one core at a time).
 test:
-	$(MAKE) --no-print-directory -j2 $(STAMP) $(CHROMIUM)
+	$(MAKE) --no-print-directory -j2 $(STAMP) debian-packages
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory -j2 typecheck pytest
