@@ -174,10 +174,9 @@ def successive_halving(
     decision is taken on the runs so far; a tie larger than the planned half goes on whole
     when it fits, else a spread of it does (so longer runs still cover the range).
     With `replan` (and two candidates or more), the first rung's run of `pilot` (one of
-    `keys`) trains alone first, and
-    `replan(plan)` gives the candidates and the plan to go on with, from what that run
-    really cost: where the first rung's length is kept, the run is one of the rung's, else
-    it was only a pilot."""
+    `keys`) trains alone first, and `replan(plan)` gives the candidates and the plan to go
+    on with, from what that run really cost: where the first rung's length is kept, the run
+    is one of the rung's, else it was only a pilot."""
     run = executor or LocalExecutor()
     alive = list(keys)
     rungs: list[Rung] = []
