@@ -469,7 +469,7 @@ def test_a_tie_among_lrs_grows_into_the_later_stages_time(tmp_path, digits_task_
             sum(t.steps for t in study.trials() if t.state == "complete") \
             / study.trials("final")[0].steps - 1e-9
     for stage in ("momentum", "weight_decay"):
-        assert "the LR stage's tied runs grew into this stage's time" in \
+        assert "the LR stage's runs grew into this stage's time" in \
             by_name[stage]["reason"]
     # no length told any apart: the range test's reading decides, as it does without growth
     provisional = by_name["range_test"]["decision"]["max_lr"]

@@ -162,6 +162,7 @@ def successive_halving(
     executor: Executor | None = None,
     pilot: Any = None,
     replan: Callable[[RungPlan], tuple[Sequence[Any], RungPlan]] | None = None,
+    stop: Callable[[Comparison], bool] | None = None,
 ) -> Halving:
     """Run `keys` (candidate values, in their natural order: ascending LR, weight decay...)
     through the rungs of `plan`. `spec_for(key, fraction)` builds a candidate's trial at a
@@ -176,7 +177,9 @@ def successive_halving(
     With `replan` (and two candidates or more), the first rung's run of `pilot` (one of
     `keys`) trains alone first, and `replan(plan)` gives the candidates and the plan to go
     on with, from what that run really cost: where the first rung's length is kept, the run
-    is one of the rung's, else it was only a pilot."""
+    is one of the rung's, else it was only a pilot. With `stop`, a rung short of the last
+    for which `stop(its comparison)` is true ends the halving there: its leaders are the
+    result, for the caller to go on from (`recipe._to_full_length`)."""
     run = executor or LocalExecutor()
     alive = list(keys)
     rungs: list[Rung] = []
@@ -209,7 +212,7 @@ def successive_halving(
         if not ranked:
             raise AllFailedError("every candidate's run failed: " +
                                  "; ".join(x.error or "?" for x in comparison.ranking))
-        if r == len(plan.fractions) - 1:
+        if r == len(plan.fractions) - 1 or (stop is not None and stop(comparison)):
             break
         leaders = [by_label[x.label] for x in ranked if x.rank == ranked[0].rank]
         want = plan.keep[r + 1]

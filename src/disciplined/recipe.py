@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
@@ -30,7 +31,7 @@ from . import display, distributed
 from .compare import Comparison
 from .decisions import Decision, Hyper
 from .defaults import BASE_MOMENTUM, NUM_STEPS, ONE_CYCLE_DIV, WEIGHT_DECAY, start_weight_decay
-from .diagnose import Verdict
+from .diagnose import MIN_LEARNED, Verdict
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
 from .executors import Executor
@@ -534,7 +535,9 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     `prefer` (and `why_prefer` says why), or by `untold` (a rule and its why) when no run
     length told any candidates apart. A stage that `grows` (the LR, which comes first) runs
     a wide tie it could not break at its own share again, longer, in the time of the search
-    stages after it (`_grown`)."""
+    stages after it (`_grown`); and when a rung of its runs has learned nothing at any LR
+    (`learned_nothing`), it stops growing them and trains candidates the full length
+    instead (`_to_full_length`)."""
     h, s, plan = ctx.hyper, ctx.settings, ctx.planned()
     parts = ctx.parts(stage)
     share = parts[stage]
@@ -545,7 +548,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         held = " (after keeping a full-length run of the LR stage's short-run winner for " \
             "the refine stage to check)" if ctx.reserve() > 1 else ""
         lr = ctx.study.finished_stage("lr")
-        took = " (the LR stage's tied runs grew into this stage's time: the LR comes first)" \
+        took = " (the LR stage's runs grew into this stage's time: the LR comes first)" \
             if lr is not None and lr.outcome.search is not None and \
             stage in lr.outcome.search.evidence.get("grown", ()) else ""
         longest = ctx.affordable(2, share, 0.0)  # two candidates run the longest
@@ -641,10 +644,15 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
             prefer_untold=None if untold is None else untold[0],
             room=lambda: min(ROOM_SLACK * share / scale() - used(),
                              ctx.left() - ctx.reserve()),
-            pilot=pilot, replan=None if measured else replan)
+            pilot=pilot, replan=None if measured else replan,
+            stop=(lambda rung: learned_nothing(rung) and full_length_fit(ctx) >= 2)
+            if grows else None)
         keys = replanned_keys or keys
         if len(keys) == 1:  # the pilot alone: nothing was compared
             return Outcome(Decision(), f"kept {describe(current)}: {replanned[0]}")
+        if grows and found.last.fraction < 1 and learned_nothing(found.last.comparison):
+            found = _to_full_length(ctx, stage, found, keys, spec_for, prefer,
+                                    None if untold is None else untold[0], likely, parts)
         if grows and found.tied:
             found = _grown(ctx, stage, found, spec_for, prefer,
                            None if untold is None else untold[0], likely, parts)
@@ -683,6 +691,69 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
 def _nothing_trained(rung: Comparison) -> bool:
     """Whether every run of a rung diverged or failed: a rung with nothing to rank by."""
     return all(r.diagnosis is None or r.diagnosis.verdict == "diverged" for r in rung.results)
+
+
+def learned(result: TrialResult) -> float | None:
+    """How far a run's validation loss fell below its first evaluation, as a fraction of
+    it (diagnose's measure of having learned); None for a run that failed or diverged, or
+    has no curve: it says nothing either way."""
+    if result.state != "complete" or result.history is None or (
+            result.diagnosis is not None and result.diagnosis.verdict == "diverged"):
+        return None
+    curve = [v for v in result.history.val_loss if math.isfinite(v)]
+    if not curve or curve[0] == 0:
+        return None
+    return (curve[0] - min(curve)) / abs(curve[0])
+
+
+def learned_nothing(rung: Comparison) -> bool:
+    """Whether no run of a rung has learned yet: at every LR that trained steadily, the
+    validation loss fell less than diagnose's MIN_LEARNED below its first evaluation (and
+    at least one did train). On such a plateau the runs' order is noise at any length
+    short of the final one (FINDINGS: a transformer's runs of 2-8 of its 12 epochs all
+    sat on it at every LR, and only full-length runs told them apart)."""
+    falls = [f for f in (learned(r) for r in rung.results) if f is not None]
+    return bool(falls) and max(falls) < MIN_LEARNED
+
+
+def full_length_fit(ctx: Context) -> int:
+    """How many full-length runs the budget left buys where one of them is to be the final
+    training (it is kept, not repeated: `_reusable`), the search stages after this one
+    given up for them."""
+    room = ctx.left() - ctx.reserve() + (1.0 if "final" in ctx.later else 0.0)
+    return max(0, math.floor(room + 1e-9))
+
+
+def _to_full_length(ctx: Context, stage: StageName, found: Halving, keys: Sequence[Any],
+                    spec_for: Callable[[Any, float], TrialSpec], prefer: Preference,
+                    untold: Preference | None, likely: Any,
+                    parts: Mapping[StageName, float]) -> Halving:
+    """A rung whose runs learned nothing (`learned_nothing`): instead of growing them by
+    doublings that a plateau would still tie, as many candidates as the budget left buys
+    (`full_length_fit`) train the full length, those nearest `likely` (the range test's
+    reading) of the ones that trained steadily. The best at full length wins, and the final
+    training keeps its run. Unchanged when fewer than two fit."""
+    steady = {r.spec.label for r in found.last.comparison.results if learned(r) is not None}
+    pool = [k for k in keys if spec_for(k, found.last.fraction).label in steady]
+    fit = min(full_length_fit(ctx), len(pool))
+    if fit < 2:
+        return found
+    chosen = nearest(pool, likely, fit)
+    taken = [st for st in ctx.later if parts.get(st, 0.0) > 0]
+    whose = [f"the {' and '.join(st.replace('_', '-') for st in taken)} "
+             f"stage{'s' if len(taken) > 1 else ''}"] if taken else []
+    if "final" in ctx.later:
+        whose.append("the final training (which keeps the best of them)")
+    shown = ", ".join(f"{k:.3g}" for k in chosen)
+    note = (f"no run of {_length(found.last.fraction)} had learned anything yet (at every "
+            f"LR that trained steadily, the validation loss fell less than "
+            f"{MIN_LEARNED:.0%} below its first evaluation): short runs cannot tell LRs "
+            f"apart on such a plateau, so the {fit} candidates nearest {likely:.3g} of "
+            f"those ({shown}) trained the full length instead"
+            + (f", in the time of {' and of '.join(whose)}" if whose else ""))
+    rungs = RungPlan((Fraction(1),), (fit,), 0.0)
+    return _once_more(ctx, stage, found, chosen, spec_for, rungs, prefer, untold, note,
+                      grown=tuple(taken))
 
 
 def wider_than_a_cycle(tied: Sequence[float]) -> bool:
