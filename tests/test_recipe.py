@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from disciplined import display, jobs, recipe
 from disciplined.cli import app
 from disciplined.decisions import Decision, Hyper
-from disciplined.diagnose import Diagnosis
+from disciplined.diagnose import MIN_LEARNED, Diagnosis
 from disciplined.errors import DisciplinedError
 from disciplined.executors import LocalExecutor
 from disciplined.range_test import task_range_test
@@ -38,6 +38,7 @@ from disciplined.recipe import (
     _corrections,
     _final_epochs,
     _scored_better,
+    from_above,
     horizon_bias,
     horizon_corrected,
     lowest_tied_lr,
@@ -477,6 +478,64 @@ def test_a_tie_among_lrs_grows_into_the_later_stages_time(tmp_path, digits_task_
     assert f"nearest the range test's max LR {provisional:.3g}" in reason
     assert result.summary["hyperparameters"]["max_lr"] == \
         alone.summary["hyperparameters"]["max_lr"]
+
+
+def test_lr_runs_that_learned_nothing_train_the_full_length_instead(tmp_path,
+                                                                   nothing_task_file):
+    # a plateau (here inputs that say nothing of the labels): no LR's short run learns, so
+    # doubling their length would only tie them again; candidates nearest the range test's
+    # reading train the full length in the later stages' time and the final's, and the
+    # final training keeps the best of them instead of training again
+    stages = ["range_test", "lr", "momentum", "weight_decay", "final"]
+    result = tune(str(nothing_task_file), out=tmp_path / "out", budget_epochs=20,
+                  stages=stages)
+    by_name = {s["name"]: s for s in result.summary["stages"]}
+    reason = by_name["lr"]["reason"]
+    provisional = by_name["range_test"]["decision"]["max_lr"]
+    assert "had learned anything yet" in reason
+    assert f"candidates nearest {provisional:.3g} of those" in reason
+    assert "in the time of the momentum and weight-decay stages and of the final training" \
+        in reason
+    with Study(tmp_path / "out", resume=True) as study:
+        search = study.finished_stage("lr").outcome.search
+        *short, full = search.comparisons
+        assert search.evidence["fractions"][-1] == 1
+        assert search.evidence["grown"] == ["momentum", "weight_decay"]
+        assert all(recipe.learned(r) < MIN_LEARNED for r in short[-1].results
+                   if recipe.learned(r) is not None)
+        assert len(full.results) >= 2
+        best = min(full.results, key=lambda r: r.val_loss)
+        final = study.trials("final")[0]
+        assert final.spec.max_lr == best.spec.max_lr == result.summary["hyperparameters"][
+            "max_lr"]
+        assert study.trials("momentum") == [] and study.trials("weight_decay") == []
+        plan = study.meta("plan")
+        trained = sum(t.steps for t in study.trials("lr") if t.state == "complete")
+        assert trained <= plan["budget_units"] * plan["final_steps"]  # the final: no more
+    assert "kept, not repeated" in by_name["final"]["reason"]
+
+
+def test_lr_runs_that_learn_go_on_growing(digits_study):
+    # where the runs learn (digits), the halving is unchanged: no full-length jump
+    out, result = digits_study
+    reason = {s["name"]: s for s in result.summary["stages"]}["lr"]["reason"]
+    assert "had learned anything yet" not in reason
+    with Study(out, resume=True) as study:
+        first = study.finished_stage("lr").outcome.search.comparisons[0]
+    assert not recipe.learned_nothing(first)
+
+
+def test_fewer_lr_candidates_keep_one_above_the_reading_and_the_rest_below():
+    # the dev half's best LRs lay up to 0.28 decades above the range test's reading and up
+    # to 1.34 below it: a trimmed window reaches further down than up
+    values = sorted(lr_candidates(0.138))
+    reading = 0.0438  # Smith's rule on that anchor, rounded apart from its candidate 0.0436
+    assert from_above(values, reading, 2) == [0.0436, 0.138]
+    five = from_above(values, reading, 5)
+    assert five == values[3:8] and five[-1] == 0.138 and five[0] == 0.00138
+    assert from_above(values, reading, len(values)) == values
+    # fewer below the reading than the window wants: the lowest ones
+    assert from_above(values, values[1], 4) == values[:4]
 
 
 def test_only_a_tie_wider_than_a_cycles_own_range_grows():
