@@ -86,6 +86,13 @@ class Diagnosis:
         return json.dumps(self.to_dict())
 
 
+def learned_fraction(y: Sequence[float] | np.ndarray) -> float:
+    """How far a loss curve fell below its first point, as a fraction of that point (1: a
+    curve that starts at 0 has nothing left to learn). Below MIN_LEARNED it barely learned."""
+    start = float(y[0])
+    return (start - float(np.min(y))) / abs(start) if start else 1.0
+
+
 def _smooth(y: np.ndarray, width: int) -> np.ndarray:
     """Centred moving average (shorter at the ends)."""
     half = width // 2
@@ -167,8 +174,8 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
     if i_low < len(ys) - k and change > 0 and \
             rise > max(RISE_SIGMAS * rise_sigma, MIN_REL_CHANGE * level):
         return verdict("overfitting")
-    learned = (ys[0] - ys[i_min]) / abs(ys[0]) if ys[0] else 1.0
-    evidence["learned"] = float(learned)
+    learned = learned_fraction(ys)
+    evidence["learned"] = learned
     if change < -threshold or learned < MIN_LEARNED:
         return verdict("underfitting")
     return verdict("balanced")

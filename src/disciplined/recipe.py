@@ -31,7 +31,7 @@ from . import display, distributed
 from .compare import Comparison
 from .decisions import Decision, Hyper
 from .defaults import BASE_MOMENTUM, NUM_STEPS, ONE_CYCLE_DIV, WEIGHT_DECAY, start_weight_decay
-from .diagnose import MIN_LEARNED, Verdict
+from .diagnose import MIN_LEARNED, Verdict, learned_fraction
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
 from .executors import Executor
@@ -705,15 +705,13 @@ def _nothing_trained(rung: Comparison) -> bool:
 
 def learned(result: TrialResult) -> float | None:
     """How far a run's validation loss fell below its first evaluation, as a fraction of
-    it (diagnose's measure of having learned); None for a run that failed or diverged, or
-    has no curve: it says nothing either way."""
-    if result.state != "complete" or result.history is None or (
+    it (`diagnose.learned_fraction`); None for a run that failed or diverged, or has no
+    curve: it says nothing either way."""
+    curve = [] if result.history is None else result.history.val_loss
+    if result.state != "complete" or not curve or not all(map(math.isfinite, curve)) or (
             result.diagnosis is not None and result.diagnosis.verdict == "diverged"):
         return None
-    curve = [v for v in result.history.val_loss if math.isfinite(v)]
-    if not curve or curve[0] == 0:
-        return None
-    return (curve[0] - min(curve)) / abs(curve[0])
+    return learned_fraction(curve)
 
 
 def learned_nothing(rung: Comparison) -> bool:
