@@ -79,8 +79,9 @@ $(BENCH_STAMP): pyproject.toml
 	$(BENCH_VENV)/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(BENCH_STAMP)
 
+# The benchmarks' Fashion-MNIST comes the one way the tests' does.
 $(FASHION):
-	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+	$(MAKE) --no-print-directory debian-packages
 
 # On a GPU machine (the device tool): our Trainer, Lightning's and a raw loop; see the script.
 bench-gpu: $(BENCH_STAMP)
