@@ -47,7 +47,7 @@ def test_a_user_task_file_runs_through_find_lr_and_train(tmp_path, digits_task_f
     assert "Smith (default)" in result.output and "fastai valley" in result.output
     data = json.loads((out / "lr_range.json").read_text())
     assert data["max_lr"] > 0 and data["min_lr"] == data["max_lr"] / 10
-    assert data["weight_decay"] == 5e-4 and "weight decay 0.0005" in result.output
+    assert data["weight_decay"] == 1e-3 and "weight decay 0.001" in result.output
     assert (out / "lr_range.png").exists()
 
     out = tmp_path / "train"

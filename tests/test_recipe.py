@@ -267,28 +267,28 @@ def test_a_classification_task_file_runs_through_tune(tmp_path, digits_task_file
     assert '"seed": 3' in (tmp_path / "out" / "train.py").read_text()
 
 
-def test_an_adamw_task_starts_from_adamws_own_weight_decay(tmp_path, digits_task_file):
-    # decoupled decay is multiplied by the LR: SGD's 5e-4 would be next to nothing there
+def test_an_adamw_task_starts_from_its_own_weight_decay(tmp_path, digits_task_file):
+    # decoupled decay is multiplied by the LR: SGD's 1e-3 would be next to nothing there
     task = tmp_path / "adamw_digits.py"
     task.write_text(digits_task_file.read_text() + 'optimizer = "adamw"\n')
     result = tune(str(task), out=tmp_path / "out", budget_epochs=2,
                   stages=["range_test", "final"])
-    assert result.summary["hyperparameters"]["weight_decay"] == 1e-2
+    assert result.summary["hyperparameters"]["weight_decay"] == 0.1
     with Study(tmp_path / "out", resume=True) as study:
         final = study.trials("final")
-        # a journal without the key may come from a version that started AdamW at 5e-4: it
+        # a journal without the key may come from a version that started elsewhere: it
         # is refused, with advice no option could follow replaced by what can be done
         config = study.meta("config")
-        assert config["start_weight_decay"] == 1e-2
+        assert config["start_weight_decay"] == 0.1
         study.set_meta("config", {k: v for k, v in config.items() if k != "start_weight_decay"})
-    assert [t.spec.weight_decay for t in final] == [1e-2]
-    with pytest.raises(DisciplinedError, match=r"start_weight_decay none there, 0\.01 here\); "
+    assert [t.spec.weight_decay for t in final] == [0.1]
+    with pytest.raises(DisciplinedError, match=r"start_weight_decay none there, 0\.1 here\); "
                                                r"its start weight decay was set by the version"):
         tune(str(task), out=tmp_path / "out", budget_epochs=2, stages=["range_test", "final"],
              resume=True)
 
 
-def test_find_lr_and_train_start_an_adamw_task_from_adamws_weight_decay_too(tmp_path,
+def test_find_lr_and_train_start_each_optimizer_from_its_own_weight_decay_too(tmp_path,
                                                                           digits_task_file):
     task = tmp_path / "adamw_digits.py"
     task.write_text(digits_task_file.read_text() + 'optimizer = "adamw"\n')
@@ -297,13 +297,13 @@ def test_find_lr_and_train_start_an_adamw_task_from_adamws_weight_decay_too(tmp_
     def losses(**kwargs):
         return task_range_test(loaded, num_steps=40, **kwargs).runs[0].loss
 
-    assert losses() == losses(weight_decay=1e-2) != losses(weight_decay=5e-4)
+    assert losses() == losses(weight_decay=0.1) != losses(weight_decay=1e-3)
     job = jobs.train(str(task), max_lr=0.01, out=tmp_path / "train", epochs=0.2)
-    assert job.result.spec.weight_decay == 1e-2
+    assert job.result.spec.weight_decay == 0.1
     job = jobs.train(str(digits_task_file), max_lr=0.01, out=tmp_path / "sgd", epochs=0.2)
-    assert job.result.spec.weight_decay == 5e-4  # SGD's keeps the paper's
+    assert job.result.spec.weight_decay == 1e-3  # SGD's own start
     search = jobs.search_momentum(str(task), out=tmp_path / "search", epochs=0.1, max_lr=0.01)
-    assert {r.spec.weight_decay for r in search.result.comparisons[0].results} == {1e-2}
+    assert {r.spec.weight_decay for r in search.result.comparisons[0].results} == {0.1}
 
 
 @pytest.mark.parametrize(
@@ -404,9 +404,9 @@ def test_tied_momenta_and_weight_decays_keep_where_their_stages_started(tmp_path
                   stages=["range_test", "momentum", "weight_decay"])
     stages = {s["name"]: s for s in result.summary["stages"]}
     assert "still tied within noise" in stages["weight_decay"]["reason"]
-    assert "nearest weight decay 0.0005, where the stage started" in \
+    assert "nearest weight decay 0.001, where the stage started" in \
         stages["weight_decay"]["reason"]
-    # 5e-4 is no candidate: 1e-3 is the nearer one on a log scale (not the largest, 1e-2)
+    # the start, 1e-3, not the largest of the tied window (1e-2) nor the smallest (1e-4)
     assert result.summary["hyperparameters"]["weight_decay"] == 1e-3
     assert "nearest momentum 0.95->0.85" in stages["momentum"]["reason"]
     assert result.summary["hyperparameters"]["momentum"] == [0.95, 0.85]

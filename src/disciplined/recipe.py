@@ -244,8 +244,9 @@ class Settings:
             config["world_size"] = world_size
         if self.amp != "auto":  # studies from before the option keep their config
             config["amp"] = self.amp
-        # where the optimizer starts from another weight decay than 5e-4 (AdamW): a journal
-        # without the key, begun by a version that may have started elsewhere, is refused
+        # where the optimizer starts from another weight decay than the paper's 5e-4 (every
+        # one since SGD's start moved to 1e-3): a journal without the key, begun by a version
+        # that started elsewhere, is refused
         if start_weight_decay != WEIGHT_DECAY:
             config["start_weight_decay"] = start_weight_decay
         return config
