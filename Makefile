@@ -13,7 +13,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 FRAMEWORKS := lightning==2.6.6 transformers==5.23.0 accelerate==1.15.0
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test pytest debian-packages demo lint bench-gpu typecheck layers horizon-bias stage-bias lr-prior bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-integrations bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions bench-step-time ray-cluster clean
+.PHONY: test pytest debian-packages demo lint bench-gpu typecheck layers horizon-bias stage-bias lr-prior weight-decay-start bench-scheduler bench-range-test bench-lr-suggestion bench-early-reading bench-tune bench-super-convergence bench-mnist1d bench-lr-finders bench-integrations bench-search-cost bench-ray bench-data-parallel zoo-reference bench-decisions bench-step-time ray-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -135,6 +135,11 @@ stage-bias: $(STAMP) $(FASHION)
 
 lr-prior: $(STAMP) $(FASHION)
 	$(PY) benchmarks/lr_prior.py --write benchmarks/RESULTS.md $(ZOO_ARGS)
+
+# Which weight decay tune starts from: the grids read at the LRs tune's stored 3x draws
+# picked (seconds: nothing is trained).
+weight-decay-start: $(STAMP)
+	$(PY) benchmarks/weight_decay_start.py --write benchmarks/RESULTS.md
 
 # Scores tune, Optuna, the range-test rules and LR-free optimizers against the stored grids
 # (benchmarks/decisions/*.json kept per task: --force in BENCH_ARGS remeasures).
