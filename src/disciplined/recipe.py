@@ -30,7 +30,7 @@ import torch
 from . import display, distributed
 from .compare import Comparison
 from .decisions import Decision, Hyper
-from .defaults import BASE_MOMENTUM, NUM_STEPS, ONE_CYCLE_DIV, WEIGHT_DECAY, start_weight_decay
+from .defaults import BASE_MOMENTUM, NUM_STEPS, ONE_CYCLE_DIV, start_weight_decay
 from .diagnose import MIN_LEARNED, Verdict, learned_fraction
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
@@ -244,11 +244,9 @@ class Settings:
             config["world_size"] = world_size
         if self.amp != "auto":  # studies from before the option keep their config
             config["amp"] = self.amp
-        # where the optimizer starts from another weight decay than the paper's 5e-4 (every
-        # one since SGD's start moved to 1e-3): a journal without the key, begun by a version
-        # that started elsewhere, is refused
-        if start_weight_decay != WEIGHT_DECAY:
-            config["start_weight_decay"] = start_weight_decay
+        # a journal without the key was begun by a version that started SGD at 5e-4, and
+        # one with another value by a version that started elsewhere: both are refused
+        config["start_weight_decay"] = start_weight_decay
         return config
 
 
