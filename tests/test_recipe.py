@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,8 +25,10 @@ from disciplined import display, jobs, recipe
 from disciplined.cli import app
 from disciplined.decisions import Decision, Hyper
 from disciplined.diagnose import MIN_LEARNED, Diagnosis
+from disciplined.engine import History
 from disciplined.errors import DisciplinedError
 from disciplined.executors import LocalExecutor
+from disciplined.halving import RungPlan, successive_halving
 from disciplined.range_test import task_range_test
 from disciplined.recipe import (
     CHECK_WHY,
@@ -52,7 +55,7 @@ from disciplined.recipe import (
 from disciplined.report import build_report, pictures
 from disciplined.study import Study, StudyBusyError
 from disciplined.tasks import load_task
-from disciplined.trials import Budget, TrialSpec
+from disciplined.trials import Budget, TrialResult, TrialSpec
 
 runner = CliRunner()
 TINY = {"budget_epochs": 4}
@@ -513,6 +516,53 @@ def test_lr_runs_that_learned_nothing_train_the_full_length_instead(tmp_path,
         trained = sum(t.steps for t in study.trials("lr") if t.state == "complete")
         assert trained <= plan["budget_units"] * plan["final_steps"]  # the final: no more
     assert "kept, not repeated" in by_name["final"]["reason"]
+
+
+class Curves:
+    """Runs nothing: each max LR's run reports a validation curve `curve(lr)` and ends at its
+    last point, read within `noise`."""
+
+    def __init__(self, curve, noise):
+        self.curve, self.noise = curve, noise
+
+    def map(self, specs, on_result=None):
+        out = []
+        for s in specs:
+            val = self.curve(s.max_lr)
+            out.append(TrialResult(s, "complete", None, History(
+                eval_step=list(range(len(val))), val_loss=val), Diagnosis(
+                "underfitting", "", {"noise": self.noise}), val[-1], None, 10, 1.0))
+        return out
+
+
+def _short_lr_tie(curve, noise):
+    lrs = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2]
+    def spec_for(lr, fraction):
+        return TrialSpec("digits", max_lr=lr, budget=Budget(epochs=fraction), label=f"{lr}")
+    found = successive_halving(lrs, spec_for, RungPlan((Fraction(1, 8),), (5,)),
+                               prefer=lowest_tied_lr, executor=Curves(curve, noise))
+    assert found.tied and found.told_apart and found.leaders == (1e-4, 1e-3, 1e-2)
+    return recipe._plateau_untold(found, lambda tied, _: nearest(tied, 1e-3, 1)[0])
+
+
+def test_a_tie_where_no_run_learned_is_settled_by_the_range_tests_reading():
+    # a plateau (FINDINGS' transformer): every LR sits near the plateau's loss, the lowest
+    # ones a little above it, not there yet; those were told apart, the rest tied. The
+    # lowest tied LR could not leave the plateau in a final training either: the tie says
+    # nothing of the order, and the range test's reading (1e-3 here) decides
+    def plateau(lr):
+        return [0.74, 0.72, 0.72 if lr < 1e-4 else 0.693]
+    found = _short_lr_tie(plateau, noise=0.002)
+    assert found.winner == 1e-3 and not found.told_apart
+    assert "no run had learned anything yet" in found.length_note
+
+
+def test_a_tie_among_runs_that_learned_keeps_the_lowest_lr():
+    def learning(lr):
+        return [1.0, 0.6, 0.6 if lr < 1e-4 else 0.3]
+    found = _short_lr_tie(learning, noise=0.002)
+    assert found.winner == 1e-4 and found.told_apart
+    assert "learned anything" not in found.length_note
 
 
 def test_lr_runs_that_learn_go_on_growing(digits_study):

@@ -662,6 +662,8 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         if grows and found.last.fraction < 1 and learned_nothing(found.last.comparison):
             found = _to_full_length(ctx, stage, found, keys, spec_for, prefer,
                                     None if untold is None else untold[0], likely, parts)
+        if grows and untold is not None:
+            found = _plateau_untold(found, untold[0])
         if grows and found.tied:
             found = _grown(ctx, stage, found, spec_for, prefer,
                            None if untold is None else untold[0], likely, parts)
@@ -721,6 +723,27 @@ def learned_nothing(rung: Comparison) -> bool:
     sat on it at every LR, and only full-length runs told them apart)."""
     falls = [f for f in (learned(r) for r in rung.results) if f is not None]
     return bool(falls) and max(falls) < MIN_LEARNED
+
+
+def _plateau_untold(found: Halving, untold: Preference) -> Halving:
+    """A tie at a length where no run had learned anything yet (`learned_nothing`), that
+    the full length could not settle (`_to_full_length` needs room for two full-length
+    runs): the runs told apart only LRs too low to reach the plateau's floor. The rule for
+    ties among runs that learned, the lowest LR, rests on short runs favouring high LRs
+    by their faster progress, and no run made any; so the tie is one no length told apart,
+    settled by `untold` (the range test's reading), and any longer runs after it start from
+    there. FINDINGS: on a plateau transformer every LR's short run sat on the plateau,
+    and the lowest of them cannot leave it in the final training either. Unchanged where a
+    run learned, or where nothing is tied."""
+    if not found.tied or not found.told_apart or found.last.fraction >= 1 \
+            or not learned_nothing(found.last.comparison):
+        return found
+    note = (f"{found.length_note}; no run had learned anything yet (at every LR that trained "
+            f"steadily, the validation loss fell less than {MIN_LEARNED:.0%} below its first "
+            "evaluation): the runs told apart only LRs too low to reach the plateau, and "
+            "said nothing of the order of the rest")
+    return dataclasses.replace(found, winner=untold(list(found.leaders), {}),
+                               told_apart=False, length_note=note)
 
 
 def full_length_fit(ctx: Context) -> int:
