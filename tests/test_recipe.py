@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from disciplined import display, jobs, recipe
 from disciplined.cli import app
 from disciplined.decisions import Decision, Hyper
+from disciplined.defaults import USUAL_MAX_LR
 from disciplined.diagnose import MIN_LEARNED, Diagnosis
 from disciplined.engine import History
 from disciplined.errors import DisciplinedError
@@ -486,17 +487,18 @@ def test_a_tie_among_lrs_grows_into_the_later_stages_time(tmp_path, digits_task_
 def test_lr_runs_that_learned_nothing_train_the_full_length_instead(tmp_path,
                                                                    nothing_task_file):
     # a plateau (here inputs that say nothing of the labels): no LR's short run learns, so
-    # doubling their length would only tie them again; candidates nearest the range test's
-    # reading train the full length in the later stages' time and the final's, and the
-    # final training keeps the best of them instead of training again
+    # doubling their length would only tie them again; candidates nearest SGD's usual max
+    # LR (the range test's reading is the noise of its sweep there) train the full length
+    # in the later stages' time and the final's, and the final training keeps the best of
+    # them instead of training again
     stages = ["range_test", "lr", "momentum", "weight_decay", "final"]
     result = tune(str(nothing_task_file), out=tmp_path / "out", budget_epochs=20,
                   stages=stages)
     by_name = {s["name"]: s for s in result.summary["stages"]}
     reason = by_name["lr"]["reason"]
-    provisional = by_name["range_test"]["decision"]["max_lr"]
     assert "had learned anything yet" in reason
-    assert f"candidates nearest {provisional:.3g} of those" in reason
+    assert f"candidates nearest {USUAL_MAX_LR['sgd']:.3g} (where SGD's max LR usually " \
+        "lies" in reason
     assert "in the time of the momentum and weight-decay stages and of the final training" \
         in reason
     with Study(tmp_path / "out", resume=True) as study:
@@ -507,6 +509,10 @@ def test_lr_runs_that_learned_nothing_train_the_full_length_instead(tmp_path,
         assert all(recipe.learned(r) < MIN_LEARNED for r in short[-1].results
                    if recipe.learned(r) is not None)
         assert len(full.results) >= 2
+        steady = sorted(r.spec.max_lr for r in short[-1].results
+                        if recipe.learned(r) is not None)
+        assert sorted(r.spec.max_lr for r in full.results) == \
+            nearest(steady, USUAL_MAX_LR["sgd"], len(full.results))
         best = min(full.results, key=lambda r: r.val_loss)
         final = study.trials("final")[0]
         assert final.spec.max_lr == best.spec.max_lr == result.summary["hyperparameters"][
@@ -535,25 +541,39 @@ class Curves:
         return out
 
 
-def _short_lr_tie(curve, noise):
+def _short_lr_tie(curve, noise, told_apart=True):
     lrs = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2]
     def spec_for(lr, fraction):
         return TrialSpec("digits", max_lr=lr, budget=Budget(epochs=fraction), label=f"{lr}")
     found = successive_halving(lrs, spec_for, RungPlan((Fraction(1, 8),), (5,)),
-                               prefer=lowest_tied_lr, executor=Curves(curve, noise))
-    assert found.tied and found.told_apart and found.leaders == (1e-4, 1e-3, 1e-2)
-    return recipe._plateau_untold(found, lambda tied, _: nearest(tied, 1e-3, 1)[0])
+                               prefer=lowest_tied_lr, executor=Curves(curve, noise),
+                               prefer_untold=lambda tied, _: nearest(tied, 1e-5, 1)[0])
+    assert found.tied and found.told_apart == told_apart
+    return recipe._plateau_settled(found, lambda tied, _: nearest(tied, 1e-3, 1)[0])
 
 
-def test_a_tie_where_no_run_learned_is_settled_by_the_range_tests_reading():
+def test_a_tie_where_no_run_learned_is_settled_as_one_no_length_told_apart():
     # a plateau (FINDINGS' transformer): every LR sits near the plateau's loss, the lowest
     # ones a little above it, not there yet; those were told apart, the rest tied. The
     # lowest tied LR could not leave the plateau in a final training either: the tie says
-    # nothing of the order, and the range test's reading (1e-3 here) decides
+    # nothing of the order, and the rule for untold ties (here the one nearest 1e-3) decides
     def plateau(lr):
         return [0.74, 0.72, 0.72 if lr < 1e-4 else 0.693]
     found = _short_lr_tie(plateau, noise=0.002)
+    assert found.leaders == (1e-4, 1e-3, 1e-2)
     assert found.winner == 1e-3 and not found.told_apart
+    assert "no run had learned anything yet" in found.length_note
+    assert "told apart only LRs too low" in found.length_note
+
+
+def test_an_untold_tie_where_no_run_learned_is_settled_by_the_plateaus_rule():
+    # no length told any apart, and nothing learned: the rule the halving took (the one
+    # nearest 1e-5, standing in for the range test's reading) gives way to the plateau's
+    def flat(lr):
+        return [0.70, 0.695, 0.693]
+    found = _short_lr_tie(flat, noise=0.002, told_apart=False)
+    assert found.winner == 1e-3 and not found.told_apart
+    assert found.length_note.count("no length told any apart") == 1
     assert "no run had learned anything yet" in found.length_note
 
 

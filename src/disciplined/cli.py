@@ -16,7 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import display
-from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR, START_WEIGHT_DECAY
+from .defaults import (
+    END_LR,
+    MOMENTUM,
+    NUM_STEPS,
+    OPTIMIZER_NAMES,
+    START_LR,
+    START_WEIGHT_DECAY,
+)
 from .errors import DisciplinedError
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -56,7 +63,6 @@ TaskArg = Annotated[str, typer.Argument(help="A built-in task (digits, mnist1d, 
                                          "(zoo/NAME: see `disciplined zoo`) or a task file.")]
 DataDir = Annotated[Path | None, typer.Option(help="Folder with Fashion-MNIST's IDX files.")]
 Momentum = Annotated[str, typer.Option(help="max,min momentum (or beta1).")]
-OPTIMIZER_NAMES = {"sgd": "SGD", "adamw": "AdamW"}
 START_WD_TEXT = ", ".join(f"{v:g} for {OPTIMIZER_NAMES[k]}" for k, v in START_WEIGHT_DECAY.items())
 WeightDecay = Annotated[float | None, typer.Option(
     "--wd", help=f"Weight decay (default: {START_WD_TEXT}).")]

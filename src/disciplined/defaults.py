@@ -13,6 +13,8 @@ MOMENTUM = (MAX_MOMENTUM, BASE_MOMENTUM)
 # The paper's weight decay (its Cifar-10 and LeNet examples, Section 4.4): a trial's default
 # where nothing says which optimizer trains it.
 WEIGHT_DECAY = 5e-4
+# The optimizers tune sets, as users write their names.
+OPTIMIZER_NAMES = {"sgd": "SGD", "adamw": "AdamW"}
 # Where a command that trains without a weight decay from the user starts, per optimizer: the
 # first range test, the short runs of every stage before the weight-decay stage, and the final
 # training when that stage cannot be afforded. One notch above the paper's for SGD (1e-3) and
@@ -21,6 +23,15 @@ WEIGHT_DECAY = 5e-4
 # the full length's best, and on the zoo's dev half a higher weight decay is what such an LR
 # needs (`make weight-decay-start`; docs/decisions.md).
 START_WEIGHT_DECAY = {"sgd": 1e-3, "adamw": 1e-1}
+# Where 1cycle's max LR usually lies, per optimizer: what tune centres on when nothing measured
+# says more, on a plateau (no LR's short run has learned anything). There the range test's
+# reading is its sweep's noise: FINDINGS' plateau transformer was flat from 1e-5 to 0.3 over
+# every sweep; its best max LR was 3e-3 (1e-3 60%, 1e-2 40%, 3e-2 at chance). SGD with
+# momentum: 0.1 lies in the best set of 3 of the zoo's dev half's 4 SGD grids, and is FINDINGS'
+# small-data BN CNN's best. AdamW: 3e-3 lies in the best set of 3 of its 4 AdamW grids (as
+# does 3e-2, at chance on FINDINGS' plateau), near schedule-free AdamW's default, 2.5e-3
+# (make lr-prior, its "grid's best max LRs").
+USUAL_MAX_LR = {"sgd": 0.1, "adamw": 3e-3}
 # 1cycle starts one order of magnitude below its peak: min_lr = max_lr / 10 (Section 4.1).
 ONE_CYCLE_DIV = 10.0
 # Cyclical LRs take max_lr / 4 as their lower bound (Smith 2017, Section 3.3).

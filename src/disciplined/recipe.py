@@ -30,7 +30,14 @@ import torch
 from . import display, distributed
 from .compare import Comparison
 from .decisions import Decision, Hyper
-from .defaults import BASE_MOMENTUM, NUM_STEPS, ONE_CYCLE_DIV, start_weight_decay
+from .defaults import (
+    BASE_MOMENTUM,
+    NUM_STEPS,
+    ONE_CYCLE_DIV,
+    OPTIMIZER_NAMES,
+    USUAL_MAX_LR,
+    start_weight_decay,
+)
 from .diagnose import MIN_LEARNED, Verdict, learned_fraction
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
@@ -532,7 +539,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                    field: str, describe: Callable[[Any], str],
                    prefer: Preference, why_prefer: str,
                    likely: Any, untold: tuple[Preference, str] | None = None,
-                   grows: bool = False,
+                   grows: bool = False, plateau: tuple[Any, str] | None = None,
                    window: tuple[Callable[[Sequence[Any], int], list[Any]], str] | None = None
                    ) -> Outcome:
     """A search stage as growing short runs over `values` of one TrialSpec `field`, from
@@ -545,7 +552,9 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
     comes first) runs a wide tie it could not break at its own share again, longer, in the
     time of the search stages after it (`_grown`); and when a rung of its runs has learned
     nothing at any LR (`learned_nothing`), it stops growing them and trains candidates the
-    full length instead (`_to_full_length`)."""
+    full length instead (`_to_full_length`). On such a plateau `plateau` (a value and the
+    phrase that says why) takes `likely`'s place, and settles the ties `untold` would have
+    (`_plateau_settled`): the prior `likely` came from is no evidence there."""
     h, s, plan = ctx.hyper, ctx.settings, ctx.planned()
     parts = ctx.parts(stage)
     share = parts[stage]
@@ -659,11 +668,18 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         keys = replanned_keys or keys
         if len(keys) == 1:  # the pilot alone: nothing was compared
             return Outcome(Decision(), f"kept {describe(current)}: {replanned[0]}")
-        if grows and found.last.fraction < 1 and learned_nothing(found.last.comparison):
+        on_plateau = grows and found.last.fraction < 1 and \
+            learned_nothing(found.last.comparison)
+        if on_plateau and plateau is not None:
+            centre = likely = plateau[0]
+            untold = (lambda tied, _verdicts: nearest(tied, centre, 1)[0],
+                      f"the one nearest {describe(centre)}, {plateau[1]}")
+        if on_plateau:
             found = _to_full_length(ctx, stage, found, keys, spec_for, prefer,
-                                    None if untold is None else untold[0], likely, parts)
-        if grows and untold is not None:
-            found = _plateau_untold(found, untold[0])
+                                    None if untold is None else untold[0], likely, parts,
+                                    "" if plateau is None else f" ({plateau[1]})")
+        if on_plateau and untold is not None:
+            found = _plateau_settled(found, untold[0])
         if grows and found.tied:
             found = _grown(ctx, stage, found, spec_for, prefer,
                            None if untold is None else untold[0], likely, parts)
@@ -725,23 +741,24 @@ def learned_nothing(rung: Comparison) -> bool:
     return bool(falls) and max(falls) < MIN_LEARNED
 
 
-def _plateau_untold(found: Halving, untold: Preference) -> Halving:
+def _plateau_settled(found: Halving, untold: Preference) -> Halving:
     """A tie at a length where no run had learned anything yet (`learned_nothing`), that
     the full length could not settle (`_to_full_length` needs room for two full-length
-    runs): the runs told apart only LRs too low to reach the plateau's floor. The rule for
-    ties among runs that learned, the lowest LR, rests on short runs favouring high LRs
-    by their faster progress, and no run made any; so the tie is one no length told apart,
-    settled by `untold` (the range test's reading), and any longer runs after it start from
-    there. FINDINGS: on a plateau transformer every LR's short run sat on the plateau,
-    and the lowest of them cannot leave it in the final training either. Unchanged where a
-    run learned, or where nothing is tied."""
-    if not found.tied or not found.told_apart or found.last.fraction >= 1 \
+    runs), settled by `untold` (for the LR, the one nearest its usual value: `_lr`), as a
+    tie no length told apart; any longer runs after it start from there. Where the runs
+    told some LRs apart, they told apart only LRs too low to reach the plateau's floor: the
+    rule for ties among runs that learned, the lowest LR, rests on short runs favouring high
+    LRs by their faster progress, and no run made any. FINDINGS: on a plateau transformer
+    every LR's short run sat on the plateau, and the lowest of them cannot leave it in the
+    final training either. Unchanged where a run learned, or where nothing is tied."""
+    if not found.tied or found.last.fraction >= 1 \
             or not learned_nothing(found.last.comparison):
         return found
-    note = (f"{found.length_note}; no run had learned anything yet (at every LR that trained "
-            f"steadily, the validation loss fell less than {MIN_LEARNED:.0%} below its first "
-            "evaluation): the runs told apart only LRs too low to reach the plateau, and "
-            "said nothing of the order of the rest")
+    told = ("the runs told apart only LRs too low to reach the plateau, and said nothing of "
+            "the order of the rest") if found.told_apart else "no length told any apart"
+    note = (f"{found.length_note.replace(', and no length told any apart', '')}; no run had "
+            f"learned anything yet (at every LR that trained steadily, the validation loss "
+            f"fell less than {MIN_LEARNED:.0%} below its first evaluation): {told}")
     return dataclasses.replace(found, winner=untold(list(found.leaders), {}),
                                told_apart=False, length_note=note)
 
@@ -757,12 +774,12 @@ def full_length_fit(ctx: Context) -> int:
 def _to_full_length(ctx: Context, stage: StageName, found: Halving, keys: Sequence[Any],
                     spec_for: Callable[[Any, float], TrialSpec], prefer: Preference,
                     untold: Preference | None, likely: Any,
-                    parts: Mapping[StageName, float]) -> Halving:
+                    parts: Mapping[StageName, float], why_likely: str = "") -> Halving:
     """A rung whose runs learned nothing (`learned_nothing`): instead of growing them by
     doublings that a plateau would still tie, as many candidates as the budget left buys
-    (`full_length_fit`) train the full length, those nearest `likely` (the range test's
-    reading) of the ones that trained steadily. The best at full length wins, and the final
-    training keeps its run. Unchanged when fewer than two fit."""
+    (`full_length_fit`) train the full length, those nearest `likely` (for the LR, its
+    usual value; `why_likely` says why) of the ones that trained steadily. The best at full
+    length wins, and the final training keeps its run. Unchanged when fewer than two fit."""
     steady = {r.spec.label for r in found.last.comparison.results if learned(r) is not None}
     pool = [k for k in keys if spec_for(k, found.last.fraction).label in steady]
     fit = min(full_length_fit(ctx), len(pool))
@@ -778,8 +795,8 @@ def _to_full_length(ctx: Context, stage: StageName, found: Halving, keys: Sequen
     note = (f"no run of {_length(found.last.fraction)} had learned anything yet (at every "
             f"LR that trained steadily, the validation loss fell less than "
             f"{MIN_LEARNED:.0%} below its first evaluation): short runs cannot tell LRs "
-            f"apart on such a plateau, so the {fit} candidates nearest {likely:.3g} of "
-            f"those ({shown}) trained the full length instead"
+            f"apart on such a plateau, so the {fit} candidates nearest {likely:.3g}"
+            f"{why_likely} of those ({shown}) trained the full length instead"
             + (f", in the time of {' and of '.join(whose)}" if whose else ""))
     rungs = RungPlan((Fraction(1),), (fit,), 0.0)
     return _once_more(ctx, stage, found, chosen, spec_for, rungs, prefer, untold, note,
@@ -1019,11 +1036,16 @@ def _lr(ctx: Context) -> Outcome:
                 f"the one nearest the range test's max LR {provisional:.3g}, as the runs "
                 "said nothing of their order (on the zoo's dev half the grid's best lay 0.5 "
                 "decades from that reading on average, 2.3 from the lowest candidate: make "
-                "lr-prior)"))
+                "lr-prior)"),
+        plateau=(USUAL_MAX_LR[ctx.task.optimizer],
+                 f"where {OPTIMIZER_NAMES[ctx.task.optimizer]}'s max LR usually lies: on a "
+                 "plateau the range test's reading is the noise of its sweep, not evidence "
+                 "(FINDINGS: flat from 1e-5 to 0.3 on a plateau transformer whose best was "
+                 "3e-3; defaults.USUAL_MAX_LR)"))
     search = outcome.search
-    # a tie was already settled (toward the lower LR, or the range test's reading); a clear
-    # winner of runs shorter than the final training is corrected by the measured bias,
-    # never below the lowest LR tried
+    # a tie was already settled (toward the lower LR, the range test's reading, or on a
+    # plateau the usual max LR); a clear winner of runs shorter than the final training is
+    # corrected by the measured bias, never below the lowest LR tried
     if search is not None and search.evidence["fractions"][-1] < 1 \
             and not search.evidence["tied"]:
         length = search.evidence["fractions"][-1]
