@@ -677,7 +677,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         if on_plateau:
             found = _to_full_length(ctx, stage, found, keys, spec_for, prefer,
                                     None if untold is None else untold[0], likely, parts,
-                                    "" if plateau is None else f" ({plateau[1]})")
+                                    "" if plateau is None else f", {plateau[1]},")
         if on_plateau and untold is not None:
             found = _plateau_settled(found, untold[0])
         if grows and found.tied:
@@ -1038,10 +1038,10 @@ def _lr(ctx: Context) -> Outcome:
                 "decades from that reading on average, 2.3 from the lowest candidate: make "
                 "lr-prior)"),
         plateau=(USUAL_MAX_LR[ctx.task.optimizer],
-                 f"where {OPTIMIZER_NAMES[ctx.task.optimizer]}'s max LR usually lies: on a "
-                 "plateau the range test's reading is the noise of its sweep, not evidence "
-                 "(FINDINGS: flat from 1e-5 to 0.3 on a plateau transformer whose best was "
-                 "3e-3; defaults.USUAL_MAX_LR)"))
+                 f"where {OPTIMIZER_NAMES[ctx.task.optimizer]}'s max LR usually lies (on a "
+                 "plateau the range test's reading is the noise of its sweep, not evidence: "
+                 "FINDINGS' plateau transformer's sweeps were flat from 1e-5 to 0.3, its best "
+                 "max LR 3e-3; defaults.USUAL_MAX_LR)"))
     search = outcome.search
     # a tie was already settled (toward the lower LR, the range test's reading, or on a
     # plateau the usual max LR); a clear winner of runs shorter than the final training is
@@ -1080,9 +1080,14 @@ def _lr(ctx: Context) -> Outcome:
         runs = outcome.search.merged().results
         if all(r.diagnosis is not None and r.diagnosis.verdict == "underfitting"
                for r in runs if r.state == "complete"):
+            # on a plateau no short run can show more: only a long enough training leaves it
+            blame = ("the runs sat on a plateau that short runs do not leave, so they cannot "
+                     "say whether the LR or the model's capacity holds it back") \
+                if any(map(learned_nothing, outcome.search.comparisons)) else \
+                "the LR is not what holds this model back (its capacity or the data may be)"
             outcome = dataclasses.replace(outcome, reason=outcome.reason + (
-                "; every run underfits, up to where the range test's loss stops falling: "
-                "the LR is not what holds this model back (its capacity or the data may be)"))
+                f"; every run underfits, up to where the range test's loss stops falling: "
+                f"{blame}"))
     return outcome
 
 
