@@ -5,7 +5,7 @@ Baseline (the paper's MNIST baseline): SGD lr 0.01, momentum 0.9, weight decay 5
 `inv` policy (gamma 1e-4, power 0.75), batch 64, 85 epochs. Ours: `tune("fashion-mnist",
 budget_epochs=E)` (default E=12, the paper's 1cycle length), tuning time included.
 
-    make bench-super-convergence     (~15 minutes on 2 cores; ~45 with the baseline)
+    make bench-super-convergence     (~12 minutes on 2 cores; ~35 with the baseline)
 
 The baseline does not change between library versions, so its curve is kept in
 benchmarks/super_convergence/ (with the date, machine and torch it was measured on) and only

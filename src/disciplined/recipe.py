@@ -754,11 +754,12 @@ def _plateau_settled(found: Halving, untold: Preference) -> Halving:
     if not found.tied or found.last.fraction >= 1 \
             or not learned_nothing(found.last.comparison):
         return found
-    told = ("the runs told apart only LRs too low to reach the plateau, and said nothing of "
-            "the order of the rest") if found.told_apart else "no length told any apart"
-    note = (f"{found.length_note.replace(', and no length told any apart', '')}; no run had "
-            f"learned anything yet (at every LR that trained steadily, the validation loss "
-            f"fell less than {MIN_LEARNED:.0%} below its first evaluation): {told}")
+    # an untold tie's note already says that no length told any apart
+    told = (": the runs told apart only LRs too low to reach the plateau, and said nothing "
+            "of the order of the rest") if found.told_apart else ""
+    note = (f"{found.length_note}; no run had learned anything yet (at every LR that trained "
+            f"steadily, the validation loss fell less than {MIN_LEARNED:.0%} below its first "
+            f"evaluation){told}")
     return dataclasses.replace(found, winner=untold(list(found.leaders), {}),
                                told_apart=False, length_note=note)
 
