@@ -14,6 +14,7 @@ import atexit
 import dataclasses
 import datetime
 import os
+import sys
 from typing import Any, TypeVar
 
 import torch
@@ -64,17 +65,28 @@ def init_from_env(device: str | None = None) -> World:
     seconds = float(os.environ.get("DISCIPLINED_DIST_TIMEOUT", DEFAULT_TIMEOUT))
     dist.init_process_group("nccl" if cuda else "gloo",
                             timeout=datetime.timedelta(seconds=seconds))
-    atexit.register(_leave)
+    leave_at_exit()
     return world()
+
+
+def leave_at_exit() -> None:
+    """Tear this process's group down at exit, whoever made it, while the interpreter is still
+    whole: a gloo group left alive can abort the process (SIGABRT, "terminate called without
+    an active exception") as Python finalizes (pytorch#179291). Lightning registers its own
+    teardown for nccl only, and the Hugging Face Trainer none. Registering again is a no-op."""
+    if dist.is_available() and dist.is_initialized():
+        atexit.unregister(_leave)
+        atexit.register(_leave)
 
 
 def _leave() -> None:
     """At exit: wait for the other ranks (rank 0 may still be writing), then tear the group
-    down; a process that exits with the group alive can abort in its communication threads."""
+    down. After an uncaught exception the other ranks may never arrive: no wait then."""
     if not dist.is_initialized():
         return
     try:
-        dist.barrier()
+        if not hasattr(sys, "last_value"):  # set when an uncaught exception was printed
+            dist.barrier()
     finally:
         dist.destroy_process_group()
 

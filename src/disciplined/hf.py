@@ -36,6 +36,7 @@ from transformers import (
 from transformers.training_args import OptimizerNames
 
 from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR
+from .distributed import leave_at_exit
 from .engine import History
 from .errors import DisciplinedError
 from .frameworks import (
@@ -222,6 +223,7 @@ def range_test(model_init: Callable[[], nn.Module], train_dataset: Any,
                                 train_dataset=train_dataset, data_collator=data_collator,
                                 sweep=sweep)
         trainer.train()
+        leave_at_exit()  # a group the Trainer made, left alive, can abort the exit
     if trainer.record is None:
         raise DisciplinedError("the range test's Trainer never started training (an empty "
                                "train_dataset?)")
@@ -373,6 +375,7 @@ class _HFRunner:
                                     eval_samples=spec.eval_samples, recorder=recorder,
                                     device=device, progress=progress)
             trainer.train()
+            leave_at_exit()
             if not recorder.stop and not recorder.evaluated_last():
                 trainer.evaluate()
         batch = trainer.args.per_device_train_batch_size * trainer.args.world_size * \
@@ -400,6 +403,7 @@ class _HFRunner:
                                     eval_every=total, eval_samples=samples, recorder=recorder,
                                     device=device, progress=False)
             trainer.train()
+            leave_at_exit()
             if not recorder.eval_took:
                 trainer.evaluate()
         return recorder.speeds(samples)

@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .defaults import END_LR, MOMENTUM, NUM_STEPS, START_LR
+from .distributed import leave_at_exit
 from .engine import History
 from .errors import DisciplinedError
 from .frameworks import (
@@ -193,6 +194,7 @@ def range_test(module: pl.LightningModule, datamodule: pl.LightningDataModule | 
                              enable_progress_bar=False, enable_model_summary=False,
                              **trainer_kwargs)
         trainer.fit(model, datamodule=datamodule, train_dataloaders=train_dataloaders)
+        leave_at_exit()  # a group Lightning made, left alive, can abort the exit
     if sweep.record is None:
         raise DisciplinedError("the range test's Trainer never started training (no "
                                "training batches?)")
@@ -346,6 +348,7 @@ class _LightningRunner:
                 enable_model_summary=False,
                 **{**self.trainer_kwargs, **_accelerator(device)})
             trainer.fit(module, datamodule=dm)
+            leave_at_exit()
             if not recorder.stop and not recorder.evaluated_last() and eval_batches:
                 trainer.validate(module, datamodule=dm, verbose=False)
         return module, trainer, dm
