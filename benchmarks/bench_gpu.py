@@ -260,9 +260,11 @@ def main() -> None:
                    "make bench-gpu", f"CUDA {driver}")
     lines += [f"- device: {device} ({gpu}), autocast {amp or 'none'}; medians of "
               f"{args.repeats} interleaved runs of {args.steps} steps after {args.warmup}",
-              "", "| model | batch | raw loop (samples/s) | ours | Lightning |",
+              "", "| model | batch | raw loop (samples/s) | ours (x the raw loop's speed) | "
+              "Lightning (x the raw loop's speed) |",
               "|---|---|---|---|---|", *rows, "",
-              "| range test on | steps | raw loop | ours (restore included) |",
+              "| range test on | steps | raw loop | ours, restore included (x the raw loop's "
+              "time) |",
               "|---|---|---|---|", *range_rows, "",
               f"tune on zoo/char_gpt_stdlib: {total:.1f} s in all, its final training "
               f"{final:.1f} s ({total / final:.2f}x)."]

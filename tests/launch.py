@@ -16,7 +16,9 @@ def free_port() -> int:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "DISCIPLINED_DIST_TIMEOUT": "60", "OMP_NUM_THREADS": "1"}
+    # no GPU is visible, so that the processes join on gloo, on the CPU, on a GPU machine too
+    return {**os.environ, "DISCIPLINED_DIST_TIMEOUT": "60", "OMP_NUM_THREADS": "1",
+            "CUDA_VISIBLE_DEVICES": ""}
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess[str]:

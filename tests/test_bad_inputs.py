@@ -11,6 +11,7 @@ import typing
 import uuid
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -52,6 +53,10 @@ TASKS = {  # name: (samples, what build_datasets returns)
     # labels the one-batch check (two samples) cannot see: 0 for those two, 5 after them
     "late_label": (200, "TensorDataset(x, torch.where(torch.arange(len(y)) < 2, 0, 5)), "
                         "TensorDataset(x, y)"),
+    # the same in a list of pairs, whose labels are read batch by batch as they train
+    "late_label_list": (200, "list(zip(x, torch.where(torch.arange(len(y)) < 2, 0, 5))), "
+                             "TensorDataset(x, y)"),
+    "late_val_label": (200, "TensorDataset(x, y), TensorDataset(x, torch.full_like(y, -2))"),
 }
 
 
@@ -62,6 +67,8 @@ def task_files(tmp_path):
     return tmp_path
 
 
+ON_CPU = pytest.mark.skipif(torch.cuda.is_available(),
+                            reason="a device-side assert on a GPU: the process loses the GPU")
 PROTOCOL = ("must return two torch Datasets (or DataLoaders) whose items are (input, target) "
             "pairs")
 CASES = [  # (command line, words the one-line error must hold)
@@ -97,15 +104,26 @@ CASES = [  # (command line, words the one-line error must hold)
     (["train", "{tmp}/tiny.py", "--max-lr", "0.1", "--epochs", "1"],
      "1cycle needs at least 3 optimizer steps"),
     (["train", "{tmp}/missing.py", "--max-lr", "0.1"], "missing.py"),
+    # a TensorDataset's class labels are checked whole, before any training (on a GPU an
+    # out-of-range label is a device-side assert at some later step, which no line explains)
     (["train", "{tmp}/late_label.py", "--max-lr", "0.1"],
-     "the model or loss failed on a batch at training step 0 (inputs Tensor of shape (128, 8) "
-     "(torch.float32), targets Tensor of shape (128,) (torch.int64) with values 0..5): "
-     "IndexError: Target 5 is out of bounds"),
-    (["find-lr", "{tmp}/late_label.py"], "failed on a batch at range test step 0"),
+     "the training targets hold class 5 (sample 2), but the model scores 3 classes (0..2)"),
+    (["find-lr", "{tmp}/late_label.py"], "the training targets hold class 5 (sample 2)"),
+    (["train", "{tmp}/late_val_label.py", "--max-lr", "0.1"],
+     "the validation targets hold class -2 (sample 0), but the model scores 3 classes"),
+    # read batch by batch: on a GPU this is a device-side assert instead, after which the
+    # process can use the GPU no more (tests/test_cuda.py's process included): CPU only
+    pytest.param(["train", "{tmp}/late_label_list.py", "--max-lr", "0.1"],
+                 "the model or loss failed on a batch at training step 0 (inputs Tensor of "
+                 "shape (128, 8) (torch.float32), targets Tensor of shape (128,) (torch.int64) "
+                 "with values 0..5): IndexError: Target 5 is out of bounds", marks=ON_CPU),
+    pytest.param(["find-lr", "{tmp}/late_label_list.py"],
+                 "failed on a batch at range test step 0", marks=ON_CPU),
 ]
 
 
-@pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(c[0][:3]) for c in CASES])
+@pytest.mark.parametrize(("args", "message"), CASES,
+                         ids=[" ".join(getattr(c, "values", c)[0][:3]) for c in CASES])
 def test_bad_input_is_one_clear_line_and_writes_nothing(task_files, args, message):
     out = task_files / "out"
     args = [a.format(tmp=task_files) for a in args]

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import typer
 from launch import env, torchrun
+from typer.testing import CliRunner
 
-from disciplined import distributed
+from disciplined import cli, distributed
 from disciplined.errors import DisciplinedError
 from disciplined.recipe import tune
 
@@ -149,3 +152,46 @@ def test_ray_and_torchrun_do_not_mix(monkeypatch: pytest.MonkeyPatch, tmp_path: 
                                       "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "cannot run under torchrun" in result.output
+
+
+def test_more_local_ranks_than_gpus_is_one_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path):
+    # torchrun --nproc_per_node=2 on a machine with one GPU: CUDA's "invalid device ordinal"
+    # otherwise, from deep inside the set-up
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DisciplinedError, match=r"local rank 1, but this machine has 1 GPU"):
+        distributed.init_from_env()
+    # the command line says it in one line, exit code 2
+    result = CliRunner().invoke(cli.app, ["find-lr", "digits", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--nproc_per_node at most that many" in result.output
+
+
+def test_a_timeout_that_is_not_a_number_is_named(monkeypatch: pytest.MonkeyPatch):
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "0",
+                        "DISCIPLINED_DIST_TIMEOUT": "soon"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DisciplinedError, match="DISCIPLINED_DIST_TIMEOUT must be a number of "
+                                               "seconds, got 'soon'"):
+        distributed.init_from_env()
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_a_rank_leaving_on_its_own_error_does_not_wait_for_the_others(
+        monkeypatch: pytest.MonkeyPatch, failed: bool):
+    # the others may be in a gradient all-reduce that this rank will never join: a barrier
+    # at exit would hang the run for DISCIPLINED_DIST_TIMEOUT
+    calls: list[str] = []
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(torch.distributed, "destroy_process_group",
+                        lambda: calls.append("destroy"))
+    monkeypatch.setattr(distributed, "_failing", False)
+    if failed:  # as the command line's one-line error does
+        with pytest.raises(typer.Exit):
+            cli._fail(DisciplinedError("a bad label"))
+    distributed._leave()
+    assert calls == (["destroy"] if failed else ["barrier", "destroy"])

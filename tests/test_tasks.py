@@ -6,8 +6,10 @@ import struct
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from disciplined.tasks import (
+    Task,
     TaskError,
     caffe_lenet,
     fashion_mnist_datasets,
@@ -160,3 +162,38 @@ def test_train_builds_a_task_files_datasets_once(tmp_path):
     job = train(str(path), max_lr=0.01, epochs=1, out=tmp_path / "out")
     assert job.result.state == "complete" and len(job.result.history.eval_step) == 1
     assert calls.read_text() == "x"  # counting the steps and training share one build
+
+
+def _labelled(targets: torch.Tensor, loss_fn: torch.nn.Module) -> Task:
+    x = torch.randn(len(targets), 4, generator=torch.Generator().manual_seed(0))
+    data = TensorDataset(x, targets)
+    return Task("labels", lambda: torch.nn.Linear(4, 3), lambda: (data, data), loss_fn=loss_fn)
+
+
+def test_class_labels_are_checked_whole_before_any_training():
+    # the two samples the one-batch check sees are fine; sample 5 is not (on a GPU it would
+    # be a device-side assert at some later step)
+    targets = torch.tensor([0, 1, 2, 0, 1, 3, 2, 0])
+    with pytest.raises(TaskError, match=r"training targets hold class 3 \(sample 5\), but "
+                                        r"the model scores 3 classes \(0\.\.2\)"):
+        _labelled(targets, torch.nn.CrossEntropyLoss()).loaded()
+    # the loss's ignore_index is a label it skips, not a class
+    ignored = torch.tensor([0, 1, 2, -100, 1, 2, 0, 1])
+    _labelled(ignored, torch.nn.CrossEntropyLoss()).loaded()
+    with pytest.raises(TaskError, match=r"class -1 .*ignore_index=-1\)"):
+        _labelled(torch.where(ignored < 0, -1, ignored), torch.nn.CrossEntropyLoss()).loaded()
+    # float targets are probabilities, not class indices: nothing to check, whatever values
+    _labelled(torch.full((8, 3), 5.0), torch.nn.CrossEntropyLoss()).loaded()
+
+
+def test_class_labels_of_a_sequence_are_checked_on_the_class_dimension():
+    # (N, C, L) scores against (N, L) labels, as a per-position classifier gives them
+    x = torch.randn(6, 4, 5, generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(6, 5, dtype=torch.long)
+    labels[4, 2] = 3
+    data = TensorDataset(x, labels)
+    task = Task("positions", lambda: torch.nn.Conv1d(4, 3, 1), lambda: (data, data))
+    with pytest.raises(TaskError, match=r"class 3 \(sample 4\), but the model scores 3"):
+        task.loaded()
+    labels[4, 2] = 2
+    task.loaded()

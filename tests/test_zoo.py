@@ -68,7 +68,7 @@ def test_a_zoo_task_loads_fits_its_model_and_trains(name):
     assert len(result.history.train_loss) == 3
     assert all(np.isfinite(result.history.train_loss)) and np.isfinite(result.val_loss)
     before = task.model(seed=0).state_dict()
-    assert any(not torch.equal(before[k], v) for k, v in trained.state_dict().items())
+    assert any(not torch.equal(before[k], v.cpu()) for k, v in trained.state_dict().items())
 
 
 def test_the_zoo_lists_every_task_file_once_with_a_docstring_saying_what_it_covers():

@@ -97,7 +97,17 @@ def _main(version: Annotated[bool, typer.Option(
 def _fail(err: Exception) -> NoReturn:
     """A library error as one line on stderr, exit code 2 (rich markup in it is escaped)."""
     errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+    _failing()
     raise typer.Exit(code=2)
+
+
+def _failing() -> None:
+    """Under torchrun, this rank leaves without waiting for the others (which may never
+    come: `distributed.failing`). Not imported yet: no group to leave, and no torch to load
+    only to say so."""
+    distributed = sys.modules.get(f"{__package__}.distributed")
+    if distributed is not None:
+        distributed.failing()
 
 
 def _call(job: Callable[[], T], also: tuple[type[Exception], ...] = (),
@@ -113,6 +123,7 @@ def _call(job: Callable[[], T], also: tuple[type[Exception], ...] = (),
         _fail(err)
     except KeyboardInterrupt:
         errors.print(f"[bold]interrupted:[/] {escape(interrupted)}", highlight=False)
+        _failing()
         raise typer.Exit(code=130) from None
 
 
@@ -120,7 +131,7 @@ def _is_main() -> bool:
     """Join torchrun's process group when launched by it; whether this process prints."""
     from .distributed import init_from_env
 
-    return init_from_env().is_main
+    return _call(init_from_env).is_main
 
 
 def _momentum(text: str) -> tuple[float, float]:

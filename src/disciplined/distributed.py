@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from .errors import DisciplinedError
+
 T = TypeVar("T")
 # Seconds a collective may wait for the other ranks before the run fails (torch's default
 # is 30 minutes for gloo); DISCIPLINED_DIST_TIMEOUT overrides it, tests set a short one.
@@ -61,8 +63,19 @@ def init_from_env(device: str | None = None) -> World:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
     if cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise DisciplinedError(
+                f"torchrun started local rank {local_rank}, but this machine has "
+                f"{torch.cuda.device_count()} GPU(s) for its processes: give "
+                "--nproc_per_node at most that many, or hide the GPUs to run on the CPU "
+                "(CUDA_VISIBLE_DEVICES=\"\")")
         torch.cuda.set_device(local_rank)
-    seconds = float(os.environ.get("DISCIPLINED_DIST_TIMEOUT", DEFAULT_TIMEOUT))
+    given = os.environ.get("DISCIPLINED_DIST_TIMEOUT", str(DEFAULT_TIMEOUT))
+    try:
+        seconds = float(given)
+    except ValueError:
+        raise DisciplinedError(f"DISCIPLINED_DIST_TIMEOUT must be a number of seconds, got "
+                               f"{given!r}") from None
     dist.init_process_group("nccl" if cuda else "gloo",
                             timeout=datetime.timedelta(seconds=seconds))
     leave_at_exit()
@@ -79,13 +92,28 @@ def leave_at_exit() -> None:
         atexit.register(_leave)
 
 
+# Set when this process ends on an error it has reported itself (the command line's one-line
+# errors and Ctrl-C, which exit through SystemExit and leave no trace in sys.last_value).
+_failing = False
+
+
+def failing() -> None:
+    """Say that this process is ending on an error: at exit it tears its group down without
+    waiting for the other ranks, which may be waiting in a collective of their own and
+    would never arrive (the run would hang for DISCIPLINED_DIST_TIMEOUT instead of
+    failing, and torchrun could not stop the other ranks)."""
+    global _failing
+    _failing = True
+
+
 def _leave() -> None:
     """At exit: wait for the other ranks (rank 0 may still be writing), then tear the group
-    down. After an uncaught exception the other ranks may never arrive: no wait then."""
+    down. After an uncaught exception, or one `failing` was told of, the other ranks may
+    never arrive: no wait then."""
     if not dist.is_initialized():
         return
-    try:
-        if not hasattr(sys, "last_value"):  # set when an uncaught exception was printed
+    try:  # sys.last_value: set when an uncaught exception was printed
+        if not (_failing or hasattr(sys, "last_value")):
             dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -144,7 +144,9 @@ def _loss_scale(trainer: Trainer, dataset: Any) -> _Scale:
                         rel_tol=1e-4):
         return _Scale()  # the model divides by the count it is given
     processes = world if args.average_tokens_across_devices else 1
-    scaled_for_accumulation = trainer.loss_is_scaled_for_ga
+    # None, or absent in older transformers (5.17 has no such attribute): the Trainer then
+    # scales when the model takes the count, as it does here
+    scaled_for_accumulation = getattr(trainer, "loss_is_scaled_for_ga", None)
     steps = accumulation if scaled_for_accumulation is None or scaled_for_accumulation else 1
     return _Scale(train=float(processes * steps), eval=float(processes))
 

@@ -146,7 +146,10 @@ class Task:
         if self.runner is not None:
             return dataclasses.replace(self, batch_size=self.runner.batch_size())
         data = self.datasets()
-        self.check_batch(data[0])
+        classes = self.check_batch(data[0])
+        if classes is not None:
+            for which, dataset in zip(("training", "validation"), data, strict=True):
+                self.check_classes(dataset, which, classes)
         return dataclasses.replace(self, build_datasets=lambda: data)
 
     def datasets(self) -> tuple[Dataset, Dataset]:
@@ -183,10 +186,13 @@ class Task:
             raise TaskError(f"{self.source}: {expect}; item 0 of its {which} dataset is "
                             f"a {_describe(item)}")
 
-    def check_batch(self, train: Dataset) -> None:
+    def check_batch(self, train: Dataset) -> int | None:
         """Two training samples through a fresh model and the loss, before any training (or
         a file written): a shape or dtype mismatch is said here, with the shapes, instead of
-        as torch's error after a range test. The global RNG is left as it was."""
+        as torch's error after a range test. The global RNG is left as it was. Returns the
+        number of classes the model scores when the loss reads class indices (a cross
+        entropy or NLL loss on (N, C, ...) outputs and integer (N, ...) targets), else
+        None."""
         if isinstance(train, DataLoader):
             inputs, targets = next(iter(train))
         else:
@@ -196,7 +202,8 @@ class Task:
         with torch.random.fork_rng(), torch.no_grad():
             model = self.model().eval()
             try:
-                loss = self.loss_fn(model(inputs), targets)
+                out = model(inputs)
+                loss = self.loss_fn(out, targets)
             except Exception as err:
                 raise TaskError(f"{self.source}: the model and loss fail on a batch of the "
                                 f"training data ({batch}): {type(err).__name__}: {err}"
@@ -204,6 +211,37 @@ class Task:
         if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
             raise TaskError(f"{self.source}: loss_fn must return one number per batch (a "
                             f"mean), got {_describe(loss)} on a batch ({batch})")
+        reads_classes = isinstance(self.loss_fn, nn.CrossEntropyLoss | nn.NLLLoss) and \
+            isinstance(out, torch.Tensor) and out.ndim >= 2 and \
+            isinstance(targets, torch.Tensor) and targets.ndim == out.ndim - 1 and \
+            not (targets.is_floating_point() or targets.is_complex())
+        return int(out.shape[1]) if reads_classes else None
+
+    def check_classes(self, data: Dataset, which: str, classes: int) -> None:
+        """Every class index of a TensorDataset's targets against the `classes` the model
+        scores, once, before any training. On a GPU a target out of range is a device-side
+        assert, raised at some later step, that leaves the process unable to use the GPU at
+        all; here it is one line. Other datasets (a Subset, a DataLoader, your own class)
+        are read batch by batch as they train."""
+        if not isinstance(data, TensorDataset) or len(data.tensors) != 2:
+            return
+        targets = data.tensors[1]
+        if targets.is_floating_point() or targets.is_complex():
+            return
+        ignored = getattr(self.loss_fn, "ignore_index", None)
+        bad = (targets < 0) | (targets >= classes)
+        if ignored is not None:
+            bad &= targets != ignored
+        if bool(bad.any()):
+            first = int(bad.flatten().nonzero()[0])
+            label = int(targets.flatten()[first])
+            sample = first // max(1, targets[0].numel())
+            padding = f"; if {label} marks labels to skip, say loss_fn = " \
+                f"nn.{type(self.loss_fn).__name__}(ignore_index={label})" if label < 0 else ""
+            raise TaskError(f"{self.source}: the {which} targets hold class {label} (sample "
+                            f"{sample}), but the model scores {classes} classes "
+                            f"(0..{classes - 1}): fix the labels, or the model's number of "
+                            f"outputs{padding}")
 
 
 def batch_error(err: Exception, inputs: Any, targets: Any, where: str) -> TaskError:
