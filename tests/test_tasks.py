@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Subset, TensorDataset
 
 from disciplined.tasks import (
     Task,
@@ -184,6 +184,20 @@ def test_class_labels_are_checked_whole_before_any_training():
         _labelled(torch.where(ignored < 0, -1, ignored), torch.nn.CrossEntropyLoss()).loaded()
     # float targets are probabilities, not class indices: nothing to check, whatever values
     _labelled(torch.full((8, 3), 5.0), torch.nn.CrossEntropyLoss()).loaded()
+
+
+def test_class_labels_are_checked_through_the_subsets_random_split_makes():
+    targets = torch.tensor([0, 1, 2, 0, 1, 3, 2, 0, 1, 2])
+    x = torch.randn(len(targets), 4, generator=torch.Generator().manual_seed(0))
+    whole = TensorDataset(x, targets)
+    # a Subset of a Subset: its sample 2 (past the one-batch check's two) is the whole's
+    # sample 5, labelled 3
+    inner = Subset(Subset(whole, [9, 5, 0, 1, 2, 3]), [2, 3, 1])
+    task = Task("split", lambda: torch.nn.Linear(4, 3), lambda: (inner, inner))
+    with pytest.raises(TaskError, match=r"class 3 \(sample 2\), but the model scores 3"):
+        task.loaded()
+    fine = Subset(Subset(whole, [9, 5, 0, 1, 2, 3]), [2, 3, 4])
+    Task("split", lambda: torch.nn.Linear(4, 3), lambda: (fine, fine)).loaded()
 
 
 def test_class_labels_of_a_sequence_are_checked_on_the_class_dimension():

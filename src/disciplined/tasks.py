@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
 
 from . import zoo
 from .errors import DisciplinedError
@@ -221,12 +221,11 @@ class Task:
         """Every class index of a TensorDataset's targets against the `classes` the model
         scores, once, before any training. On a GPU a target out of range is a device-side
         assert, raised at some later step, that leaves the process unable to use the GPU at
-        all; here it is one line. Other datasets (a Subset, a DataLoader, your own class)
-        are read batch by batch as they train."""
-        if not isinstance(data, TensorDataset) or len(data.tensors) != 2:
-            return
-        targets = data.tensors[1]
-        if targets.is_floating_point() or targets.is_complex():
+        all; here it is one line. A Subset of one (what random_split returns) is read
+        through its indices; other datasets (a DataLoader, your own class) are read batch
+        by batch as they train."""
+        targets = _class_targets(data)
+        if targets is None or targets.is_floating_point() or targets.is_complex():
             return
         ignored = getattr(self.loss_fn, "ignore_index", None)
         bad = (targets < 0) | (targets >= classes)
@@ -242,6 +241,19 @@ class Task:
                             f"{sample}), but the model scores {classes} classes "
                             f"(0..{classes - 1}): fix the labels, or the model's number of "
                             f"outputs{padding}")
+
+
+def _class_targets(data: Dataset) -> torch.Tensor | None:
+    """The targets of a TensorDataset of (input, target) pairs, through any Subsets of it, in
+    the order the dataset gives them; None for any other dataset."""
+    indices: torch.Tensor | None = None
+    while isinstance(data, Subset):
+        taken = torch.as_tensor(data.indices, dtype=torch.long)
+        indices = taken if indices is None else taken[indices]
+        data = data.dataset
+    if not isinstance(data, TensorDataset) or len(data.tensors) != 2:
+        return None
+    return data.tensors[1] if indices is None else data.tensors[1][indices]
 
 
 def batch_error(err: Exception, inputs: Any, targets: Any, where: str) -> TaskError:
