@@ -1,5 +1,6 @@
 """CUDA-only checks (skipped without a GPU; run on a lent GPU machine): AMP, snapshots and the
-range test's exact restoration on the device, tensor learning rates in fused optimizers."""
+range test's exact restoration on the device, tensor learning rates in fused optimizers, and
+class labels out of range said in one line, not as a device-side assert."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch
 from disciplined import HyperScheduler, lr_range_test
 from disciplined import schedules as S
 from disciplined.engine import Trainer, build_optimizer, steps_per_epoch
-from disciplined.tasks import caffe_lenet, digits_cnn, digits_datasets
+from disciplined.tasks import TaskError, caffe_lenet, digits_cnn, digits_datasets
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 DATA = digits_datasets()
@@ -75,3 +76,42 @@ def test_tensor_lr_in_a_fused_adamw_is_scheduled_in_place():
         opt.step()
         opt.zero_grad()
         hs.step()
+
+
+class _LateLabel(torch.utils.data.Dataset):
+    """Digits as a plain Dataset whose labels from sample `at` on are `label`: read batch by
+    batch, on the host, as they train."""
+
+    def __init__(self, data, at, label):
+        self.x, self.y = data.tensors
+        self.at, self.label = at, label
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.label if i >= self.at else int(self.y[i])
+
+
+@pytest.mark.parametrize("where", ["training", "validation", "in-memory"])
+def test_a_label_out_of_range_is_one_line_and_the_gpu_stays_usable(where):
+    """Without the host-side check this is a device-side assert, after which every later
+    CUDA call in the process fails (it did to 28 tests of one worker)."""
+    train, val = DATA
+    if where == "training":
+        train = _LateLabel(train, 600, 12)
+    elif where == "validation":
+        val = _LateLabel(val, 300, 12)
+    else:
+        x, y = train.tensors
+        train = torch.utils.data.TensorDataset(x, torch.where(torch.arange(len(y)) == 900, 12, y))
+    torch.manual_seed(0)
+    model = digits_cnn()
+    t = Trainer(model, build_optimizer("sgd", model, lr=0.05), torch.nn.CrossEntropyLoss(),
+                train, val, batch_size=64, device="cuda", eval_every=10)
+    with pytest.raises(TaskError, match="class 12, but the model scores 10 classes"
+                       if where != "in-memory" else r"class 12 \(sample 900\)"):
+        t.run(steps=30)
+    # the device still works: no assert was ever raised on it
+    assert float((torch.ones(4, device="cuda") * 2).sum()) == 8.0
+    torch.cuda.synchronize()

@@ -10,7 +10,7 @@ from disciplined import HyperScheduler, engine
 from disciplined import schedules as S
 from disciplined.engine import BatchStream, History, Trainer, build_optimizer, steps_per_epoch
 from disciplined.plot import plot_history
-from disciplined.tasks import digits_cnn, digits_datasets
+from disciplined.tasks import TaskError, digits_cnn, digits_datasets
 
 DATA = digits_datasets()
 
@@ -201,3 +201,70 @@ def test_a_compiled_forward_trains_like_the_eager_one():
     assert eager.val_loss[-1] < 0.5 * eager.train_loss[0]  # it did train
     assert compiled.train_loss[0] == pytest.approx(eager.train_loss[0], rel=1e-4)
     assert compiled.val_loss[-1] == pytest.approx(eager.val_loss[-1], rel=0.05)
+
+
+class _Pairs(Dataset):
+    """Real digits as a plain Dataset (not a TensorDataset), so its labels are read batch by
+    batch as they train, with one label replaced from `at` on."""
+
+    def __init__(self, data, at: int, label: int) -> None:
+        self.x, self.y = data.tensors
+        self.at, self.label = at, label
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.label if i >= self.at else int(self.y[i])
+
+
+def _run(train, val, loss_fn=None, steps=40):
+    torch.manual_seed(0)
+    model = digits_cnn()
+    trainer = Trainer(model, build_optimizer("sgd", model, lr=0.05),
+                      loss_fn or torch.nn.CrossEntropyLoss(), train, val, batch_size=64,
+                      eval_every=20)
+    return trainer.run(steps=steps)
+
+
+def test_a_label_out_of_range_in_a_later_batch_is_one_line_before_the_loss_reads_it():
+    """On a GPU such a label is a device-side assert that leaves the process without its
+    GPU (tests/test_cuda.py checks that there); the guard reads it on the host first."""
+    train, val = DATA
+    # samples from 600 on carry class 12 (the model scores 10): a batch of a shuffled epoch
+    # meets one at once, so the first step says it, naming the step
+    with pytest.raises(TaskError, match=r"^a training batch \(at training step 0\) "
+                                               r"holds class 12, but the model scores 10 "
+                                               r"classes \(0\.\.9\): fix the labels"):
+        _run(_Pairs(train, 600, 12), val)
+    # validation batches too, with the way to skip a label that marks "no class"
+    with pytest.raises(TaskError, match=r"^a validation batch \(from sample 0\) "
+                                               r"holds class -1, .*ignore_index=-1\)"):
+        _run(train, _Pairs(val, 300, -1))
+    # the loss's ignore_index is no class: those labels train as the loss skips them
+    h = _run(_Pairs(train, 1200, -1), _Pairs(val, 300, -1),
+             loss_fn=torch.nn.CrossEntropyLoss(ignore_index=-1))
+    assert h.stop_reason == "budget" and math.isfinite(h.val_loss[-1])
+
+
+def test_in_memory_labels_are_read_whole_once_at_the_first_step():
+    x, y = DATA[0].tensors
+    bad = torch.utils.data.TensorDataset(x, torch.where(torch.arange(len(y)) == 1000, 10, y))
+    with pytest.raises(TaskError, match=r"^the training targets hold class 10 "
+                                               r"\(sample 1000\), but the model scores 10"):
+        _run(bad, DATA[1])
+    # an NLL loss reads class indices too
+    with pytest.raises(TaskError, match=r"^the training targets hold class 10"):
+        _run(bad, DATA[1], loss_fn=torch.nn.NLLLoss())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a device-side assert on a GPU: the "
+                    "process would lose its GPU")
+def test_a_loss_of_the_users_own_is_not_read_for_classes():
+    """What the guard leaves alone fails in the loss as before, named by its batch."""
+    x, y = DATA[0].tensors
+    bad = torch.utils.data.TensorDataset(x, torch.where(torch.arange(len(y)) == 1000, 10, y))
+    with pytest.raises(TaskError, match=r"failed on a batch at training step \d+ .*Target 10 "
+                                        r"is out of bounds"):
+        _run(bad, DATA[1], loss_fn=lambda out, t: torch.nn.functional.cross_entropy(out, t),
+             steps=200)

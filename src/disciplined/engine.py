@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from . import distributed
 from .hyper import HyperScheduler, group_momentum
-from .tasks import blamed
+from .tasks import ClassGuard, blamed
 
 Data = Dataset | DataLoader
 StopReason = Literal["", "budget", "time", "diverged"]
@@ -116,6 +116,10 @@ class BatchStream:
         self._pin = self.device.type == "cuda"
         self.world = distributed.world()
         self._tensors = _tensors(data)
+        # the targets as read on the host, for ClassGuard: in-memory ones whole (until one
+        # check has read them), else the last batch's
+        self.host_targets: Any = None if self._tensors is None else self._tensors[1]
+        self.whole = self._tensors is not None
         if self._tensors is not None:
             self._tensors = (self._tensors[0].to(self.device), self._tensors[1].to(self.device))
         n = num_samples(data)
@@ -172,7 +176,18 @@ class BatchStream:
             return self._tensors[0][idx], self._tensors[1][idx]
         assert self._iter is not None
         x, y = next(self._iter)[:2]
+        self.host_targets = y
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def check_targets(self, guard: ClassGuard, out: torch.Tensor, where: str) -> None:
+        """`guard`'s check of the targets behind the batch `out` was computed from: the
+        in-memory targets whole, once, or each loader batch's on the host."""
+        if self.whole:
+            if self.host_targets is not None:
+                guard.check(out, self.host_targets, "training")
+            self.host_targets = None
+        else:
+            guard.check(out, self.host_targets, "training", where)
 
     def state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
@@ -188,7 +203,8 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
              metric: str | None, device: torch.device, *, max_samples: int | None = None,
              amp: str | None = None) -> tuple[float, float | None]:
     """Mean loss (and accuracy when `metric == "accuracy"`) over `data` (its first
-    `max_samples` samples if given), in eval mode; the model's mode is restored.
+    `max_samples` samples if given), in eval mode; the model's mode is restored. Class
+    labels read on the host are checked against the model's outputs first (`ClassGuard`).
 
     Under torchrun each rank scores every N-th sample and the sums are all-reduced, so every
     rank returns the same numbers (pass the bare model, not its DDP wrapper)."""
@@ -197,6 +213,7 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
     team = distributed.world()
     rank, size = team.rank, team.size
     total_loss, correct, seen = 0.0, 0, 0
+    guard = ClassGuard(loss_fn)
     tensors = _tensors(data)
     if tensors is not None:
         x_all, y_all = tensors
@@ -222,6 +239,7 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
                 x, y = batch[0].to(device), batch[1].to(device)
                 with blamed(x, y, "validation"):
                     out = model(x)
+                    guard.check(out, batch[1], "validation", f"from sample {seen}")
                     total_loss += float(loss_fn(out.float(), y)) * len(y)
                 if metric == "accuracy":
                     correct += int((out.argmax(1) == y).sum())
@@ -361,6 +379,7 @@ class Trainer:
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
         self.batches = BatchStream(train_data, batch_size, seed=seed, device=self.device)
+        self._guard = ClassGuard(loss_fn)
         self.steps_per_epoch = steps_per_epoch(train_data, batch_size, accumulate)
         self.eval_every = eval_every or self.steps_per_epoch
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
@@ -459,7 +478,9 @@ class Trainer:
             sync = contextlib.nullcontext() if last else self._net.no_sync()
             with sync:
                 with _autocast(self.device, self.amp), blamed(x, y, "training step", self.step):
-                    loss = self.loss_fn(self._net(x), y) / self.accumulate
+                    out = self._net(x)
+                    self.batches.check_targets(self._guard, out, f"at training step {self.step}")
+                    loss = self.loss_fn(out, y) / self.accumulate
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:

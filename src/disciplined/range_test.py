@@ -44,7 +44,7 @@ from .engine import (
 )
 from .hyper import HyperScheduler
 from .policies import check_hyperparameters
-from .tasks import Task, TaskError, blamed
+from .tasks import ClassGuard, Task, TaskError, blamed
 
 Source = Literal["train", "val"]
 Mode = Literal["exp", "linear"]
@@ -518,6 +518,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     net = distributed.wrap(model)  # DDP under torchrun; `model` itself otherwise
     hs = HyperScheduler(optimizer, lr=sweep, momentum=mom_sched)
     batches = BatchStream(train_data, batch_size, seed=seed, device=device)
+    guard = ClassGuard(loss_fn)
     was_training = model.training
     model.train()
     record = SweepRecord(sweep, mom_sched, smoothing, diverge_factor,
@@ -547,7 +548,9 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
         for step in range(total):
             x, y = batches.next()
             with blamed(x, y, "range test step", step):
-                loss = loss_fn(net(x), y)
+                out = net(x)
+                batches.check_targets(guard, out, f"at range test step {step}")
+                loss = loss_fn(out, y)
             optimizer.zero_grad(set_to_none=True)
             losses.add(loss)
             # the steps after one that stops the sweep are trained but never read: the

@@ -223,24 +223,76 @@ class Task:
         assert, raised at some later step, that leaves the process unable to use the GPU at
         all; here it is one line. A Subset of one (what random_split returns) is read
         through its indices; other datasets (a DataLoader, your own class) are read batch
-        by batch as they train."""
+        by batch as they train (`ClassGuard`)."""
         targets = _class_targets(data)
         if targets is None or targets.is_floating_point() or targets.is_complex():
             return
-        ignored = getattr(self.loss_fn, "ignore_index", None)
-        bad = (targets < 0) | (targets >= classes)
-        if ignored is not None:
-            bad &= targets != ignored
-        if bool(bad.any()):
-            first = int(bad.flatten().nonzero()[0])
-            label = int(targets.flatten()[first])
+        found = out_of_range(targets, classes, getattr(self.loss_fn, "ignore_index", None))
+        if found is not None:
+            label, first = found
             sample = first // max(1, targets[0].numel())
-            padding = f"; if {label} marks labels to skip, say loss_fn = " \
-                f"nn.{type(self.loss_fn).__name__}(ignore_index={label})" if label < 0 else ""
             raise TaskError(f"{self.source}: the {which} targets hold class {label} (sample "
-                            f"{sample}), but the model scores {classes} classes "
-                            f"(0..{classes - 1}): fix the labels, or the model's number of "
-                            f"outputs{padding}")
+                            f"{sample}), " + _classes_advice(label, classes, self.loss_fn))
+
+
+def out_of_range(targets: torch.Tensor, classes: int,
+                 ignored: int | None) -> tuple[int, int] | None:
+    """The first class label of `targets` outside 0..classes-1 and not `ignored` (a loss's
+    ignore_index), with its place in the flattened tensor; None when all are in range. Two
+    reductions decide the usual case; the mask is built only when they do not."""
+    if targets.numel() == 0 or (int(targets.min()) >= 0 and int(targets.max()) < classes):
+        return None
+    bad = (targets < 0) | (targets >= classes)
+    if ignored is not None:
+        bad &= targets != ignored
+    if not bool(bad.any()):
+        return None
+    first = int(bad.flatten().nonzero()[0])
+    return int(targets.flatten()[first]), first
+
+
+def _classes_advice(label: int, classes: int, loss_fn: Any) -> str:
+    """The end of an out-of-range label's message: what the model scores, and what to do."""
+    padding = f"; if {label} marks labels to skip, say loss_fn = " \
+        f"nn.{type(loss_fn).__name__}(ignore_index={label})" if label < 0 else ""
+    return (f"but the model scores {classes} classes (0..{classes - 1}): fix the labels, or "
+            f"the model's number of outputs{padding}")
+
+
+class ClassGuard:
+    """Class labels checked on the host, where they are read before they go to the device,
+    against the classes the model scores (its output's second dimension), for a cross-entropy
+    or NLL loss. On a GPU a label out of range is a device-side assert at some later step,
+    after which the process cannot use the GPU at all; checked here it is one line, and on
+    any device the same line. Costs two reductions over a batch's labels on the host."""
+
+    __slots__ = ("ignored", "loss_fn", "reads")
+
+    def __init__(self, loss_fn: Any) -> None:
+        self.loss_fn = loss_fn
+        self.reads = isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss)
+        self.ignored = getattr(loss_fn, "ignore_index", None) if self.reads else None
+
+    def check(self, out: Any, targets: Any, which: str, where: str | None = None) -> None:
+        """Raise TaskError if host `targets` (a batch's, or with `where` None a whole
+        dataset's) hold a class `out` does not score; nothing for targets already on a
+        device (reading them there would wait for the device), nor for other losses."""
+        if not (self.reads and isinstance(out, torch.Tensor) and out.ndim >= 2
+                and isinstance(targets, torch.Tensor) and targets.device.type == "cpu"
+                and targets.ndim == out.ndim - 1
+                and not (targets.is_floating_point() or targets.is_complex())):
+            return
+        classes = int(out.shape[1])
+        found = out_of_range(targets, classes, self.ignored)
+        if found is None:
+            return
+        label, first = found
+        if where is None:
+            sample = first // max(1, targets[0].numel()) if targets.ndim else 0
+            held = f"the {which} targets hold class {label} (sample {sample}), "
+        else:
+            held = f"a {which} batch ({where}) holds class {label}, "
+        raise TaskError(held + _classes_advice(label, classes, self.loss_fn))
 
 
 def _class_targets(data: Dataset) -> torch.Tensor | None:
@@ -273,7 +325,8 @@ def batch_error(err: Exception, inputs: Any, targets: Any, where: str) -> TaskEr
 class blamed:
     """`with blamed(x, y, "training step", n):` around the task's model and loss: an error
     they raise becomes `batch_error`'s, except running out of memory, which stays itself
-    (the batch-size search catches it). A class, not a generator: it wraps every step."""
+    (the batch-size search catches it), and a TaskError, which already says what is wrong.
+    A class, not a generator: it wraps every step."""
 
     __slots__ = ("inputs", "step", "targets", "where")
 
@@ -284,7 +337,7 @@ class blamed:
         return None
 
     def __exit__(self, kind: Any, err: BaseException | None, trace: Any) -> Literal[False]:
-        if not isinstance(err, Exception) or isinstance(err, MemoryError |
+        if not isinstance(err, Exception) or isinstance(err, MemoryError | TaskError |
                                                         torch.OutOfMemoryError):
             return False
         where = self.where if self.step is None else f"{self.where} {self.step}"
