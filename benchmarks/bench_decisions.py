@@ -115,7 +115,8 @@ def run_tune(name: str, seconds: float, retrain: Retrainer, seed: int = 0) -> di
                         reasons={s["name"]: s["reason"] for s in result.summary["stages"]})
 
 
-def run_optuna(name: str, seconds: float, retrain: Retrainer, task: Task) -> dict[str, Any]:
+def run_optuna(name: str, seconds: float, retrain: Retrainer, task: Task,
+               seed: int = 0) -> dict[str, Any]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -126,13 +127,13 @@ def run_optuna(name: str, seconds: float, retrain: Retrainer, task: Task) -> dic
         lr = trial.suggest_float("max_lr", *LR_RANGE, log=True)
         momentum = trial.suggest_categorical("momentum", list(MOMENTA))
         wd = trial.suggest_float("weight_decay", wd_low, wd_high, log=True)
-        run = train_once(task, name, lr, wd, 0, momentum=(momentum, BASE_MOMENTUM))
+        run = train_once(task, name, lr, wd, seed, momentum=(momentum, BASE_MOMENTUM))
         score = run_score(run, classification)
         return score if math.isfinite(score) else (0.0 if classification else -1e30)
 
     start = time.perf_counter()
     study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=0))
+                                sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, timeout=seconds)
     wall = time.perf_counter() - start
     best = study.best_params
@@ -144,9 +145,9 @@ def run_optuna(name: str, seconds: float, retrain: Retrainer, task: Task) -> dic
                                 "weight_decay": best["weight_decay"]})
 
 
-def run_rules(retrain: Retrainer, task: Task) -> dict[str, dict[str, Any]]:
+def run_rules(retrain: Retrainer, task: Task, seed: int = 0) -> dict[str, dict[str, Any]]:
     start = time.perf_counter()
-    result = task_range_test(task)
+    result = task_range_test(task, seed=seed)
     sweep = time.perf_counter() - start
     out = {}
     for rule in RULES:
@@ -164,18 +165,18 @@ def run_rules(retrain: Retrainer, task: Task) -> dict[str, dict[str, Any]]:
 
 
 def _lr_free(task: Task, build: Callable[[torch.nn.Module, int], tuple[Any, Any]],
-             schedule_free: bool) -> dict[str, Any]:
-    """One training (seed 0) with an optimizer that needs no LR tuning."""
+             schedule_free: bool, seed: int = 0) -> dict[str, Any]:
+    """One training (of `seed`) with an optimizer that needs no LR tuning."""
     train_data, val_data = task.datasets()
     steps = math.ceil((task.epochs or 1) * steps_per_epoch(train_data, task.batch_size))
     start = time.perf_counter()
-    model = task.model(0)
+    model = task.model(seed)
     optimizer, scheduler = build(model, steps)
     if schedule_free:
         optimizer.train()
     trainer = Trainer(model, optimizer, task.loss_fn, train_data, None,
                       scheduler=scheduler, metric=task.metric, batch_size=task.batch_size,
-                      seed=0)
+                      seed=seed)
     history = trainer.run(steps=steps)
     if schedule_free:
         optimizer.eval()  # the averaged weights, which are the ones to evaluate
@@ -189,23 +190,23 @@ def _lr_free(task: Task, build: Callable[[torch.nn.Module, int], tuple[Any, Any]
     classification = task.metric == "accuracy"
     score = score_of(None if diverged else finite(loss), metric, classification)
     return {"wall_seconds": round(time.perf_counter() - start, 1),
-            "runs": [{"seed": 0, "val_loss": finite(loss),
+            "runs": [{"seed": seed, "val_loss": finite(loss),
                       "val_metric": None if diverged else metric, "diverged": diverged}],
             "mean_score": score if math.isfinite(score) else None}
 
 
-def run_prodigy(task: Task) -> dict[str, Any]:
+def run_prodigy(task: Task, seed: int = 0) -> dict[str, Any]:
     from prodigyopt import Prodigy
 
     def build(model: torch.nn.Module, steps: int) -> tuple[Any, Any]:
         opt = Prodigy(model.parameters(), lr=1.0)
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
 
-    return {**_lr_free(task, build, schedule_free=False),
+    return {**_lr_free(task, build, schedule_free=False, seed=seed),
             "choice": {"optimizer": "Prodigy", "lr": 1.0, "schedule": "cosine"}}
 
 
-def run_schedule_free(task: Task) -> dict[str, Any]:
+def run_schedule_free(task: Task, seed: int = 0) -> dict[str, Any]:
     import schedulefree
 
     def build(model: torch.nn.Module, steps: int) -> tuple[Any, None]:
@@ -216,7 +217,7 @@ def run_schedule_free(task: Task) -> dict[str, Any]:
         return schedulefree.SGDScheduleFree(model.parameters(), warmup_steps=warmup), None
 
     kind = "AdamWScheduleFree" if task.optimizer == "adamw" else "SGDScheduleFree"
-    return {**_lr_free(task, build, schedule_free=True),
+    return {**_lr_free(task, build, schedule_free=True, seed=seed),
             "choice": {"optimizer": kind, "lr": "default", "warmup": WARMUP}}
 
 
@@ -337,6 +338,48 @@ def more_seeds(name: str, seeds: tuple[int, ...],
           f"{time.perf_counter() - started:.0f} s", flush=True)
     return {**data, "tune_seeds": draws}
 
+
+
+PEERS = ("optuna 3x", "optuna 10x", *(f"rule {r}" for r in RULES), "prodigy", "schedule-free")
+
+
+def more_peers(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """Measure the peers again with other seeds, on a task already measured: Optuna (its
+    sampler and its trials' weights seeded so) at 3x and 10x of T timed again now, each
+    range-test rule from a sweep of that seed, Prodigy and schedule-free from weights of
+    that seed. `tune` is judged over its seeds (`--tune-seeds`); a peer's single draw is
+    no fairer a comparison. Stored under "peer_seeds", one entry per procedure and seed."""
+    path = OUT / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"{name}: no {path} to add seeds to; measure the task first "
+                         f"(python benchmarks/bench_decisions.py --tasks {name})")
+    data = json.loads(path.read_text())
+    task = load_task(f"zoo/{name}")
+    retrain = Retrainer(task, name)
+    started = time.perf_counter()
+    seconds, how = final_training_seconds(task, name)
+    draws = dict(data.get("peer_seeds", {}))
+    for seed in seeds:
+        got: dict[str, dict[str, Any]] = {}
+        for label, factor in BUDGETS.items():
+            print(f"{name}: optuna at {label} ({factor * seconds:.0f} s), seed {seed}",
+                  flush=True)
+            got[f"optuna {label}"] = attempt(
+                lambda f=factor, s=seed: run_optuna(name, f * seconds, retrain, task, s),
+                budget_seconds=factor * seconds)
+        print(f"{name}: range-test rules and learning-rate-free optimizers, seed {seed}",
+              flush=True)
+        rules = attempt(lambda s=seed: run_rules(retrain, task, s))
+        got.update({f"rule {r}": rules for r in RULES} if "error" in rules else rules)
+        got["prodigy"] = attempt(lambda s=seed: run_prodigy(task, s))
+        got["schedule-free"] = attempt(lambda s=seed: run_schedule_free(task, s))
+        for proc, entry in got.items():
+            draws[f"{proc} seed {seed}"] = {**entry, "procedure": proc, "seed": seed,
+                                            "final_training_seconds": seconds,
+                                            "final_training_seconds_from": how}
+    print(f"{name}: peers, seeds {', '.join(map(str, seeds))} in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    return {**data, "peer_seeds": draws}
 
 @functools.cache
 def library_commit() -> str:
@@ -488,6 +531,73 @@ def _seed_row(label: str, seed: str, entries: list[tuple[float, bool, bool, floa
             f"{min(over):.2f}x, {statistics.median(over):.2f}x, {max(over):.2f}x |")
 
 
+def peer_table(split: str) -> list[str]:
+    """`tune` and each peer over the same seeds, pooled: the tasks measured with
+    --peer-seeds, each procedure's seed 0 the columns above, `tune`'s draws those of the
+    last library measured at that budget on the task (`--tune-seeds`)."""
+    names = [t.name for t in zoo.ZOO if t.split == split]
+    files = {n: json.loads((OUT / f"{n}.json").read_text()) for n in names
+             if (OUT / f"{n}.json").exists() and (REFERENCE / f"{n}.json").exists()}
+    files = {n: d for n, d in files.items() if d.get("peer_seeds")}
+    if not files:
+        return []
+    pooled: dict[str, list[tuple[int, float, bool, bool, bool]]] = {}
+    libraries: dict[str, set[str]] = {}
+    for name, data in files.items():
+        grid = json.loads((REFERENCE / f"{name}.json").read_text())
+        classification = grid["score"] == "val_accuracy"
+        seeds = sorted({d["seed"] for d in data["peer_seeds"].values()} | {0})
+        draws: dict[str, dict[int, dict[str, Any]]] = {
+            proc: {0: data["procedures"][proc]} for proc in PEERS}
+        for entry in data["peer_seeds"].values():
+            draws[entry["procedure"]][entry["seed"]] = entry
+        for label in BUDGETS:
+            tuned = [d for d in data.get("tune_seeds", {}).values() if d["budget"] == label]
+            if not tuned:
+                continue
+            last = tuned[-1]["library"]
+            mine = {d["seed"]: d for d in tuned if d["library"] == last}
+            mine.setdefault(0, data["procedures"][f"tune {label}"])
+            libraries.setdefault(label, set()).add(last)
+            draws[f"tune {label}"] = mine
+        for proc, by_seed in draws.items():
+            for seed in seeds:
+                if seed in by_seed:
+                    g, worse, failed = judged(by_seed[seed], grid)
+                    pooled.setdefault(proc, []).append((seed, g, classification, worse, failed))
+    order = [p for label in BUDGETS for p in (f"tune {label}", f"optuna {label}")] + \
+        [p for p in PEERS if not p.startswith("optuna")]
+    lines = ["", f"`tune` against the peers over seeds ({len(files)} of {len(names)} {split} "
+             "tasks, `--peer-seeds`): every draw's choice retrained on seeds 0 and 1 and "
+             "judged like the columns above; seed 0 of each peer is the column above; "
+             "`tune`'s draws are those of library "
+             + "; ".join(f"{label}: {', '.join(sorted(libs))}"
+                         for label, libs in libraries.items())
+             + " (`--tune-seeds`, seed 0 from the column above where that library has none). "
+             "Mean regret over classifiers by seed and pooled, geometric-mean loss ratio over "
+             "the others pooled, draws worse than the naive default, and failed draws "
+             "(scored as the grid's worst cell).", "",
+             "| procedure | seeds | mean regret (pt) by seed | pooled | loss ratio pooled | "
+             "worse than naive | failed |", "|---|---|---|---|---|---|---|"]
+    for proc in order:
+        entries = pooled.get(proc)
+        if not entries:
+            continue
+        seeds = sorted({e[0] for e in entries})
+        by_seed = []
+        for seed in seeds:
+            points = [g for s, g, c, _, _ in entries if s == seed and c]
+            by_seed.append(f"{statistics.fmean(points):.1f}" if points else "-")
+        points = [g for _, g, c, _, _ in entries if c]
+        ratios = [g for _, g, c, _, _ in entries if not c]
+        lines.append(
+            f"| {proc} | {', '.join(map(str, seeds))} | {' / '.join(by_seed)} | "
+            + (f"{statistics.fmean(points):.1f}" if points else "-") + " | "
+            + (f"{math.exp(statistics.fmean(map(math.log, ratios))):.2f}x" if ratios else "-")
+            + f" | {sum(e[3] for e in entries)}/{len(entries)} | "
+            f"{sum(e[4] for e in entries)} |")
+    return lines
+
 def tables(split: str) -> list[str]:
     rows, own_rows, per_procedure = [], [], {}
     names = [t.name for t in zoo.ZOO if t.split == split]
@@ -600,22 +710,30 @@ def main() -> None:
                              "already measured, beside seed 0")
     parser.add_argument("--budgets", type=budget_list, default=tuple(BUDGETS),
                         help="with --tune-seeds: only these budgets (e.g. 10x)")
+    parser.add_argument("--peer-seeds", type=seed_list,
+                        help="measure only the peers (Optuna, the range-test rules, Prodigy, "
+                             "schedule-free) again with these seeds (e.g. 1,2) on tasks "
+                             "already measured, beside seed 0")
     parser.add_argument("--remeasure-tune", action="store_true",
                         help="measure only tune again on tasks already measured, keeping the "
                              "earlier results as 'tune 3x (before)' and so on")
     args = parser.parse_args()
     library_commit()  # the library as imported, before any later edit
-    if args.remeasure_tune and args.tune_seeds:
-        parser.error("--remeasure-tune and --tune-seeds are separate runs: give one")
+    if sum(map(bool, (args.remeasure_tune, args.tune_seeds, args.peer_seeds))) > 1:
+        parser.error("--remeasure-tune, --tune-seeds and --peer-seeds are separate runs: "
+                     "give one")
     if args.budgets != tuple(BUDGETS) and not args.tune_seeds:
         parser.error("--budgets applies to --tune-seeds runs only")
     compute = remeasure if args.remeasure_tune else measure
     if args.tune_seeds:
         compute = functools.partial(more_seeds, seeds=args.tune_seeds, budgets=args.budgets)
-    if args.remeasure_tune or args.tune_seeds:
+    if args.peer_seeds:
+        compute = functools.partial(more_peers, seeds=args.peer_seeds)
+    again = args.remeasure_tune or args.tune_seeds or args.peer_seeds
+    if again:
         args.force = True
     for _, data in each_task(args, OUT, compute):
-        if not (args.remeasure_tune or args.tune_seeds):
+        if not again:
             print(f"{data['task']}: done in {data['wall_seconds']:.0f} s", flush=True)
     lines = header("Decisions on the zoo against its reference grids (bench-decisions)",
                    "make bench-decisions", "optuna 5.0.0, prodigyopt 1.1.2, schedulefree 1.4.1")
@@ -630,7 +748,8 @@ def main() -> None:
               "columns was not measured again.",
               ""]
     for split in ("dev", "test"):
-        lines += ["", f"### {split} half", "", *tables(split), *seed_tables(split)]
+        lines += ["", f"### {split} half", "", *tables(split), *seed_tables(split),
+                  *peer_table(split)]
     publish(lines, args.write, MARK)
 
 
