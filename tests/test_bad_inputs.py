@@ -117,7 +117,7 @@ CASES = [  # (command line, words the one-line error must hold)
     (["find-lr", "{tmp}/late_label_list.py"],
      "a training batch (at range test step 0) holds class 5"),
     (["train", "{tmp}/late_val_label_list.py", "--max-lr", "0.1"],
-     "a validation batch (from sample 0) holds class -2, but the model scores 3 classes "
+     "the validation targets hold class -2 (sample 0), but the model scores 3 classes "
      "(0..2): fix the labels, or the model's number of outputs; if -2 marks labels to skip, "
      "say loss_fn = nn.CrossEntropyLoss(ignore_index=-2)"),
 ]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from disciplined import HyperScheduler, engine
+from disciplined import HyperScheduler, engine, tasks
 from disciplined import schedules as S
 from disciplined.engine import BatchStream, History, Trainer, build_optimizer, steps_per_epoch
 from disciplined.plot import plot_history
@@ -238,8 +238,8 @@ def test_a_label_out_of_range_in_a_later_batch_is_one_line_before_the_loss_reads
                                                r"classes \(0\.\.9\): fix the labels"):
         _run(_Pairs(train, 600, 12), val)
     # validation batches too, with the way to skip a label that marks "no class"
-    with pytest.raises(TaskError, match=r"^a validation batch \(from sample 0\) "
-                                               r"holds class -1, .*ignore_index=-1\)"):
+    with pytest.raises(TaskError, match=r"^the validation targets hold class -1 \(sample "
+                                        r"300\), .*ignore_index=-1\)"):
         _run(train, _Pairs(val, 300, -1))
     # the loss's ignore_index is no class: those labels train as the loss skips them
     h = _run(_Pairs(train, 1200, -1), _Pairs(val, 300, -1),
@@ -247,7 +247,12 @@ def test_a_label_out_of_range_in_a_later_batch_is_one_line_before_the_loss_reads
     assert h.stop_reason == "budget" and math.isfinite(h.val_loss[-1])
 
 
-def test_in_memory_labels_are_read_whole_once_at_the_first_step():
+def test_in_memory_labels_are_read_whole_once_at_the_first_step(monkeypatch):
+    reads = []
+    monkeypatch.setattr(tasks, "out_of_range",
+                        lambda t, *a, f=tasks.out_of_range: reads.append(len(t)) or f(t, *a))
+    _run(DATA[0], None, steps=30)
+    assert reads == [len(DATA[0])]  # all 1437 labels at the first step, none after
     x, y = DATA[0].tensors
     bad = torch.utils.data.TensorDataset(x, torch.where(torch.arange(len(y)) == 1000, 10, y))
     with pytest.raises(TaskError, match=r"^the training targets hold class 10 "
@@ -268,3 +273,24 @@ def test_a_loss_of_the_users_own_is_not_read_for_classes():
                                         r"is out of bounds"):
         _run(bad, DATA[1], loss_fn=lambda out, t: torch.nn.functional.cross_entropy(out, t),
              steps=200)
+
+
+class _TokenCrossEntropy(torch.nn.CrossEntropyLoss):
+    """A cross entropy over every position of (B, T, V) scores against (B, T) tokens,
+    flattened: how a language model keeps ignore_index and label smoothing."""
+
+    def forward(self, scores, tokens):
+        return super().forward(scores.flatten(0, 1), tokens.flatten())
+
+
+def test_a_loss_that_flattens_its_scores_is_not_read_as_t_classes():
+    # 6 positions, 20 tokens: read as (N, C, L) scores, the 6 positions would be 6 "classes"
+    # and nearly every token out of range
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 20, (256, 6), generator=g)
+    data = torch.utils.data.TensorDataset(tokens, (3 * tokens) % 20)  # learnable per token
+    model = torch.nn.Sequential(torch.nn.Embedding(20, 16), torch.nn.Linear(16, 20))
+    trainer = Trainer(model, build_optimizer("adamw", model, lr=1e-2), _TokenCrossEntropy(),
+                      data, data, metric=None, batch_size=32)
+    h = trainer.run(steps=40)
+    assert h.stop_reason == "budget" and h.val_loss[-1] < h.val_loss[0]

@@ -116,10 +116,10 @@ class BatchStream:
         self._pin = self.device.type == "cuda"
         self.world = distributed.world()
         self._tensors = _tensors(data)
-        # the targets as read on the host, for ClassGuard: in-memory ones whole (until one
-        # check has read them), else the last batch's
-        self.host_targets: Any = None if self._tensors is None else self._tensors[1]
-        self.whole = self._tensors is not None
+        # the targets as a ClassGuard reads them: in-memory ones whole (until one check has
+        # read them), else the last loader batch's as the loader gave them (on the host)
+        self._whole = self._tensors is not None
+        self._targets: Any = None if self._tensors is None else self._tensors[1]
         if self._tensors is not None:
             self._tensors = (self._tensors[0].to(self.device), self._tensors[1].to(self.device))
         n = num_samples(data)
@@ -176,18 +176,19 @@ class BatchStream:
             return self._tensors[0][idx], self._tensors[1][idx]
         assert self._iter is not None
         x, y = next(self._iter)[:2]
-        self.host_targets = y
+        self._targets = y
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    def check_targets(self, guard: ClassGuard, out: torch.Tensor, where: str) -> None:
-        """`guard`'s check of the targets behind the batch `out` was computed from: the
-        in-memory targets whole, once, or each loader batch's on the host."""
-        if self.whole:
-            if self.host_targets is not None:
-                guard.check(out, self.host_targets, "training")
-            self.host_targets = None
+    def check_targets(self, guard: ClassGuard, out: Any, at: str) -> None:
+        """`guard`'s check of the targets behind `out`, the model's output on the batch just
+        drawn, before the loss reads them: in-memory targets whole, at the first batch
+        only; a loader's batch by batch, as the loader gave them (`at`: the step)."""
+        if self._whole:
+            if self._targets is not None:
+                guard.check(out, self._targets, "training")
+            self._targets = None
         else:
-            guard.check(out, self.host_targets, "training", where)
+            guard.check(out, self._targets, "training", at=at)
 
     def state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
@@ -201,10 +202,11 @@ class BatchStream:
 
 def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
              metric: str | None, device: torch.device, *, max_samples: int | None = None,
-             amp: str | None = None) -> tuple[float, float | None]:
+             amp: str | None = None, which: str = "validation") -> tuple[float, float | None]:
     """Mean loss (and accuracy when `metric == "accuracy"`) over `data` (its first
     `max_samples` samples if given), in eval mode; the model's mode is restored. Class
-    labels read on the host are checked against the model's outputs first (`ClassGuard`).
+    labels are checked against the model's outputs before the loss reads them
+    (`ClassGuard`; an error names the `which` data's sample).
 
     Under torchrun each rank scores every N-th sample and the sums are all-reduced, so every
     rank returns the same numbers (pass the bare model, not its DDP wrapper)."""
@@ -214,6 +216,9 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
     rank, size = team.rank, team.size
     total_loss, correct, seen = 0.0, 0, 0
     guard = ClassGuard(loss_fn)
+    # the k-th sample this rank reads is the data's sample rank + size * k (a DataLoader's
+    # own order is the loader's: its k-th)
+    first, stride = (0, 1) if isinstance(data, DataLoader) else (rank, size)
     tensors = _tensors(data)
     if tensors is not None:
         x_all, y_all = tensors
@@ -237,9 +242,11 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
                 if max_samples is not None and seen >= max_samples:
                     break
                 x, y = batch[0].to(device), batch[1].to(device)
-                with blamed(x, y, "validation"):
+                with blamed(x, y, which):
                     out = model(x)
-                    guard.check(out, batch[1], "validation", f"from sample {seen}")
+                    # the loss's float() below waits for the device anyway
+                    guard.check(out, batch[1], which, samples=(first + stride * seen, stride),
+                                on_device=True)
                     total_loss += float(loss_fn(out.float(), y)) * len(y)
                 if metric == "accuracy":
                     correct += int((out.argmax(1) == y).sum())

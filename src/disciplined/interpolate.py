@@ -108,7 +108,8 @@ def interpolate(state_a: dict[str, Any], state_b: dict[str, Any],
             _recompute_batchnorm(model, train, dev, batch_size,
                                  max(1, (max_samples or 10**9) // batch_size))
         for name, part in (("train", train), ("val", val)):
-            loss, acc = evaluate(model, part, loss_fn, metric, dev, max_samples=max_samples)
+            loss, acc = evaluate(model, part, loss_fn, metric, dev, max_samples=max_samples,
+                                 which="training" if name == "train" else "validation")
             out[f"{name}_loss"].append(loss)
             out[f"{name}_metric"].append(acc)
     return Interpolation([float(x) for x in alphas], out["train_loss"], out["val_loss"],

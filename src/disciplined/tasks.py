@@ -211,10 +211,7 @@ class Task:
         if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
             raise TaskError(f"{self.source}: loss_fn must return one number per batch (a "
                             f"mean), got {_describe(loss)} on a batch ({batch})")
-        reads_classes = isinstance(self.loss_fn, nn.CrossEntropyLoss | nn.NLLLoss) and \
-            isinstance(out, torch.Tensor) and out.ndim >= 2 and \
-            isinstance(targets, torch.Tensor) and targets.ndim == out.ndim - 1 and \
-            not (targets.is_floating_point() or targets.is_complex())
+        reads_classes = ClassGuard(self.loss_fn).reads and scores_classes(out, targets)
         return int(out.shape[1]) if reads_classes else None
 
     def check_classes(self, data: Dataset, which: str, classes: int) -> None:
@@ -235,36 +232,60 @@ class Task:
                             f"{sample}), " + _classes_advice(label, classes, self.loss_fn))
 
 
+def scores_classes(out: Any, targets: Any, whole: bool = False) -> bool:
+    """Whether `out` scores classes that integer `targets` index, as a cross entropy reads
+    them: (N, C, d1, ...) scores for (N, d1, ...) labels (with `whole`, the labels of a whole
+    dataset, of any N). A loss that reshapes its inputs (tokens' (B, T, V) scores flattened
+    against (B, T) labels) does not match, and is not read."""
+    if not (isinstance(out, torch.Tensor) and out.ndim >= 2 and isinstance(targets, torch.Tensor)
+            and not (targets.is_floating_point() or targets.is_complex())):
+        return False
+    rest = tuple(out.shape[2:])
+    if whole:
+        return targets.ndim == out.ndim - 1 and tuple(targets.shape[1:]) == rest
+    return tuple(targets.shape) == (out.shape[0], *rest)
+
+
 def out_of_range(targets: torch.Tensor, classes: int,
                  ignored: int | None) -> tuple[int, int] | None:
     """The first class label of `targets` outside 0..classes-1 and not `ignored` (a loss's
-    ignore_index), with its place in the flattened tensor; None when all are in range. Two
-    reductions decide the usual case; the mask is built only when they do not."""
-    if targets.numel() == 0 or (int(targets.min()) >= 0 and int(targets.max()) < classes):
+    ignore_index), with its place in the flattened tensor; None when all are in range. One
+    reduction (the ignored labels counted as class 0) decides the usual case, padding
+    included; the mask is built only when it does not."""
+    if targets.numel() == 0:
         return None
-    bad = (targets < 0) | (targets >= classes)
-    if ignored is not None:
-        bad &= targets != ignored
-    if not bool(bad.any()):
+    seen = targets if ignored is None else targets.masked_fill(targets == ignored, 0)
+    low, high = torch.aminmax(seen)
+    if int(low) >= 0 and int(high) < classes:
         return None
-    first = int(bad.flatten().nonzero()[0])
+    bad = ((seen < 0) | (seen >= classes)).flatten()
+    first = int(bad.to(torch.uint8).argmax())
     return int(targets.flatten()[first]), first
 
 
 def _classes_advice(label: int, classes: int, loss_fn: Any) -> str:
-    """The end of an out-of-range label's message: what the model scores, and what to do."""
+    """The end of an out-of-range label's message: what the model scores, and what to do (for
+    a negative label, while the loss skips only its default -100 or nothing, how to skip
+    it instead)."""
+    kind = type(loss_fn)
+    name = f"nn.{kind.__name__}" if kind.__module__.startswith("torch.nn") else kind.__name__
+    default = getattr(loss_fn, "ignore_index", None) in (None, -100)
     padding = f"; if {label} marks labels to skip, say loss_fn = " \
-        f"nn.{type(loss_fn).__name__}(ignore_index={label})" if label < 0 else ""
+        f"{name}(ignore_index={label})" if label < 0 and default else ""
     return (f"but the model scores {classes} classes (0..{classes - 1}): fix the labels, or "
             f"the model's number of outputs{padding}")
 
 
 class ClassGuard:
-    """Class labels checked on the host, where they are read before they go to the device,
-    against the classes the model scores (its output's second dimension), for a cross-entropy
-    or NLL loss. On a GPU a label out of range is a device-side assert at some later step,
-    after which the process cannot use the GPU at all; checked here it is one line, and on
-    any device the same line. Costs two reductions over a batch's labels on the host."""
+    """Class labels checked against the classes the model scores (its output's second
+    dimension), for a cross-entropy or NLL loss, before the loss reads them. On a GPU a
+    label out of range is a device-side assert at some later step, after which the process
+    cannot use the GPU at all; checked first, it is one line, and on any device the same
+    line. Labels are read where they are on the host (a loader's batch before the loss, a
+    dataset's whole), which costs a reduction over a batch's labels and no wait for the
+    device; labels a loader already put on a device are not read batch by batch, as that
+    would wait for the device at every step. Under torchrun a bad label in one rank's batch
+    stops that rank only, as the loss's own error would."""
 
     __slots__ = ("ignored", "loss_fn", "reads")
 
@@ -273,25 +294,33 @@ class ClassGuard:
         self.reads = isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss)
         self.ignored = getattr(loss_fn, "ignore_index", None) if self.reads else None
 
-    def check(self, out: Any, targets: Any, which: str, where: str | None = None) -> None:
-        """Raise TaskError if host `targets` (a batch's, or with `where` None a whole
-        dataset's) hold a class `out` does not score; nothing for targets already on a
-        device (reading them there would wait for the device), nor for other losses."""
-        if not (self.reads and isinstance(out, torch.Tensor) and out.ndim >= 2
-                and isinstance(targets, torch.Tensor) and targets.device.type == "cpu"
-                and targets.ndim == out.ndim - 1
-                and not (targets.is_floating_point() or targets.is_complex())):
+    def check(self, out: Any, targets: Any, which: str, at: str | None = None,
+              samples: tuple[int, int] | None = None, on_device: bool = False) -> None:
+        """Raise TaskError if `targets` hold a class `out` does not score: a batch's, said
+        `at` a step, or, with `samples` (the first sample's number and the stride between
+        samples), by the bad sample's number; with neither, a whole dataset's (read on the
+        host, copied there once if it is on a device). A batch's targets already on a device
+        are read only with `on_device` (where the caller waits for the device anyway)."""
+        whole = at is None and samples is None
+        if not (self.reads and scores_classes(out, targets, whole)):
             return
+        if targets.device.type != "cpu":
+            if not (whole or on_device):
+                return
+            targets = targets.cpu() if whole else targets
         classes = int(out.shape[1])
         found = out_of_range(targets, classes, self.ignored)
         if found is None:
             return
         label, first = found
-        if where is None:
-            sample = first // max(1, targets[0].numel()) if targets.ndim else 0
-            held = f"the {which} targets hold class {label} (sample {sample}), "
+        index = first // max(1, targets[0].numel())  # the sample within these targets
+        if whole:
+            held = f"the {which} targets hold class {label} (sample {index}), "
+        elif samples is not None:
+            held = (f"the {which} targets hold class {label} (sample "
+                    f"{samples[0] + samples[1] * index}), ")
         else:
-            held = f"a {which} batch ({where}) holds class {label}, "
+            held = f"a {which} batch ({at}) holds class {label}, "
         raise TaskError(held + _classes_advice(label, classes, self.loss_fn))
 
 
