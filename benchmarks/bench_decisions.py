@@ -306,6 +306,17 @@ def remeasure(name: str) -> dict[str, Any]:
     return {**data, "procedures": procedures}
 
 
+def measured(name: str) -> tuple[dict[str, Any], Task, Retrainer, float]:
+    """A task's file to add draws to, its task, a retrainer and when this began; the task
+    must have been measured first."""
+    path = OUT / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"{name}: no {path} to add seeds to; measure the task first "
+                         f"(python benchmarks/bench_decisions.py --tasks {name})")
+    task = load_task(f"zoo/{name}")
+    return json.loads(path.read_text()), task, Retrainer(task, name), time.perf_counter()
+
+
 def more_seeds(name: str, seeds: tuple[int, ...],
                budgets: tuple[str, ...] = tuple(BUDGETS)) -> dict[str, Any]:
     """Measure `tune` again with other seeds, at 3x and 10x of T (or `budgets`) timed again
@@ -314,14 +325,7 @@ def more_seeds(name: str, seeds: tuple[int, ...],
     5% smaller changed a test task's LR plan and its score from 0.89x to 29.7x). A rule
     change is judged against this spread, not against one draw. Stored under "tune_seeds",
     one entry per budget, seed and library commit."""
-    path = OUT / f"{name}.json"
-    if not path.exists():
-        raise SystemExit(f"{name}: no {path} to add seeds to; measure the task first "
-                         f"(python benchmarks/bench_decisions.py --tasks {name})")
-    data = json.loads(path.read_text())
-    task = load_task(f"zoo/{name}")
-    retrain = Retrainer(task, name)
-    started = time.perf_counter()
+    data, task, retrain, started = measured(name)
     seconds, how = final_training_seconds(task, name)
     draws = dict(data.get("tune_seeds", {}))
     library = library_commit()
@@ -349,14 +353,7 @@ def more_peers(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     range-test rule from a sweep of that seed, Prodigy and schedule-free from weights of
     that seed. `tune` is judged over its seeds (`--tune-seeds`); a peer's single draw is
     no fairer a comparison. Stored under "peer_seeds", one entry per procedure and seed."""
-    path = OUT / f"{name}.json"
-    if not path.exists():
-        raise SystemExit(f"{name}: no {path} to add seeds to; measure the task first "
-                         f"(python benchmarks/bench_decisions.py --tasks {name})")
-    data = json.loads(path.read_text())
-    task = load_task(f"zoo/{name}")
-    retrain = Retrainer(task, name)
-    started = time.perf_counter()
+    data, task, retrain, started = measured(name)
     seconds, how = final_training_seconds(task, name)
     draws = dict(data.get("peer_seeds", {}))
     for seed in seeds:
