@@ -809,36 +809,24 @@ def test_a_tie_among_lrs_goes_to_the_lowest_whatever_its_runs_verdict(verdicts):
     assert lowest_tied_lr(sorted(verdicts, reverse=True), verdicts) == 1e-3
 
 
-class Cheap:
-    """Trains each trial for real and reports it as taking a fifth of its seconds: the runs
-    cost less than the speeds the plan timed, as on the zoo at 3x, where up to 0.94 of a
-    final training was left unused."""
-
-    def __init__(self):
-        self.local = LocalExecutor()
-
-    def map(self, specs, *, on_result=None):
-        results = [dataclasses.replace(r, seconds=r.seconds / 5) for r in self.local.map(specs)]
-        for r in results:
-            if on_result is not None:
-                on_result(r)
-        return results
-
-
-# The speeds Dear's plan is timed at, whatever the machine: a training step, a validation
-# sample (free) and a trial's set-up, in seconds.
+# The speeds the plan is timed at in the tests below, whatever the machine: a training step,
+# a validation sample (free) and a trial's set-up, in seconds.
 STEP, SAMPLE, SETUP = 0.1, 0.0, 0.1
 
 
-class Dear(Cheap):
-    """Trains each trial for real and reports it as taking three times what the plan's
-    speeds (STEP, SETUP) say it costs: the runs cost more than the plan timed (on the zoo at
-    3x, the LR stage's runs took up to 1.8x, and the tunes ended at up to 1.39x their
-    budget). Reported from the plan's speeds, not the clock's, so that the budget buys the
-    same runs on a fast machine as on a slow one."""
+class AtPlanSpeeds:
+    """Trains each trial for real and reports it as taking `times` what the plan's speeds
+    (STEP, SETUP) say it costs. Reported from the plan's speeds, not the clock's, so that
+    the budget buys the same runs on a fast machine as on a slow one (read from the clock,
+    a faster machine fitted the full length into the plan, and the branch under test never
+    ran)."""
+
+    def __init__(self, times: float):
+        self.times = times
+        self.local = LocalExecutor()
 
     def map(self, specs, *, on_result=None):
-        results = [dataclasses.replace(r, seconds=3 * (SETUP + r.steps * STEP))
+        results = [dataclasses.replace(r, seconds=self.times * (SETUP + r.steps * STEP))
                    for r in self.local.map(specs)]
         for r in results:
             if on_result is not None:
@@ -848,13 +836,14 @@ class Dear(Cheap):
 
 def test_runs_dearer_than_the_plan_timed_are_replanned_after_the_first(tmp_path,
                                                                       monkeypatch):
-    # the first LR run shows the runs cost three times what the plan timed: the rest are
-    # re-planned to what the stage's share buys at that cost, before they are committed to
-    # (the plan timed at fixed speeds: a final training of digits, 230 steps, is 23 s, and
-    # the budget about five of them)
+    # the first LR run shows the runs cost three times what the plan timed (on the zoo at
+    # 3x, the LR stage's runs took up to 1.8x, and the tunes ended at up to 1.39x their
+    # budget): the rest are re-planned to what the stage's share buys at that cost, before
+    # they are committed to (the plan timed at fixed speeds: a final training of digits,
+    # 230 steps, is 23 s, and the budget about five of them)
     monkeypatch.setattr(recipe, "_measure", lambda ctx: (STEP, SAMPLE, SETUP))
     result = tune("digits", out=tmp_path / "out", budget_minutes=2.0,
-                  stages=["range_test", "lr", "final"], executor=Dear())
+                  stages=["range_test", "lr", "final"], executor=AtPlanSpeeds(3))
     reason = {s["name"]: s for s in result.summary["stages"]}["lr"]["reason"]
     assert "the first run took" in reason and "so the runs were re-planned" in reason
     with Study(tmp_path / "out", resume=True) as study:
@@ -868,14 +857,18 @@ def test_runs_dearer_than_the_plan_timed_are_replanned_after_the_first(tmp_path,
     assert "left out of the comparison" in reason
 
 
-def test_time_no_later_stage_will_use_grows_the_leading_runs(tmp_path, digits_task_file):
-    # the LR runs cost a fifth of their planned seconds: the time left goes to the leading
-    # runs, again at least twice as long, not to waste (a final training of 100 epochs,
-    # shortened to half the budget, leaves the LR runs a fraction of its length)
+def test_time_no_later_stage_will_use_grows_the_leading_runs(tmp_path, digits_task_file,
+                                                            monkeypatch):
+    # the LR runs cost a fifth of their planned seconds (on the zoo at 3x, up to 0.94 of a
+    # final training was left unused): the time left goes to the leading runs, again at
+    # least twice as long, not to waste (a final training of 100 epochs, 290 s at the
+    # plan's speeds, shortened to fit the budget, leaves the LR runs a fraction of its
+    # length; this branch ran the same from budgets of 3 to 7 minutes)
+    monkeypatch.setattr(recipe, "_measure", lambda ctx: (STEP, SAMPLE, SETUP))
     long_task = tmp_path / "long_digits.py"
     long_task.write_text(digits_task_file.read_text() + "epochs = 100\n")
-    result = tune(str(long_task), out=tmp_path / "out", budget_minutes=0.12,
-                  stages=["range_test", "lr", "final"], executor=Cheap())
+    result = tune(str(long_task), out=tmp_path / "out", budget_minutes=5.0,
+                  stages=["range_test", "lr", "final"], executor=AtPlanSpeeds(1 / 5))
     reason = {s["name"]: s for s in result.summary["stages"]}["lr"]["reason"]
     assert "final trainings' time left that no later stage would use" in reason
     with Study(tmp_path / "out", resume=True) as study:
@@ -920,21 +913,21 @@ def test_a_final_training_is_replanned_from_the_time_left(spent, units, epochs):
 
 def test_the_final_training_takes_back_what_a_slow_timing_cut_from_it(tmp_path, monkeypatch,
                                                                       digits_task_file):
-    # the plan's timed steps read ten times slower than they are: it shortens the final
-    # training (at three times, a fast machine fitted all 100 epochs and cut nothing). Once
+    # the runs cost a tenth of what the plan timed: it shortens the final training. Once
     # the LR stage's runs have shown the real speed, the final stage lengthens it again, as
     # far as the time left allows; with no run to show it, the plan's cut stands. (The LR
-    # stage's own use of time left is switched off here.)
-    measure = recipe._measure
-    monkeypatch.setattr(recipe, "_measure", lambda ctx: (lambda step, sample, setup: (
-        10 * step, sample, setup))(*measure(ctx)))
+    # stage's own use of time left is switched off here.) The plan's speeds are fixed and
+    # the runs report their cost from them, so that a fast machine plans the same cut as a
+    # slow one (timed from the clock, a fast machine fitted all 100 epochs and cut nothing).
+    monkeypatch.setattr(recipe, "_measure", lambda ctx: (STEP, SAMPLE, SETUP))
     monkeypatch.setattr(recipe, "_extended", lambda ctx, stage, keys, found, *rest: found)
     long_task = tmp_path / "long_digits.py"
     long_task.write_text(digits_task_file.read_text() + "epochs = 100\n")
     for stages, lengthened in ((["range_test", "lr", "final"], True),
                                (["range_test", "final"], False)):
         out = tmp_path / "-".join(stages)
-        result = tune(str(long_task), out=out, budget_minutes=0.1, stages=stages)
+        result = tune(str(long_task), out=out, budget_minutes=3.0, stages=stages,
+                      executor=AtPlanSpeeds(1 / 10))
         with Study(out, resume=True) as study:
             planned = study.meta("plan")["final_epochs"]
             final = study.trials("final")[0]
