@@ -228,8 +228,8 @@ class Task:
         if found is not None:
             label, first = found
             sample = first // max(1, targets[0].numel())
-            raise TaskError(f"{self.source}: the {which} targets hold class {label} (sample "
-                            f"{sample}), " + _classes_advice(label, classes, self.loss_fn))
+            raise TaskError(f"{self.source}: {_held(which, label, sample)}"
+                            + _classes_advice(label, classes, self.loss_fn))
 
 
 def scores_classes(out: Any, targets: Any, whole: bool = False) -> bool:
@@ -315,13 +315,18 @@ class ClassGuard:
         label, first = found
         index = first // max(1, targets[0].numel())  # the sample within these targets
         if whole:
-            held = f"the {which} targets hold class {label} (sample {index}), "
+            held = _held(which, label, index)
         elif samples is not None:
-            held = (f"the {which} targets hold class {label} (sample "
-                    f"{samples[0] + samples[1] * index}), ")
+            held = _held(which, label, samples[0] + samples[1] * index)
         else:
             held = f"a {which} batch ({at}) holds class {label}, "
         raise TaskError(held + _classes_advice(label, classes, self.loss_fn))
+
+
+def _held(which: str, label: int, sample: int) -> str:
+    """The start of the error for a dataset's sample holding a class the model does not
+    score, one wording wherever it is found."""
+    return f"the {which} targets hold class {label} (sample {sample}), "
 
 
 def _class_targets(data: Dataset) -> torch.Tensor | None:
