@@ -135,6 +135,53 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(task_files, args, messag
     assert not out.exists()  # refused before any work
 
 
+WRONG_QUESTION = """
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+def build_model():
+    return torch.nn.Linear(8, {outputs})
+
+def build_datasets():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 8, generator=g)
+    y = {targets}
+    return TensorDataset(x, y), TensorDataset(x, y)
+
+{loss}
+"""
+
+
+@pytest.mark.parametrize(("outputs", "targets", "loss", "message"), [
+    # no loss_fn: a cross entropy, which over one class is 0 whatever the model does (a
+    # regression task would train, "converge" and report a loss of 0)
+    (1, "x[:, :1]", "", "the model scores a single class (its output is (2, 1)), and "
+                        "CrossEntropyLoss over one class is 0 whatever the model does"),
+    # elementwise losses broadcast outputs and targets of other shapes against each other
+    (3, "torch.randint(0, 3, (200,), generator=g)", "loss_fn = torch.nn.MSELoss()",
+     "MSELoss compares the model's output (2, 3) with targets of another shape, (2,): torch "
+     "would broadcast them against each other and compare every output with every target; "
+     "the targets look like class labels: for those, set loss_fn = "
+     "torch.nn.CrossEntropyLoss()"),
+    (1, "x[:, 0]", "loss_fn = torch.nn.L1Loss()", "y.unsqueeze(-1) in build_datasets"),
+    (1, "x[:, 0]", "loss_fn = F.mse_loss", "mse_loss compares the model's output (2, 1) with "
+                                            "targets of another shape, (2,)"),
+    (1, "x[:, :1, None]", "loss_fn = torch.nn.MSELoss()", "y.squeeze(-1) in build_datasets"),
+])
+def test_a_loss_that_would_answer_the_wrong_question_is_refused(tmp_path, outputs, targets,
+                                                                 loss, message):
+    task = tmp_path / "wrong.py"
+    task.write_text(WRONG_QUESTION.format(outputs=outputs, targets=targets, loss=loss))
+    out = tmp_path / "out"
+    result = runner.invoke(cli.app, ["tune", str(task), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert message in said and str(task) in said, result.output
+    assert "Traceback" not in result.output and "UserWarning" not in result.output
+    assert not out.exists()
+
+
 def test_an_error_in_the_users_loss_names_its_line(tmp_path):
     """An exception raised by the task's own code mid-training (after the one-batch check
     passed) is one line naming the batch and the task file's line, not a traceback."""

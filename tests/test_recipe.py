@@ -79,7 +79,7 @@ def test_tune_writes_a_complete_summary(digits_study):
     out, result = digits_study
     s = json.loads((out / "summary.json").read_text())
     assert s == result.summary
-    assert s["task"] == "digits"
+    assert s["task"] == "digits" and s["optimizer"] == "sgd"
     hp = s["hyperparameters"]
     assert set(hp) >= {"max_lr", "min_lr", "momentum", "weight_decay", "batch_size", "epochs"}
     assert hp["min_lr"] == pytest.approx(hp["max_lr"] / 10)
@@ -260,6 +260,10 @@ def test_a_regression_task_file_without_a_metric_runs_through_tune(tmp_path):
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["final"]["val_metric"] is None and s["final"]["val_loss"] < 0.5
     assert "final validation loss" in result.output
+    # the optimizer the task file chose is named, so that a misread file shows
+    assert "optimizer     sgd (the task file's)" in result.output
+    assert "<td>optimizer</td><td>sgd (the task file&#x27;s)</td>" in \
+        (tmp_path / "out" / "report.html").read_text()
 
 
 def test_a_classification_task_file_runs_through_tune(tmp_path, digits_task_file):
@@ -733,12 +737,28 @@ def test_without_a_refine_stage_no_check_is_promised_nor_kept_in_reserve(tmp_pat
         assert lr.search.evidence["uncorrected"] > lr.decision.max_lr
 
 
-def test_a_budget_used_up_before_the_plan_is_a_clear_error(tmp_path):
-    result = runner.invoke(app, ["tune", "digits", "--out", str(tmp_path / "out"),
-                                 "--budget-minutes", "0.001", "--quiet"])
+def test_a_budget_used_up_before_the_plan_is_a_clear_error_and_resumes_with_another(
+        tmp_path):
+    out = str(tmp_path / "out")
+    stages = ["--stages", "range_test,final"]
+    result = runner.invoke(app, ["tune", "digits", "--out", out, "--budget-minutes", "0.001",
+                                 "--quiet", *stages])
     assert result.exit_code == 2
     assert "is used up by loading the task and the range test" in result.output
-    assert "give at least" in result.output
+    assert "give at least" in result.output and "with --resume, the range test" in result.output
+    with Study(tmp_path / "out", resume=True) as study:
+        swept = study.finished_stage("range_test").outcome.reason
+    # the study has no plan yet: --resume takes another budget, and keeps the range test
+    again = runner.invoke(app, ["tune", "digits", "--out", out, "--budget-epochs", "3",
+                                "--resume", "--quiet", *stages])
+    assert again.exit_code == 0, again.output
+    with Study(tmp_path / "out", resume=True) as study:
+        assert study.finished_stage("range_test").outcome.reason == swept
+        assert study.meta("config")["budget_epochs"] == 3
+    # once planned, the budget is the study's: another one is refused, as any setting
+    other = runner.invoke(app, ["tune", "digits", "--out", out, "--budget-epochs", "5",
+                                "--resume", "--quiet", *stages])
+    assert other.exit_code == 2 and "holds a study with other settings" in other.output
 
 
 def test_the_reports_reserve_gives_back_what_a_stage_that_ran_nothing_will_not_draw():

@@ -124,6 +124,14 @@ def test_a_task_file_is_loaded_with_its_options(tmp_path):
         (GOOD_TASK + "optimizer = 'lbfgs'\n", "optimizer must be one of"),
         (GOOD_TASK + "batch_size = 0\n", "batch_size must be a positive int"),
         (GOOD_TASK + "metric = 'f1'\n", "metric must be"),
+        # a misspelt setting would leave it at its default without a word (SGD, or a cross
+        # entropy the task never asked for)
+        (GOOD_TASK + "optimiser = 'adamw'\n", "sets 'optimiser', which a task file does not "
+                                              "read: did you mean 'optimizer'?"),
+        (GOOD_TASK + "loss_func = torch.nn.MSELoss()\n", "did you mean 'loss_fn'?"),
+        (GOOD_TASK + "epoch = 3\n", "did you mean 'epochs'?"),
+        (GOOD_TASK + "loss_fn = torch.nn.MSELoss\n",
+         r"loss_fn is the class MSELoss, not a loss: make one, loss_fn = MSELoss\(\)"),
     ],
 )
 def test_broken_task_files_name_the_file_and_what_is_missing(tmp_path, source, message):
@@ -132,6 +140,15 @@ def test_broken_task_files_name_the_file_and_what_is_missing(tmp_path, source, m
     with pytest.raises(TaskError, match=message) as err:
         load_task(str(path))
     assert str(path) in str(err.value)
+
+
+def test_a_task_files_own_names_are_its_own(tmp_path):
+    # names near a setting's are refused only where they could be one: an imported class or
+    # module, or a name with a leading underscore, is the file's own
+    path = tmp_path / "own.py"
+    path.write_text(GOOD_TASK + "from torch.optim import Optimizer\nimport math as optimizers\n"
+                    "_epoch = 3\nlearning = 0.1\n")
+    assert load_task(str(path)).optimizer == "adamw"
 
 
 def test_task_functions_that_raise_or_return_nonsense_get_task_errors(tmp_path):

@@ -651,6 +651,9 @@ def tune(
     s = result.summary
     hp = s["hyperparameters"]
     console.print("\n[bold]chosen hyper-parameters[/]")
+    if s.get("optimizer"):  # named, so that a misread task file shows here
+        console.print(f"  {'optimizer':13s} {s['optimizer']} (the task file's)",
+                      highlight=False)
     for key, value in hp.items():
         console.print(f"  {key:13s} {display.hyperparameter(key, value)}", highlight=False)
     final = s["final"]

@@ -139,6 +139,8 @@ PICTURES_SHARE = 0.1
 # A stage may overrun its share by this factor before it stops growing its runs (the stages
 # after it are re-planned from what is left).
 ROOM_SLACK = 1.15
+# The settings a study may change on --resume while it has no plan yet.
+BUDGET_KEYS = frozenset({"budget_epochs", "budget_minutes"})
 # When a sweep cannot tell, the next one is this many times longer (more steps at each LR).
 LONGER_SWEEP = 4
 # Training steps timed to plan the budget (after two untimed ones).
@@ -1492,7 +1494,11 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
                       weight_decay=start_weight_decay(task.optimizer))
         config = settings.journal_config(team.size, start.weight_decay)
         previous = study.meta("config")
-        if previous is not None and previous != config:
+        # a study stopped before its plan (its budget too small for one) takes another
+        # budget: nothing journaled so far depends on it
+        replanned = previous is not None and study.meta("plan") is None and all(
+            previous.get(k) == config.get(k) for k in {*previous, *config} - BUDGET_KEYS)
+        if previous is not None and previous != config and not replanned:
             differ = "; ".join(
                 f"{k} {display.setting(previous.get(k))} there, {display.setting(config.get(k))}"
                 " here" for k in sorted({*previous, *config}) if previous.get(k) != config.get(k))
@@ -1676,7 +1682,7 @@ def _plan(ctx: Context, started: float) -> Plan:
             raise DisciplinedError(
                 f"--budget-minutes {s.budget_minutes:g} is used up by loading the task and the "
                 f"range test ({spent:.0f} s): give at least {need:.1f} minutes, or use "
-                "--budget-epochs")
+                "--budget-epochs (with --resume, the range test done is kept)")
         if final > room:  # too long for the budget: shortened to fit
             epochs = max(round(epochs * room / final, 2), 1 / per_epoch)
     else:  # in trainings, so that no clock changes the decisions
@@ -1715,6 +1721,8 @@ def _summary(ctx: Context, records: list[StageRecord], wall: float,
         "versions": {"disciplined": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "hyperparameters": ctx.hyper.to_dict(),
+        # the task file's choice (a framework's task brings its own optimizer)
+        "optimizer": ctx.task.optimizer if ctx.task.runner is None else None,
         "stages": [{"name": r.name, "decision": r.outcome.decision.to_dict(),
                     "reason": r.outcome.reason, "trials": len(ctx.study.trials(r.name)),
                     "wall_seconds": r.seconds} for r in records],

@@ -11,11 +11,13 @@ the steps, where our own engine would otherwise.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import gzip
 import importlib.util
 import struct
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
 
 from . import zoo
@@ -201,13 +204,22 @@ class Task:
         batch = f"inputs {_describe(inputs)}, targets {_describe(targets)}"
         with torch.random.fork_rng(), torch.no_grad():
             model = self.model().eval()
+            def failed(err: Exception) -> TaskError:
+                return TaskError(f"{self.source}: the model and loss fail on a batch of the "
+                                 f"training data ({batch}): {type(err).__name__}: {err}")
+
             try:
                 out = model(inputs)
+            except Exception as err:
+                raise failed(err) from err
+            wrong = _mismatch(self.loss_fn, out, targets)  # before torch's own error, if any
+            if wrong:
+                raise TaskError(f"{self.source}: {wrong} (a batch of the training data: "
+                                f"{batch})")
+            try:
                 loss = self.loss_fn(out, targets)
             except Exception as err:
-                raise TaskError(f"{self.source}: the model and loss fail on a batch of the "
-                                f"training data ({batch}): {type(err).__name__}: {err}"
-                                ) from err
+                raise failed(err) from err
         if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
             raise TaskError(f"{self.source}: loss_fn must return one number per batch (a "
                             f"mean), got {_describe(loss)} on a batch ({batch})")
@@ -230,6 +242,49 @@ class Task:
             sample = first // max(1, targets[0].numel())
             raise TaskError(f"{self.source}: {_held(which, label, sample)}"
                             + _classes_advice(label, classes, self.loss_fn))
+
+
+# Losses that compare each output with the target in its place, as modules and as
+# functions: outputs and targets of other shapes are broadcast against each other, with at
+# most a warning, and the loss is then a number for the wrong question.
+ELEMENTWISE_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss,
+                      nn.BCEWithLogitsLoss)
+ELEMENTWISE_FUNCTIONS = (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss,
+                         F.binary_cross_entropy, F.binary_cross_entropy_with_logits)
+
+
+def _mismatch(loss_fn: Any, out: Any, targets: Any) -> str:
+    """What is wrong with a loss that runs on a batch but cannot mean anything there ('' if
+    nothing is): a cross entropy over a single class, which is 0 whatever the model does,
+    or an elementwise loss on outputs and targets of different shapes."""
+    if not (isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor)):
+        return ""
+    name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+    cross_entropy = isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss) or \
+        loss_fn in (F.cross_entropy, F.nll_loss)
+    if cross_entropy and out.ndim >= 2 and out.shape[1] == 1:
+        return (f"the model scores a single class (its output is {tuple(out.shape)}), and "
+                f"{name} over one class is 0 whatever the model does (a cross entropy is "
+                "the loss when the task file sets no loss_fn). For a regression, set "
+                "loss_fn = torch.nn.MSELoss(); for a yes/no label, have the model score two "
+                "classes, or use torch.nn.BCEWithLogitsLoss() with float targets")
+    elementwise = isinstance(loss_fn, ELEMENTWISE_LOSSES) or loss_fn in ELEMENTWISE_FUNCTIONS
+    if not elementwise or out.shape == targets.shape:
+        return ""
+    if not (targets.is_floating_point() or targets.is_complex()) and out.ndim == 2 \
+            and targets.ndim == 1 and out.shape[1] > 1:
+        fix = "the targets look like class labels: for those, set loss_fn = " \
+            "torch.nn.CrossEntropyLoss()"
+    elif out.ndim == targets.ndim + 1 and out.shape[-1] == 1:
+        fix = "give the targets the output's shape (y.unsqueeze(-1) in build_datasets), " \
+            "or end the model with .squeeze(-1)"
+    elif targets.ndim == out.ndim + 1 and targets.shape[-1] == 1:
+        fix = "give the targets the output's shape (y.squeeze(-1) in build_datasets)"
+    else:
+        fix = "have the model output one value per target, in the targets' shape"
+    return (f"{name} compares the model's output {tuple(out.shape)} with targets of "
+            f"another shape, {tuple(targets.shape)}: torch would broadcast them against each "
+            f"other and compare every output with every target; {fix}")
 
 
 def scores_classes(out: Any, targets: Any, whole: bool = False) -> bool:
@@ -560,6 +615,27 @@ def load_task(name_or_path: str | Path, *, data_dir: str | Path | None = None) -
     return _task_from_file(path)
 
 
+# The names a task file sets that the protocol reads (the rest are the file's own).
+TASK_FILE_NAMES = ("build_model", "build_datasets", "loss_fn", "metric", "optimizer",
+                   "batch_size", "epochs", "TASK")
+
+
+def _check_names(path: Path, module: types.ModuleType) -> None:
+    """Refuse a name that looks like a misspelt setting (`optimiser`, `loss_func`): read
+    as the file's own, it would leave the setting at its default without a word, and the
+    task would train with SGD or a cross entropy it never asked for. Modules and classes
+    are the file's own, as is any name that starts with an underscore."""
+    for name, value in vars(module).items():
+        if name.startswith("_") or name in TASK_FILE_NAMES or \
+                isinstance(value, types.ModuleType | type):
+            continue
+        close = difflib.get_close_matches(name, TASK_FILE_NAMES, n=1, cutoff=0.8)
+        if close:
+            raise TaskError(f"{path}: sets {name!r}, which a task file does not read: did "
+                            f"you mean {close[0]!r}? (Rename it; or, if it is your own, "
+                            f"start its name with an underscore.)")
+
+
 def _task_from_file(path: Path) -> Task:
     module_name = f"_disciplined_task_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -584,7 +660,11 @@ def _task_from_file(path: Path) -> Task:
         raise TaskError(
             f"{path}: a task file must define {' and '.join(f'{m}()' for m in missing)}; "
             f"for example:\n{TASK_FILE_EXAMPLE}")
+    _check_names(path, module)
     loss_fn = getattr(module, "loss_fn", None) or nn.CrossEntropyLoss()
+    if isinstance(loss_fn, type):
+        raise TaskError(f"{path}: loss_fn is the class {loss_fn.__name__}, not a loss: "
+                        f"make one, loss_fn = {loss_fn.__name__}()")
     if not callable(loss_fn):
         raise TaskError(f"{path}: loss_fn must be callable (e.g. torch.nn.CrossEntropyLoss())")
     default_metric = "accuracy" if isinstance(loss_fn, nn.CrossEntropyLoss) else None
