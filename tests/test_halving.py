@@ -102,6 +102,19 @@ def test_candidates_tied_at_every_short_length_grow_together_when_there_is_room(
     assert found.winner == 1e-2 and not found.tied  # the full length decides
 
 
+def test_candidates_tied_even_at_full_length_are_said_to_be_tied():
+    # the lowest loss is taken at full length, but the note must not claim a length told
+    # them apart (it read "runs of the full length told the candidates apart" beside a table
+    # that ranked every candidate first)
+    fake = Fake(lambda lr, f: 1.0 + lr / 100, noise=0.1)
+    found = successive_halving(LRS, spec_for, plan_rungs(5, budget=5.0, shortest=1.0),
+                               prefer=lowest, executor=fake)
+    assert not found.tied and not found.told_apart and found.winner == min(LRS)
+    assert found.length_note == ("no length told the candidates apart: at the full length "
+                                 "too, all were within noise of each other, and the lowest "
+                                 "loss was taken")
+
+
 def test_a_tie_with_no_room_to_grow_keeps_the_range_covered_and_is_said():
     fake = Fake(lambda lr, f: 1.0, noise=0.1)
     plan = plan_rungs(5, budget=2.0, shortest=0.05)

@@ -235,9 +235,11 @@ def successive_halving(
     winner = chooser(leaders, verdicts) if tied else by_label[ranked[0].label]
     if len(keys) == 1:
         note = f"there was room for one run only, of {_fraction_text(last)}"
+    elif not tied and not told_apart:  # at the full length, a tie goes to the lowest loss
+        note = (f"no length told the candidates apart: at {_fraction_text(last)} too, all "
+                "were within noise of each other, and the lowest loss was taken")
     elif not tied:
-        shortest = next((i for i, rung in enumerate(rungs) if _separates(rung.comparison)),
-                        len(rungs) - 1)
+        shortest = next(i for i, rung in enumerate(rungs) if _separates(rung.comparison))
         note = (f"runs of {_fraction_text(rungs[shortest].fraction)} told the candidates "
                 f"apart" + (f"; the better ones grew to {_fraction_text(last)}"
                             if shortest < len(rungs) - 1 else ""))
