@@ -43,6 +43,34 @@ def test_non_finite_or_blown_up_curves_are_diverged():
     assert diagnose_curve(STEPS, blown).verdict == "diverged"
 
 
+# Two runs of a 256x256 MLP on breast cancer (455 samples, AdamW), evaluated every 50 steps.
+COLLAPSED = [0.643, 0.133, 0.069, 0.281, 0.366, 0.641, 0.666, 0.64, 0.642, 0.643, 0.641, 0.641]
+MEMORIZED = [0.095, 0.08, 0.052, 0.157, 0.141, 0.143, 0.171, 0.143, 0.148, 0.148, 0.149, 0.149]
+
+
+def test_a_curve_that_gave_back_what_it_learned_is_unstable_not_balanced():
+    # max LR a decade too high: down to 0.069, then back at the majority class's loss, the
+    # training loss with it (it was read "balanced": keep these values)
+    d = diagnose_curve(STEPS[:12], COLLAPSED, train_loss=0.66, train_start=0.4)
+    assert d.verdict == "unstable" and d.evidence["gave_back"] > 0.9
+    assert "lower the maximum learning rate" in d.advice
+    # the same rise with the training loss far below it is the model fitting its own data
+    assert diagnose_curve(STEPS[:12], COLLAPSED, train_loss=0.01).verdict != "unstable"
+
+
+def test_a_first_evaluation_after_the_fall_is_not_the_start_a_blow_up_is_read_against():
+    # evaluated first after 50 steps, already near its minimum: ending at 1.6x that first
+    # reading is the rise of a model that memorized its data, not a loss that blew up
+    # (the training loss started at 0.4 and ended near 0)
+    d = diagnose_curve(STEPS[:12], MEMORIZED, train_loss=0.0004, train_start=0.4)
+    assert d.verdict == "overfitting"
+    # with nothing to say where training started, the first evaluation is the start
+    assert diagnose_curve(STEPS[:12], MEMORIZED).verdict == "diverged"
+    # a loss that blew up past the training loss's start is still diverged
+    assert diagnose_curve(STEPS[:12], [*MEMORIZED[:-1], 0.9], train_loss=0.5,
+                          train_start=0.4).verdict == "diverged"
+
+
 def test_spikes_late_in_the_curve_are_unstable():
     curve = np.concatenate([np.linspace(2.0, 0.5, 10), np.full(30, 0.5)])
     y = noisy(curve, 0.005)
