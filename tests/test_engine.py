@@ -108,6 +108,62 @@ def test_datasets_and_dataloaders_train_too():
     assert trainer.run(epochs=1).val_metric[-1] > 0.5
 
 
+def test_how_often_a_loaders_run_is_evaluated_does_not_change_its_training():
+    # every iter() of a DataLoader draws from the global RNG: an evaluation on a loader
+    # moved the shuffle of the training loader after it, so tune's trials (evaluated 12
+    # times) and `disciplined train` (once an epoch) trained differently at one spec
+    def trained(every):
+        torch.manual_seed(0)
+        train = DataLoader(DATA[0], batch_size=50, shuffle=True)
+        val = DataLoader(DATA[1], batch_size=100)
+        trainer = make_trainer(train=train)
+        trainer.val_data, trainer.eval_every = val, every
+        trainer.run(epochs=2)
+        return [p.detach().clone() for p in trainer.model.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(trained(5), trained(29), strict=True))
+
+
+class Pair(torch.nn.Module):
+    """A model that returns its scores with something else, as an RNN returns its state."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = digits_cnn()
+
+    def forward(self, x):
+        out = self.net(x)
+        return out, {"norm": out.norm()}
+
+
+def test_a_model_that_returns_a_tuple_is_evaluated_by_its_own_loss():
+    # the library's own float() on the output failed, and the error blamed the user's model
+    def loss(out, y):
+        return torch.nn.functional.cross_entropy(out[0], y)
+
+    torch.manual_seed(0)
+    model = Pair()
+    opt = build_optimizer("sgd", model, lr=0.1, weight_decay=5e-4)
+    trainer = Trainer(model, opt, loss, DATA[0], DATA[1], batch_size=64, metric=None)
+    h = trainer.run(epochs=1)
+    assert h.val_metric == [None] * len(h.val_loss) and h.val_loss[-1] < 0.6 * math.log(10)
+    trainer = Trainer(model, opt, loss, DATA[0], DATA[1], batch_size=64)  # accuracy
+    with pytest.raises(TaskError, match='"accuracy" reads a tensor of class scores, and the '
+                                        "model returns a tuple of 2: set metric = None"):
+        trainer.run(steps=2)
+
+
+def test_accuracy_from_one_logit_per_sample():
+    # a (N, 1) logit against (N, 1) 0/1 targets: the sign decides (argmax over one column
+    # said 0 for everyone, and broadcast against (N,) targets gave 10100%)
+    out = torch.tensor([[2.0], [-1.0], [0.5], [-3.0]])
+    y = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
+    assert tasks.correct_count(out, y) == 3
+    assert tasks.accuracy_mismatch(torch.nn.BCEWithLogitsLoss(), out, y) == ""
+    assert "set metric = None" in tasks.accuracy_mismatch(torch.nn.MSELoss(), out, y)
+    assert tasks.correct_count(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 1
+
+
 def test_batch_stream_resumes_mid_epoch_on_the_same_batches():
     stream = BatchStream(PlainDataset(DATA[0]), 100, seed=3)
     [stream.next() for _ in range(5)]

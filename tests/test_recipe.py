@@ -321,7 +321,7 @@ def test_find_lr_and_train_start_each_optimizer_from_its_own_weight_decay_too(tm
         (["tune", "digits", "--budget-minutes", "0"], "budget_minutes must be > 0"),
         (["tune", "digits", "--stages", "range_test,magic"], "unknown stage 'magic'"),
         (["tune", "missing_task.py"], "unknown task"),
-        (["report", "/nonexistent/dir"], "holds no finished study"),
+        (["report", "/nonexistent/dir"], "holds no study"),
     ],
 )
 def test_bad_arguments_are_one_line_errors_with_exit_code_2(tmp_path, args, message):
@@ -396,6 +396,11 @@ def test_a_sweep_that_cannot_tell_escalates_and_short_runs_decide(tmp_path, noth
     # the weight-decay stage's winner is the final training, kept and not trained again
     assert "kept, not repeated" in stages["final"]["reason"]
     assert stages["final"]["trials"] == 1 and (tmp_path / "out" / "model.pt").exists()
+    # the report gives the run's own time, not the stage's near-zero one
+    final = result.summary["final"]
+    assert final["train_seconds"] > final["wall_seconds"]
+    assert f"trained in {final['train_seconds']:.1f} s by an earlier stage's run" in \
+        (tmp_path / "out" / "report.html").read_text()
     assert stages["refine"]["trials"] >= 1  # the budget left went to the closed loop
     # a 2-epoch final is shorter than the 60 steps a short run may take: no run is longer
     # than the final training (a short run longer than it misjudges what the final rewards)

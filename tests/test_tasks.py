@@ -18,6 +18,7 @@ from disciplined.tasks import (
     mnist1d_mlp,
     read_idx,
 )
+from disciplined.trials import Budget, TrialSpec, build_trainer
 from disciplined.zoo._mnist1d import generated_mnist1d
 
 
@@ -149,6 +150,51 @@ def test_a_task_files_own_names_are_its_own(tmp_path):
     path.write_text(GOOD_TASK + "from torch.optim import Optimizer\nimport math as optimizers\n"
                     "_epoch = 3\nlearning = 0.1\n")
     assert load_task(str(path)).optimizer == "adamw"
+
+
+# GOOD_TASK (batch_size 16) whose training data is a DataLoader of batch 8
+LOADER_TASK = GOOD_TASK.replace(
+    "return torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y)",
+    "data = torch.utils.data.TensorDataset(x, y)\n"
+    "    return torch.utils.data.DataLoader(data, batch_size=8, shuffle=True), data")
+assert LOADER_TASK != GOOD_TASK
+
+
+def test_a_dataloaders_own_batch_is_the_tasks_and_another_is_refused(tmp_path):
+    # the loader trains at its batch: reported at the task's (16) the steps and speeds
+    # were said at a batch that never trained, and --batch-size changed nothing
+    path = tmp_path / "loader.py"
+    path.write_text(LOADER_TASK)
+    assert load_task(str(path)).loaded().batch_size == 8
+    trainer, steps = build_trainer(TrialSpec(str(path), max_lr=0.1, budget=Budget(epochs=1)))
+    assert trainer.batch_size == 8
+    assert steps == 8
+    with pytest.raises(TaskError, match="its training DataLoader fixes the batch at 8, so a "
+                                        "batch of 32 cannot be trained"):
+        build_trainer(TrialSpec(str(path), max_lr=0.1, budget=Budget(epochs=1),
+                                batch_size=32))
+
+
+@pytest.mark.parametrize(("loss", "outputs", "targets"), [
+    ("torch.nn.MSELoss()", 1, "torch.randn(64, 1, generator=g)"),  # a regression
+    ("torch.nn.BCELoss()", 1, "torch.rand(64, 1, generator=g).round()"),  # probabilities
+])
+def test_accuracy_where_nothing_says_what_is_right_is_refused(tmp_path, loss, outputs, targets):
+    path = tmp_path / "acc.py"
+    model = "torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid())"
+    path.write_text(f"""
+import torch
+def build_model():
+    return {model}
+def build_datasets():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 4, generator=g), {targets}
+    return torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y)
+loss_fn = {loss}
+metric = "accuracy"
+""")
+    with pytest.raises(TaskError, match='metric = "accuracy" reads class scores'):
+        load_task(str(path)).loaded()
 
 
 def test_task_functions_that_raise_or_return_nonsense_get_task_errors(tmp_path):

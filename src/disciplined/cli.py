@@ -373,9 +373,11 @@ def train(
         console.print(f"step {step:6d}  val loss {display.number(loss)}{extra}",
                       highlight=False)
     final = h.val_metric[-1] if h.val_metric else None
+    last = h.val_loss[-1] if h.val_loss else None
     console.print(f"{policy}: {display.epochs(round(h.epochs, 2))} in {h.wall_seconds:.1f} s, "
                   f"{_batch_line(job.result.spec.batch_size or 0)} "
                   f"({h.samples_per_second:,.0f} samples/s)"
+                  + ("" if last is None else f", final val loss {display.number(last)}")
                   + ("" if final is None else f", final val accuracy {display.percent(final)}"))
     _wrote(job.files)
     if h.stop_reason == "diverged":  # the files above say so too; the exit code must
@@ -612,7 +614,9 @@ def tune(
     task: TaskArg,
     out: OutDir = Path("runs/tune"),
     budget_minutes: Annotated[float | None, typer.Option(
-        help="Wall-clock budget for everything; sizes the final training.")] = None,
+        help="Wall-clock budget for everything, tuning and final training together; the "
+             "final training is shortened to fit it, never made longer than the task's "
+             "epochs.")] = None,
     budget_epochs: Annotated[float | None, typer.Option(
         help="Final training epochs; default: the task's own (a task file's `epochs`; "
              "digits 10, mnist1d 30, fashion-mnist 4, a zoo task its file's), else 10. "

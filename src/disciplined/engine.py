@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from . import distributed
 from .hyper import HyperScheduler, group_momentum
-from .tasks import ClassGuard, blamed
+from .tasks import ClassGuard, blamed, correct_count
 
 Data = Dataset | DataLoader
 StopReason = Literal["", "budget", "time", "diverged"]
@@ -236,8 +236,11 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
         batches = DataLoader(Subset(data, range(rank, n, size)) if sliced else data,
                              EVAL_BATCH)
         max_samples = None  # the subset holds this rank's share of them
+    # a DataLoader draws its workers' seed from the global RNG at every iter(), so an
+    # evaluation would move the training's shuffle: how often one evaluates would change
+    # the training (tune's trials against `disciplined train` at the same spec)
     try:
-        with torch.no_grad(), _autocast(device, amp):
+        with torch.no_grad(), _autocast(device, amp), torch.random.fork_rng(devices=[]):
             for batch in batches:
                 if max_samples is not None and seen >= max_samples:
                     break
@@ -247,9 +250,10 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
                     # the loss's float() below waits for the device anyway
                     guard.check(out, batch[1], which, samples=(first + stride * seen, stride),
                                 on_device=True)
-                    total_loss += float(loss_fn(out.float(), y)) * len(y)
-                if metric == "accuracy":
-                    correct += int((out.argmax(1) == y).sum())
+                    scores = out.float() if isinstance(out, torch.Tensor) else out
+                    total_loss += float(loss_fn(scores, y)) * len(y)
+                    if metric == "accuracy":
+                        correct += correct_count(out, y)
                 seen += len(y)
     finally:
         model.train(was_training)

@@ -1730,7 +1730,9 @@ def _summary(ctx: Context, records: list[StageRecord], wall: float,
             "val_loss": run.val_loss if run else None,
             "val_metric": run.val_metric if run else None,
             "epochs": run.epochs if run else None,
-            "wall_seconds": final.seconds if final else None,
+            "wall_seconds": final.seconds if final else None,  # the stage's, this time
+            # the run's own: an earlier stage's full-length run, where the final reused it
+            "train_seconds": run.train_seconds if run else None,
             "spec": _portable(finals[-1].spec).to_dict() if finals else None,
         },
         "wall_seconds_total": wall,

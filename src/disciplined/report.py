@@ -233,9 +233,12 @@ def build_report(study: Study, summary: dict[str, Any], left_out: str | None = N
     if final.get("val_loss") is not None:
         metric = "" if final["val_metric"] is None else \
             f", accuracy {display.percent(final['val_metric'])}"
+        took = f"{final['wall_seconds']:.1f} s"
+        trained = final.get("train_seconds")
+        if trained is not None and final["wall_seconds"] < trained / 2:
+            took = f"trained in {trained:.1f} s by an earlier stage's run, kept, not repeated"
         parts.append(f"<p>Final 1cycle training: {display.epochs(final['epochs'])}, validation "
-                     f"loss {display.number(final['val_loss'])}{metric}, "
-                     f"{final['wall_seconds']:.1f} s.</p>")
+                     f"loss {display.number(final['val_loss'])}{metric}, {took}.</p>")
     parts += ["<h2>Budget spent per stage</h2>",
               _table([[s["name"], s["trials"], f"{s['wall_seconds']:.1f} s",
                        _decision(s["decision"])] for s in summary["stages"]],
@@ -277,9 +280,13 @@ def write_report(out: Path, study: Study, left_out: str | None = None) -> Path:
 def regenerate_report(directory: str | Path) -> Path:
     """`disciplined report DIR`: rebuild report.html from the journal and summary.json."""
     out = Path(directory)
-    if not (out / "study.db").exists() or not (out / "summary.json").exists():
-        raise DisciplinedError(f"{out} holds no finished study (study.db and summary.json); "
-                               f"run `disciplined tune TASK --out {out}` first")
+    if not (out / "study.db").exists():
+        raise DisciplinedError(f"{out} holds no study (study.db); run `disciplined tune TASK "
+                               f"--out {out}` first")
+    if not (out / "summary.json").exists():
+        raise DisciplinedError(f"the study in {out} did not finish (it has no summary.json): "
+                               f"finish it with `disciplined tune TASK --out {out} --resume` "
+                               "and the options it began with")
     with Study(out, resume=True) as study:
         return write_report(out, study)
 

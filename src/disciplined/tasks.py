@@ -145,7 +145,8 @@ class Task:
         """This task with its datasets built once, now, and one batch checked through the
         model and the loss: a caller that needs the data before training (to count steps)
         and the trainer after it then share one copy, and a mismatch is said before any
-        work. A framework's task reads its batch size from the framework instead."""
+        work. A task whose training data is a DataLoader takes that loader's batch size (it
+        is what trains); a framework's task reads it from the framework."""
         if self.runner is not None:
             return dataclasses.replace(self, batch_size=self.runner.batch_size())
         data = self.datasets()
@@ -153,7 +154,9 @@ class Task:
         if classes is not None:
             for which, dataset in zip(("training", "validation"), data, strict=True):
                 self.check_classes(dataset, which, classes)
-        return dataclasses.replace(self, build_datasets=lambda: data)
+        own = data[0].batch_size if isinstance(data[0], DataLoader) else None
+        return dataclasses.replace(self, build_datasets=lambda: data,
+                                   batch_size=own or self.batch_size)
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         self.engine_only("training with our engine")
@@ -223,6 +226,9 @@ class Task:
         if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
             raise TaskError(f"{self.source}: loss_fn must return one number per batch (a "
                             f"mean), got {_describe(loss)} on a batch ({batch})")
+        if self.metric == "accuracy" and (wrong := accuracy_mismatch(self.loss_fn, out,
+                                                                     targets)):
+            raise TaskError(f"{self.source}: {wrong} (a batch of the training data: {batch})")
         reads_classes = ClassGuard(self.loss_fn).reads and scores_classes(out, targets)
         return int(out.shape[1]) if reads_classes else None
 
@@ -285,6 +291,47 @@ def _mismatch(loss_fn: Any, out: Any, targets: Any) -> str:
     return (f"{name} compares the model's output {tuple(out.shape)} with targets of "
             f"another shape, {tuple(targets.shape)}: torch would broadcast them against each "
             f"other and compare every output with every target; {fix}")
+
+
+def _soft(out: torch.Tensor, targets: Any) -> bool:
+    """Whether `targets` are class probabilities for `out`'s scores (a cross entropy's
+    soft labels: mixup, label smoothing), whose most likely class is the label."""
+    return isinstance(targets, torch.Tensor) and targets.is_floating_point() and \
+        targets.shape == out.shape
+
+
+def _one_logit(out: torch.Tensor, targets: torch.Tensor) -> bool:
+    """Whether `out` holds one score per sample for one 0/1 target per sample."""
+    n = len(targets) if targets.ndim else 0
+    return n > 0 and targets.numel() == n and out.numel() == n
+
+
+def accuracy_mismatch(loss_fn: Any, out: Any, targets: Any) -> str:
+    """Why metric = "accuracy" cannot be read from these outputs and targets ('' if it
+    can): class scores (N, C, ...) against labels (N, ...) or class probabilities (N, C),
+    or, with BCEWithLogitsLoss, one logit per sample against 0/1 targets."""
+    if isinstance(out, torch.Tensor) and (scores_classes(out, targets) or _soft(
+            out, targets)) and out.shape[1] > 1:
+        return ""
+    if isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor) and \
+            _one_logit(out, targets) and isinstance(loss_fn, nn.BCEWithLogitsLoss):
+        return ""
+    shapes = f"the model outputs {_describe(out)} and the targets are {_describe(targets)}"
+    return ('metric = "accuracy" reads class scores (N, C) against class labels (N,), or '
+            "one logit per sample against 0/1 targets with BCEWithLogitsLoss; "
+            f"{shapes}: set metric = None (the validation loss still decides)")
+
+
+def correct_count(out: Any, targets: torch.Tensor) -> int:
+    """How many samples `out` gets right, in one of the forms `accuracy_mismatch` allows:
+    the highest class score, or a logit's sign against a 0/1 target."""
+    if not isinstance(out, torch.Tensor):
+        raise TaskError(f'metric = "accuracy" reads a tensor of class scores, and the model '
+                        f"returns a {_describe(out)}: set metric = None")
+    if out.ndim >= 2 and out.shape[1] > 1:
+        labels = targets.argmax(1) if _soft(out, targets) else targets
+        return int((out.argmax(1) == labels).sum())
+    return int(((out.reshape(targets.shape) > 0) == (targets > 0.5)).sum())
 
 
 def scores_classes(out: Any, targets: Any, whole: bool = False) -> bool:
