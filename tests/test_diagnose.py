@@ -56,6 +56,12 @@ def test_a_curve_that_gave_back_what_it_learned_is_unstable_not_balanced():
     assert "lower the maximum learning rate" in d.advice
     # the same rise with the training loss far below it is the model fitting its own data
     assert diagnose_curve(STEPS[:12], COLLAPSED, train_loss=0.01).verdict != "unstable"
+    # as is a rise whose training loss (dropout on) sits well below the end: overfitting
+    rising = np.concatenate([[2.0, 1.0, 0.6, 0.5], np.linspace(0.55, 1.5, 36)])
+    assert diagnose_curve(STEPS, rising, train_loss=0.6).verdict == "overfitting"
+    # a plateau's jitter gives nothing back: the rise must stand out of the noise
+    plateau = 0.45 + 0.15 * np.exp(-np.arange(40) / 3) + 0.045 * np.sin(np.arange(40) * 2.1)
+    assert diagnose_curve(STEPS, plateau, train_loss=0.47).verdict == "balanced"
 
 
 def test_a_first_evaluation_after_the_fall_is_not_the_start_a_blow_up_is_read_against():
@@ -66,8 +72,12 @@ def test_a_first_evaluation_after_the_fall_is_not_the_start_a_blow_up_is_read_ag
     assert d.verdict == "overfitting"
     # with nothing to say where training started, the first evaluation is the start
     assert diagnose_curve(STEPS[:12], MEMORIZED).verdict == "diverged"
-    # a loss that blew up past the training loss's start is still diverged
+    # a loss that blew up past the training loss's start is still diverged, and so is one
+    # whose training loss rose with it (the model no longer fits its own data)
     assert diagnose_curve(STEPS[:12], [*MEMORIZED[:-1], 0.9], train_loss=0.5,
+                          train_start=0.4).verdict == "diverged"
+    collapsed = [0.10, 0.12, 0.2, 0.3, 0.32, 0.325, 0.325, 0.325, 0.325]
+    assert diagnose_curve(STEPS[:9], collapsed, train_loss=0.325,
                           train_start=0.4).verdict == "diverged"
 
 

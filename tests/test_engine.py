@@ -162,6 +162,15 @@ def test_accuracy_from_one_logit_per_sample():
     assert tasks.accuracy_mismatch(torch.nn.BCEWithLogitsLoss(), out, y) == ""
     assert "set metric = None" in tasks.accuracy_mismatch(torch.nn.MSELoss(), out, y)
     assert tasks.correct_count(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 1
+    logits_fn = torch.nn.functional.binary_cross_entropy_with_logits
+    assert tasks.accuracy_mismatch(logits_fn, out, y) == ""
+    # multi-label 0/1 targets are not class probabilities, and scores per position count
+    # positions, not samples: neither is read as accuracy
+    multi = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    assert tasks.accuracy_mismatch(torch.nn.BCEWithLogitsLoss(), torch.randn(2, 3), multi)
+    assert tasks.accuracy_mismatch(torch.nn.CrossEntropyLoss(), torch.randn(2, 3), multi) == ""
+    assert tasks.accuracy_mismatch(torch.nn.CrossEntropyLoss(), torch.randn(2, 5, 7),
+                                   torch.randint(0, 5, (2, 7)))
 
 
 def test_batch_stream_resumes_mid_epoch_on_the_same_batches():

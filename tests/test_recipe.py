@@ -261,8 +261,8 @@ def test_a_regression_task_file_without_a_metric_runs_through_tune(tmp_path):
     assert s["final"]["val_metric"] is None and s["final"]["val_loss"] < 0.5
     assert "final validation loss" in result.output
     # the optimizer the task file chose is named, so that a misread file shows
-    assert "optimizer     sgd (the task file's)" in result.output
-    assert "<td>optimizer</td><td>sgd (the task file&#x27;s)</td>" in \
+    assert "optimizer     sgd (the task's)" in result.output
+    assert "<td>optimizer</td><td>sgd (the task&#x27;s)</td>" in \
         (tmp_path / "out" / "report.html").read_text()
 
 

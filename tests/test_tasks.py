@@ -8,6 +8,9 @@ import pytest
 import torch
 from torch.utils.data import Subset, TensorDataset
 
+from disciplined import tune
+from disciplined.errors import DisciplinedError
+from disciplined.range_test import task_range_test
 from disciplined.tasks import (
     Task,
     TaskError,
@@ -127,8 +130,8 @@ def test_a_task_file_is_loaded_with_its_options(tmp_path):
         (GOOD_TASK + "metric = 'f1'\n", "metric must be"),
         # a misspelt setting would leave it at its default without a word (SGD, or a cross
         # entropy the task never asked for)
-        (GOOD_TASK + "optimiser = 'adamw'\n", "sets 'optimiser', which a task file does not "
-                                              "read: did you mean 'optimizer'?"),
+        (GOOD_TASK.replace('optimizer = "adamw"', 'optimiser = "adamw"'),
+         "sets 'optimiser', which a task file does not read: did you mean 'optimizer'?"),
         (GOOD_TASK + "loss_func = torch.nn.MSELoss()\n", "did you mean 'loss_fn'?"),
         (GOOD_TASK + "epoch = 3\n", "did you mean 'epochs'?"),
         (GOOD_TASK + "loss_fn = torch.nn.MSELoss\n",
@@ -145,10 +148,12 @@ def test_broken_task_files_name_the_file_and_what_is_missing(tmp_path, source, m
 
 def test_a_task_files_own_names_are_its_own(tmp_path):
     # names near a setting's are refused only where they could be one: an imported class or
-    # module, or a name with a leading underscore, is the file's own
+    # module, a name with a leading underscore, one beside the setting it is near, or a
+    # function near build_datasets (whose absence is said already) is the file's own
     path = tmp_path / "own.py"
     path.write_text(GOOD_TASK + "from torch.optim import Optimizer\nimport math as optimizers\n"
-                    "_epoch = 3\nlearning = 0.1\n")
+                    "_epoch = 3\nlearning = 0.1\nval_batch_size = 64\nbatch_sizes = [1]\n"
+                    "optimiser = 'adam'\ndef build_dataset():\n    return None\n")
     assert load_task(str(path)).optimizer == "adamw"
 
 
@@ -173,6 +178,12 @@ def test_a_dataloaders_own_batch_is_the_tasks_and_another_is_refused(tmp_path):
                                         "batch of 32 cannot be trained"):
         build_trainer(TrialSpec(str(path), max_lr=0.1, budget=Budget(epochs=1),
                                 batch_size=32))
+    with pytest.raises(TaskError, match="a batch of 32 cannot be swept"):
+        task_range_test(load_task(str(path)), batch_size=32, num_steps=5)
+    with pytest.raises(DisciplinedError, match=r"the batch_size stage cannot run on .*its "
+                                               r"training DataLoader fixes the batch at 8"):
+        tune(str(path), out=tmp_path / "out", stages=["batch_size", "final"])
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("loss", "outputs", "targets"), [

@@ -656,7 +656,7 @@ def tune(
     hp = s["hyperparameters"]
     console.print("\n[bold]chosen hyper-parameters[/]")
     if s.get("optimizer"):  # named, so that a misread task file shows here
-        console.print(f"  {'optimizer':13s} {s['optimizer']} (the task file's)",
+        console.print(f"  {'optimizer':13s} {s['optimizer']} (the task's)",
                       highlight=False)
     for key, value in hp.items():
         console.print(f"  {key:13s} {display.hyperparameter(key, value)}", highlight=False)

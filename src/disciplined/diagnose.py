@@ -40,14 +40,16 @@ SETTLED = 0.25
 # A curve whose minimum is not this fraction below its start has barely learned: a plateau
 # that high is underfitting, not balance.
 MIN_LEARNED = 0.1
-# Blown up: the end is this many times the start (the first evaluation's loss, or the early
-# training loss where it is higher: a first evaluation made after the loss had already
-# fallen is no start), or this many times the minimum.
+# Blown up: the end is this many times the start (the first evaluation's loss; or, where the
+# training loss ended below that, the early training loss if higher: a first evaluation made
+# after the loss had fallen is no start for a model that still fits its data), or this many
+# times the minimum.
 BLOWUP_VS_START, BLOWUP_VS_MIN = 1.5, 10.0
-# A curve that gave back more than this fraction of its fall, while its training loss ended
-# above the best validation loss (the model lost what it had learned, on its own training
-# data too: not overfitting), collapsed: unstable (on scikit-learn's breast cancer, AdamW at
-# a max LR a decade too high fell to 0.069, then sat at 0.64, the majority class's loss).
+# A curve whose rise after its minimum (beyond the noise) gave back more than this fraction
+# of its fall, with the training loss risen with it (the end's gap to it under this
+# fraction of the rise: the model lost what it had learned, on its own training data too,
+# which overfitting does not), collapsed: unstable (on scikit-learn's breast cancer, AdamW
+# at a max LR a decade too high fell to 0.069, then sat at 0.64, the majority class's loss).
 GAVE_BACK = 0.5
 # ... or the training loss ended this many times above where it started.
 TRAIN_BLOWUP = 1.1
@@ -141,8 +143,9 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
                     min_at=float(xs[i_min]), min_index=i_min)
     if train_loss is not None:
         evidence["generalization_gap"] = float(ys[-1] - train_loss)
-    start = ys[0] if train_start is None or not math.isfinite(train_start) else \
-        max(ys[0], train_start)
+    fitted = train_loss is not None and train_start is not None and \
+        math.isfinite(train_start) and train_loss < ys[0]  # its own data still fitted
+    start = max(ys[0], train_start) if fitted else ys[0]
     if ys[-1] > BLOWUP_VS_START * start or ys[-1] > BLOWUP_VS_MIN * max(ys[i_min], 1e-12):
         return verdict("diverged")
     if train_loss is not None and train_start is not None:
@@ -169,11 +172,6 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
     evidence["spikes"] = spikes
     if spikes > MAX_SPIKES or noise > UNSTABLE_REL_NOISE * level:
         return verdict("unstable")
-    gave_back = (ys[-1] - ys[i_min]) / drop if drop > 0 else 0.0
-    if gave_back > GAVE_BACK and train_loss is not None and train_loss > ys[i_min] and \
-            learned_fraction(ys) >= MIN_LEARNED:  # a flat curve's jitter gives back nothing
-        evidence["gave_back"] = gave_back
-        return verdict("unstable")
     change, stderr = _tail_change(xs, ys, noise)
     evidence.update(tail_change=change, tail_stderr=stderr)
     threshold = max(TREND_SIGMAS * stderr, MIN_REL_CHANGE * level)
@@ -185,8 +183,14 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
     rise = float(np.mean(ys[-k:]) - smoothed[i_low])
     rise_sigma = noise * math.sqrt(1 / width + 1 / k)
     evidence["rise_after_min"] = rise
-    if i_low < len(ys) - k and change > 0 and \
-            rise > max(RISE_SIGMAS * rise_sigma, MIN_REL_CHANGE * level):
+    risen = rise > max(RISE_SIGMAS * rise_sigma, MIN_REL_CHANGE * level)
+    fall = float(ys[0] - smoothed[i_low])
+    if risen and fall > 0 and rise > GAVE_BACK * fall and train_loss is not None and \
+            float(np.mean(ys[-k:])) - train_loss < GAVE_BACK * rise and \
+            learned_fraction(ys) >= MIN_LEARNED:
+        evidence["gave_back"] = rise / fall
+        return verdict("unstable")
+    if i_low < len(ys) - k and change > 0 and risen:
         return verdict("overfitting")
     learned = learned_fraction(ys)
     evidence["learned"] = learned

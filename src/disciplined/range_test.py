@@ -44,7 +44,7 @@ from .engine import (
 )
 from .hyper import HyperScheduler
 from .policies import check_hyperparameters
-from .tasks import ClassGuard, Task, TaskError, blamed
+from .tasks import ClassGuard, Task, TaskError, blamed, loader_batch
 
 Source = Literal["train", "val"]
 Mode = Literal["exp", "linear"]
@@ -498,6 +498,7 @@ def task_range_test(task: Task, *, weight_decay: float | None = None,
             device=None if device is None else str(device), num_steps=num_steps,
             start_lr=start_lr, end_lr=end_lr, mode=mode)
     train, val_data = task.datasets()
+    loader_batch(train, batch_size, task.source, "swept")
     model = task.model(seed)
     optimizer = build_optimizer(task.optimizer, model, momentum=momentum[0],
                                 weight_decay=weight_decay)

@@ -56,7 +56,7 @@ from .range_test import RangeTestResult, task_range_test
 from .report import pictures, write_report, write_train_script
 from .searches import MOMENTA, SearchResult, batch_size_search
 from .study import FinalRun, JournalExecutor, Outcome, StageRecord, Study, output_folder
-from .tasks import Runner, Task, load_task
+from .tasks import Runner, Task, load_task, loader_batch
 from .trials import (
     EVAL_SAMPLES,
     EVALS_PER_TRIAL,
@@ -1487,6 +1487,11 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     task = load_task(task_name, data_dir=data_dir).loaded()
     if task.runner is not None:
         _check_framework(task.runner, settings)
+    elif "batch_size" in settings.stages and \
+            loader_batch(task.datasets()[0], None, task.source, "") is not None:
+        raise DisciplinedError(f"the batch_size stage cannot run on {task_name}: its training "
+                               f"DataLoader fixes the batch at {task.batch_size}; leave the "
+                               "stage out, or return a Dataset from build_datasets()")
     progress = progress or _Silent()
     ledger = Ledger()
     with Study(settings.out, resume=resume) as study:

@@ -225,7 +225,7 @@ def build_report(study: Study, summary: dict[str, Any], left_out: str | None = N
     if left_out is not None:
         parts.append(f"<p class='note'>{html.escape(left_out)}</p>")
     parts += ["<h2>Chosen hyper-parameters</h2>",
-             _table(([["optimizer", f"{summary['optimizer']} (the task file's)"]]
+             _table(([["optimizer", f"{summary['optimizer']} (the task's)"]]
                      if summary.get("optimizer") else [])
                     + [[k, display.hyperparameter(k, v)] for k, v in hp.items()],
                     ["hyper-parameter", "value"])]

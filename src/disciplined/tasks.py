@@ -154,7 +154,7 @@ class Task:
         if classes is not None:
             for which, dataset in zip(("training", "validation"), data, strict=True):
                 self.check_classes(dataset, which, classes)
-        own = data[0].batch_size if isinstance(data[0], DataLoader) else None
+        own = loader_batch(data[0], None, self.source, "")
         return dataclasses.replace(self, build_datasets=lambda: data,
                                    batch_size=own or self.batch_size)
 
@@ -308,18 +308,24 @@ def _one_logit(out: torch.Tensor, targets: torch.Tensor) -> bool:
 
 def accuracy_mismatch(loss_fn: Any, out: Any, targets: Any) -> str:
     """Why metric = "accuracy" cannot be read from these outputs and targets ('' if it
-    can): class scores (N, C, ...) against labels (N, ...) or class probabilities (N, C),
-    or, with BCEWithLogitsLoss, one logit per sample against 0/1 targets."""
-    if isinstance(out, torch.Tensor) and (scores_classes(out, targets) or _soft(
-            out, targets)) and out.shape[1] > 1:
+    can): class scores (N, C) against labels (N,) or, for a cross entropy, against class
+    probabilities (N, C); or, with BCEWithLogitsLoss, one logit per sample against 0/1
+    targets. Scores per position (N, C, T) are not: accuracy counts samples."""
+    cross_entropy = isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss) or \
+        loss_fn in (F.cross_entropy, F.nll_loss)
+    logits = isinstance(loss_fn, nn.BCEWithLogitsLoss) or \
+        loss_fn is F.binary_cross_entropy_with_logits
+    if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[1] > 1 and (
+            scores_classes(out, targets) or (cross_entropy and _soft(out, targets))):
         return ""
-    if isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor) and \
-            _one_logit(out, targets) and isinstance(loss_fn, nn.BCEWithLogitsLoss):
+    if isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor) and logits and \
+            _one_logit(out, targets):
         return ""
     shapes = f"the model outputs {_describe(out)} and the targets are {_describe(targets)}"
-    return ('metric = "accuracy" reads class scores (N, C) against class labels (N,), or '
-            "one logit per sample against 0/1 targets with BCEWithLogitsLoss; "
-            f"{shapes}: set metric = None (the validation loss still decides)")
+    return ('metric = "accuracy" reads class scores (N, C) against class labels (N,) or, '
+            "with a cross entropy, class probabilities (N, C); or one logit per sample "
+            f"against 0/1 targets with BCEWithLogitsLoss; {shapes}: set metric = None (the "
+            "validation loss still decides)")
 
 
 def correct_count(out: Any, targets: torch.Tensor) -> int:
@@ -667,17 +673,35 @@ TASK_FILE_NAMES = ("build_model", "build_datasets", "loss_fn", "metric", "optimi
                    "batch_size", "epochs", "TASK")
 
 
+def loader_batch(train: Any, asked: int | None, source: str, done: str) -> int | None:
+    """The batch a task's own training DataLoader fixes (None: the task's data is batched
+    by disciplined, at any batch size); a different batch asked for is refused, since the
+    loader would train at its own while steps and speeds were said at the one asked.
+    `done` says what the batch was asked for ("trained", "swept")."""
+    own = train.batch_size if isinstance(train, DataLoader) else None
+    if own is not None and asked is not None and asked != own:
+        raise TaskError(f"{source}: its training DataLoader fixes the batch at {own}, so a "
+                        f"batch of {asked} cannot be {done}: build the loader with "
+                        f"batch_size={asked}, or return a Dataset from build_datasets() and "
+                        "let disciplined batch it")
+    return own
+
+
 def _check_names(path: Path, module: types.ModuleType) -> None:
     """Refuse a name that looks like a misspelt setting (`optimiser`, `loss_func`): read
     as the file's own, it would leave the setting at its default without a word, and the
     task would train with SGD or a cross entropy it never asked for. Modules and classes
-    are the file's own, as is any name that starts with an underscore."""
-    for name, value in vars(module).items():
+    are the file's own, as is any name that starts with an underscore, a name near a
+    setting the file also sets (`build_dataset` beside `build_datasets`), and a function
+    near one of the two the file must define (their absence is said already)."""
+    names = vars(module)
+    for name, value in names.items():
         if name.startswith("_") or name in TASK_FILE_NAMES or \
                 isinstance(value, types.ModuleType | type):
             continue
-        close = difflib.get_close_matches(name, TASK_FILE_NAMES, n=1, cutoff=0.8)
-        if close:
+        close = difflib.get_close_matches(name, TASK_FILE_NAMES, n=1, cutoff=0.85)
+        if close and close[0] not in names and not (
+                isinstance(value, types.FunctionType) and close[0].startswith("build_")):
             raise TaskError(f"{path}: sets {name!r}, which a task file does not read: did "
                             f"you mean {close[0]!r}? (Rename it; or, if it is your own, "
                             f"start its name with an underscore.)")

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader
 
 from . import distributed
 from .defaults import MOMENTUM, WEIGHT_DECAY
@@ -26,7 +25,7 @@ from .diagnose import Diagnosis, diagnose
 from .engine import AMP_CHOICES, History, Trainer, build_optimizer, num_samples, steps_per_epoch
 from .hyper import HyperScheduler
 from .policies import Policy, check_hyperparameters, check_policy, policy_schedules
-from .tasks import Task, TaskError, load_task
+from .tasks import Task, load_task, loader_batch
 
 State = Literal["complete", "failed", "lost"]
 # Evaluations per trial when the spec does not say: enough for diagnose() to read a trend.
@@ -179,8 +178,8 @@ def build_trainer(spec: TrialSpec, *, task: Task | None = None, device: str | No
     evaluation."""
     task = task or load_task(spec.task, data_dir=spec.data_dir)
     train, val = task.datasets()
-    batch_size = loader_batch(train, spec.batch_size, task) or spec.batch_size or \
-        task.batch_size
+    batch_size = loader_batch(train, spec.batch_size, task.source, "trained") or \
+        spec.batch_size or task.batch_size
     per_epoch = steps_per_epoch(train, batch_size)
     steps = spec.budget.total_steps(per_epoch)
     model = task.model(spec.seed)
@@ -197,19 +196,6 @@ def build_trainer(spec: TrialSpec, *, task: Task | None = None, device: str | No
                       progress=progress, on_eval=on_eval, label=spec.label, amp=spec.amp,
                       compile=spec.compile)
     return trainer, steps
-
-
-def loader_batch(train: Any, asked: int | None, task: Task) -> int | None:
-    """The batch a task's own training DataLoader fixes (None: the task's data is batched
-    here, at any batch size); a different batch asked for is refused, since the loader
-    would train at its own while the run's speed and steps were said at the one asked."""
-    own = train.batch_size if isinstance(train, DataLoader) else None
-    if own is not None and asked is not None and asked != own:
-        raise TaskError(f"{task.source}: its training DataLoader fixes the batch at {own}, so "
-                        f"a batch of {asked} cannot be trained: build the loader with "
-                        f"batch_size={asked}, or return a Dataset from build_datasets() and "
-                        "let disciplined batch it")
-    return own
 
 
 def result_from(spec: TrialSpec, history: History, seconds: float) -> TrialResult:
