@@ -158,19 +158,24 @@ def test_accuracy_from_one_logit_per_sample():
     # said 0 for everyone, and broadcast against (N,) targets gave 10100%)
     out = torch.tensor([[2.0], [-1.0], [0.5], [-3.0]])
     y = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
-    assert tasks.correct_count(out, y) == 3
+    assert tasks.correct_count(out, y) == (3, 4)
     assert tasks.accuracy_mismatch(torch.nn.BCEWithLogitsLoss(), out, y) == ""
     assert "set metric = None" in tasks.accuracy_mismatch(torch.nn.MSELoss(), out, y)
-    assert tasks.correct_count(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 1
+    assert tasks.correct_count(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == \
+        (1, 2)
     logits_fn = torch.nn.functional.binary_cross_entropy_with_logits
     assert tasks.accuracy_mismatch(logits_fn, out, y) == ""
-    # multi-label 0/1 targets are not class probabilities, and scores per position count
-    # positions, not samples: neither is read as accuracy
+    # multi-label 0/1 targets are not class probabilities: not read as accuracy
     multi = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
     assert tasks.accuracy_mismatch(torch.nn.BCEWithLogitsLoss(), torch.randn(2, 3), multi)
     assert tasks.accuracy_mismatch(torch.nn.CrossEntropyLoss(), torch.randn(2, 3), multi) == ""
-    assert tasks.accuracy_mismatch(torch.nn.CrossEntropyLoss(), torch.randn(2, 5, 7),
-                                   torch.randint(0, 5, (2, 7)))
+    # scores per position count every position (it was correct positions over samples: up
+    # to T x 100%)
+    scores = torch.zeros(2, 5, 3)
+    scores[0, 1, :] = 1.0  # sample 0 says class 1 at its 3 positions; sample 1 class 0
+    labels = torch.tensor([[1, 1, 0], [0, 0, 0]])
+    assert tasks.accuracy_mismatch(torch.nn.CrossEntropyLoss(), scores, labels) == ""
+    assert tasks.correct_count(scores, labels) == (5, 6)
 
 
 def test_batch_stream_resumes_mid_epoch_on_the_same_batches():

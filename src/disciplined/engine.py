@@ -214,7 +214,7 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
     model.eval()
     team = distributed.world()
     rank, size = team.rank, team.size
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, judged, seen = 0.0, 0, 0, 0
     guard = ClassGuard(loss_fn)
     # the k-th sample this rank reads is the data's sample rank + size * k (a DataLoader's
     # own order is the loader's: its k-th)
@@ -253,14 +253,16 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
                     scores = out.float() if isinstance(out, torch.Tensor) else out
                     total_loss += float(loss_fn(scores, y)) * len(y)
                     if metric == "accuracy":
-                        correct += correct_count(out, y)
+                        right, labels = correct_count(out, y)
+                        correct, judged = correct + right, judged + labels
                 seen += len(y)
     finally:
         model.train(was_training)
-    total_loss, correct_f, seen_f = distributed.total([total_loss, correct, seen])
+    total_loss, correct_f, judged_f, seen_f = distributed.total([total_loss, correct, judged,
+                                                                 seen])
     if seen_f == 0:
         raise ValueError("the validation data is empty")
-    return total_loss / seen_f, (correct_f / seen_f if metric == "accuracy" else None)
+    return total_loss / seen_f, (correct_f / max(judged_f, 1) if metric == "accuracy" else None)
 
 
 def _autocast(device: torch.device, amp: str | None) -> Any:

@@ -308,36 +308,39 @@ def _one_logit(out: torch.Tensor, targets: torch.Tensor) -> bool:
 
 def accuracy_mismatch(loss_fn: Any, out: Any, targets: Any) -> str:
     """Why metric = "accuracy" cannot be read from these outputs and targets ('' if it
-    can): class scores (N, C) against labels (N,) or, for a cross entropy, against class
-    probabilities (N, C); or, with BCEWithLogitsLoss, one logit per sample against 0/1
-    targets. Scores per position (N, C, T) are not: accuracy counts samples."""
+    can): class scores (N, C, ...) against labels (N, ...) (scores per position count
+    every position) or, for a cross entropy, against class probabilities (N, C); or, with
+    BCEWithLogitsLoss, one logit per sample against 0/1 targets."""
     cross_entropy = isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss) or \
         loss_fn in (F.cross_entropy, F.nll_loss)
     logits = isinstance(loss_fn, nn.BCEWithLogitsLoss) or \
         loss_fn is F.binary_cross_entropy_with_logits
-    if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[1] > 1 and (
-            scores_classes(out, targets) or (cross_entropy and _soft(out, targets))):
+    if isinstance(out, torch.Tensor) and out.ndim >= 2 and out.shape[1] > 1 and (
+            scores_classes(out, targets) or (cross_entropy and out.ndim == 2 and
+                                             _soft(out, targets))):
         return ""
     if isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor) and logits and \
             _one_logit(out, targets):
         return ""
     shapes = f"the model outputs {_describe(out)} and the targets are {_describe(targets)}"
-    return ('metric = "accuracy" reads class scores (N, C) against class labels (N,) or, '
-            "with a cross entropy, class probabilities (N, C); or one logit per sample "
+    return ('metric = "accuracy" reads class scores (N, C, ...) against class labels '
+            "(N, ...) or, with a cross entropy, class probabilities (N, C); or one logit per "
+            "sample "
             f"against 0/1 targets with BCEWithLogitsLoss; {shapes}: set metric = None (the "
             "validation loss still decides)")
 
 
-def correct_count(out: Any, targets: torch.Tensor) -> int:
-    """How many samples `out` gets right, in one of the forms `accuracy_mismatch` allows:
-    the highest class score, or a logit's sign against a 0/1 target."""
+def correct_count(out: Any, targets: torch.Tensor) -> tuple[int, int]:
+    """How many labels `out` gets right, and how many it was judged on, in one of the forms
+    `accuracy_mismatch` allows: the highest class score at each sample (and position), or
+    a logit's sign against a 0/1 target."""
     if not isinstance(out, torch.Tensor):
         raise TaskError(f'metric = "accuracy" reads a tensor of class scores, and the model '
                         f"returns a {_describe(out)}: set metric = None")
     if out.ndim >= 2 and out.shape[1] > 1:
         labels = targets.argmax(1) if _soft(out, targets) else targets
-        return int((out.argmax(1) == labels).sum())
-    return int(((out.reshape(targets.shape) > 0) == (targets > 0.5)).sum())
+        return int((out.argmax(1) == labels).sum()), labels.numel()
+    return int(((out.reshape(targets.shape) > 0) == (targets > 0.5)).sum()), targets.numel()
 
 
 def scores_classes(out: Any, targets: Any, whole: bool = False) -> bool:
