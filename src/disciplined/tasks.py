@@ -259,6 +259,12 @@ ELEMENTWISE_FUNCTIONS = (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss,
                          F.binary_cross_entropy, F.binary_cross_entropy_with_logits)
 
 
+def _cross_entropy(loss_fn: Any) -> bool:
+    """Whether `loss_fn` is a cross entropy over class scores, as a module or a function."""
+    return isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss) or \
+        loss_fn in (F.cross_entropy, F.nll_loss)
+
+
 def _mismatch(loss_fn: Any, out: Any, targets: Any) -> str:
     """What is wrong with a loss that runs on a batch but cannot mean anything there ('' if
     nothing is): a cross entropy over a single class, which is 0 whatever the model does,
@@ -266,9 +272,7 @@ def _mismatch(loss_fn: Any, out: Any, targets: Any) -> str:
     if not (isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor)):
         return ""
     name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
-    cross_entropy = isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss) or \
-        loss_fn in (F.cross_entropy, F.nll_loss)
-    if cross_entropy and out.ndim >= 2 and out.shape[1] == 1:
+    if _cross_entropy(loss_fn) and out.ndim >= 2 and out.shape[1] == 1:
         return (f"the model scores a single class (its output is {tuple(out.shape)}), and "
                 f"{name} over one class is 0 whatever the model does (a cross entropy is "
                 "the loss when the task file sets no loss_fn). For a regression, set "
@@ -311,12 +315,10 @@ def accuracy_mismatch(loss_fn: Any, out: Any, targets: Any) -> str:
     can): class scores (N, C, ...) against labels (N, ...) (scores per position count
     every position) or, for a cross entropy, against class probabilities (N, C); or, with
     BCEWithLogitsLoss, one logit per sample against 0/1 targets."""
-    cross_entropy = isinstance(loss_fn, nn.CrossEntropyLoss | nn.NLLLoss) or \
-        loss_fn in (F.cross_entropy, F.nll_loss)
     logits = isinstance(loss_fn, nn.BCEWithLogitsLoss) or \
         loss_fn is F.binary_cross_entropy_with_logits
     if isinstance(out, torch.Tensor) and out.ndim >= 2 and out.shape[1] > 1 and (
-            scores_classes(out, targets) or (cross_entropy and out.ndim == 2 and
+            scores_classes(out, targets) or (_cross_entropy(loss_fn) and out.ndim == 2 and
                                              _soft(out, targets))):
         return ""
     if isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor) and logits and \
@@ -325,9 +327,8 @@ def accuracy_mismatch(loss_fn: Any, out: Any, targets: Any) -> str:
     shapes = f"the model outputs {_describe(out)} and the targets are {_describe(targets)}"
     return ('metric = "accuracy" reads class scores (N, C, ...) against class labels '
             "(N, ...) or, with a cross entropy, class probabilities (N, C); or one logit per "
-            "sample "
-            f"against 0/1 targets with BCEWithLogitsLoss; {shapes}: set metric = None (the "
-            "validation loss still decides)")
+            f"sample against 0/1 targets with BCEWithLogitsLoss; {shapes}: set metric = None "
+            "(the validation loss still decides)")
 
 
 def correct_count(out: Any, targets: torch.Tensor) -> tuple[int, int]:
