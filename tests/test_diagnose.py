@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from disciplined.diagnose import diagnose, diagnose_curve, noise_level
 from disciplined.engine import History
@@ -122,3 +123,41 @@ def test_range_test_curves_are_read_against_the_lr():
     assert d.verdict == "overfitting" and "before the minimum" in d.advice
     with pytest.raises(TypeError, match="diagnose_curve"):
         diagnose([1, 2, 3])
+
+
+# A classifier's curve from a large initial loss down to exactly what predicting the class
+# frequencies scores (ln 10 for ten balanced classes), and flat there: it looks balanced.
+AT_THE_PRIORS = np.concatenate([np.linspace(3.5, 2.31, 8), np.full(32, 2.31)])
+
+
+def test_a_curve_no_better_than_a_constant_prediction_learned_nothing():
+    y = noisy(AT_THE_PRIORS, 0.003)
+    assert diagnose_curve(STEPS, y).verdict == "balanced"  # without the constant's loss
+    d = diagnose_curve(STEPS, y, baseline=np.log(10), train_loss=2.3, train_start=3.4)
+    assert d.verdict == "underfitting" and d.evidence["baseline"] == np.log(10)
+    assert "constant prediction" in d.advice and "a decade either way" in d.advice
+    # its training loss far below the constant: what it learned does not carry over
+    d = diagnose_curve(STEPS, y, baseline=np.log(10), train_loss=0.2, train_start=3.4)
+    assert d.verdict == "overfitting" and "does not carry over" in d.advice
+    # a curve clearly below the constant is read as before
+    below = noisy(AT_THE_PRIORS - np.linspace(0, 1.5, 40), 0.003)
+    assert diagnose_curve(STEPS, below, baseline=np.log(10)).verdict == \
+        diagnose_curve(STEPS, below).verdict != "balanced"
+
+
+def test_real_runs_on_digits_are_read_against_the_constant_prediction():
+    from disciplined.engine import Trainer, build_optimizer
+    from disciplined.tasks import digits_cnn, digits_datasets
+
+    train, val = digits_datasets()
+    readings = {}
+    for max_lr in (0.1, 3.0):  # 3: so high that the net is held at the class frequencies
+        torch.manual_seed(0)
+        model = digits_cnn()
+        opt = build_optimizer("sgd", model, lr=max_lr, weight_decay=5e-4)
+        h = Trainer(model, opt, torch.nn.CrossEntropyLoss(), train, val, batch_size=64,
+                    eval_every=10).run(steps=200)
+        assert h.baseline == pytest.approx(np.log(10), abs=0.01)  # ten balanced classes
+        readings[max_lr] = diagnose(h)
+    assert "constant" not in readings[0.1].advice
+    assert readings[3.0].verdict == "underfitting" and "constant" in readings[3.0].advice

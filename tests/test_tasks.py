@@ -6,9 +6,10 @@ import struct
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 from torch.utils.data import Subset, TensorDataset
 
-from disciplined import tune
+from disciplined import tasks, tune
 from disciplined.errors import DisciplinedError
 from disciplined.range_test import task_range_test
 from disciplined.tasks import (
@@ -285,3 +286,67 @@ def test_class_labels_of_a_sequence_are_checked_on_the_class_dimension():
         task.loaded()
     labels[4, 2] = 2
     task.loaded()
+
+
+# --- the constant prediction's loss ------------------------------------------------------------
+
+
+def _fed(loss_fn, out, targets, batch=97):
+    constant = tasks.ConstantBaseline(loss_fn)
+    for i in range(0, len(targets), batch):
+        constant.add(out[i:i + batch], targets[i:i + batch])
+    return constant.loss()
+
+
+@pytest.mark.parametrize("loss_fn", [torch.nn.CrossEntropyLoss(), F.cross_entropy])
+def test_the_constant_for_class_labels_is_what_their_frequencies_score(loss_fn):
+    y = torch.tensor([0] * 600 + [1] * 300 + [3] * 100)  # class 2 never seen
+    frequencies = torch.bincount(y, minlength=4).double() / len(y)
+    scores = frequencies.clamp(min=1e-30).log().float().expand(len(y), 4)
+    oracle = float(F.cross_entropy(scores, y))
+    got = _fed(loss_fn, torch.zeros(len(y), 4), y)
+    # fitted on the labels it scores: raised by Miller-Madow's (classes seen - 1) / 2n
+    assert got == pytest.approx(oracle + 2 / (2 * len(y)), rel=1e-6)
+
+
+def test_the_constant_for_sequences_of_labels_skips_the_ignored_positions():
+    torch.manual_seed(0)
+    y = torch.randint(0, 3, (200, 7))
+    y[:, 5:] = -100
+    kept = y[y != -100]
+    frequencies = torch.bincount(kept, minlength=3).double() / kept.numel()
+    scores = frequencies.log().float().view(1, 3, 1).expand(200, 3, 7)
+    oracle = float(F.cross_entropy(scores, y))
+    got = _fed(torch.nn.CrossEntropyLoss(), torch.zeros(200, 3, 7), y)
+    assert got == pytest.approx(oracle + 2 / (2 * kept.numel()), rel=1e-6)
+
+
+def test_the_constant_for_a_regression_is_each_targets_mean():
+    torch.manual_seed(0)
+    y = torch.randn(500, 3) * torch.tensor([1.0, 2.0, 3.0]) + 5
+    oracle = float(F.mse_loss(y.mean(0).expand_as(y), y))
+    got = _fed(torch.nn.MSELoss(), y, y)
+    assert got == pytest.approx(oracle * 500 / 499, rel=1e-5)  # the unbiased variance
+
+
+def test_the_constant_for_binary_labels_is_each_labels_rate():
+    torch.manual_seed(0)
+    y = (torch.rand(400, 4) < torch.tensor([0.1, 0.5, 0.9, 0.3])).float()
+    oracle = float(F.binary_cross_entropy_with_logits(torch.logit(y.mean(0)).expand_as(y), y))
+    got = _fed(torch.nn.BCEWithLogitsLoss(), y, y)
+    assert got == pytest.approx(oracle + 1 / 800, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss_fn", [
+    torch.nn.L1Loss(), torch.nn.CrossEntropyLoss(label_smoothing=0.1),
+    torch.nn.CrossEntropyLoss(weight=torch.ones(4)), torch.nn.MSELoss(reduction="sum"),
+    lambda out, y: F.cross_entropy(out, y)])
+def test_no_constant_is_claimed_for_a_loss_of_another_form(loss_fn):
+    assert _fed(loss_fn, torch.zeros(50, 4), torch.randint(0, 4, (50,))) is None
+
+
+def test_no_constant_is_claimed_for_targets_of_changing_shapes():
+    constant = tasks.ConstantBaseline(torch.nn.MSELoss())
+    constant.add(torch.zeros(8, 3), torch.ones(8, 3))
+    constant.add(torch.zeros(8, 2), torch.ones(8, 2))
+    assert constant.loss() is None

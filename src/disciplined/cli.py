@@ -379,6 +379,9 @@ def train(
                   f"({h.samples_per_second:,.0f} samples/s)"
                   + ("" if last is None else f", final val loss {display.number(last)}")
                   + ("" if final is None else f", final val accuracy {display.percent(final)}"))
+    reading = job.result.diagnosis
+    if reading is not None and reading.verdict != "inconclusive":
+        console.print(f"the validation curve: {reading.advice}", highlight=False)
     _wrote(job.files)
     if h.stop_reason == "diverged":  # the files above say so too; the exit code must
         console.print(f"[bold red]diverged:[/] the training loss stopped being finite at step "

@@ -120,11 +120,14 @@ def _tail_change(x: np.ndarray, y: np.ndarray, noise: float) -> tuple[float, flo
 
 def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *,
                    kind: str = "training", train_loss: float | None = None,
-                   train_start: float | None = None) -> Diagnosis:
+                   train_start: float | None = None,
+                   baseline: float | None = None) -> Diagnosis:
     """Classify a loss curve `y` against `x` (steps, or log LR for a range test).
 
     `train_loss` (the training loss at the end) gives the generalization gap; with
     `train_start` too, a training loss that ended above where it started is divergence.
+    `baseline`, the loss of the best constant prediction (`History.baseline`), is the mark
+    a curve must clearly get below to have learned anything from its inputs.
     """
     advice = _ADVICE_RANGE if kind == "range_test" else _ADVICE_TRAINING
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -190,6 +193,11 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
             learned_fraction(ys) >= MIN_LEARNED:
         evidence["gave_back"] = rise / fall
         return verdict("unstable")
+    if baseline is not None and math.isfinite(baseline):
+        evidence["baseline"] = baseline
+        margin = max(TREND_SIGMAS * noise / math.sqrt(width), MIN_REL_CHANGE * abs(baseline))
+        if smoothed[i_low] > baseline - margin:
+            return _no_better(baseline, margin, train_loss, evidence)
     if i_low < len(ys) - k and change > 0 and risen:
         return verdict("overfitting")
     learned = learned_fraction(ys)
@@ -197,6 +205,25 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
     if change < -threshold or learned < MIN_LEARNED:
         return verdict("underfitting")
     return verdict("balanced")
+
+
+def _no_better(baseline: float, margin: float, train_loss: float | None,
+               evidence: dict[str, Any]) -> Diagnosis:
+    """A curve that never got clearly below the constant prediction's loss: it learned
+    nothing from its inputs that shows on the validation data. Where its training loss did
+    get below it, what it learned does not carry over (overfitting, or data that differ);
+    else it learned nothing at all yet (underfitting)."""
+    mark = (f"no better on the validation data than a constant prediction (the targets' "
+            f"frequencies or mean: loss {baseline:.4g})")
+    if train_loss is not None and train_loss < baseline - margin:
+        return Diagnosis("overfitting", f"{mark}, though its training loss fell to "
+                         f"{train_loss:.4g}: what it learned does not carry over — check that "
+                         "the validation inputs and labels match the training ones, then "
+                         "regularize (more weight decay, fewer epochs)", evidence)
+    return Diagnosis("underfitting", f"{mark}: it has learned nothing from its inputs — try "
+                     "learning rates a decade either way (one too high holds a model at the "
+                     "constant as surely as one too low), more epochs or more capacity; if "
+                     "none helps, check that the inputs carry the labels", evidence)
 
 
 def diagnose(run: Any) -> Diagnosis:
@@ -215,6 +242,6 @@ def diagnose(run: Any) -> Diagnosis:
             train_start = float(np.mean(run.train_loss[:window]))
             train_end = float(np.mean(run.train_loss[-window:]))
         return diagnose_curve(run.eval_step, run.val_loss, train_loss=train_end,
-                              train_start=train_start)
+                              train_start=train_start, baseline=run.baseline)
     raise TypeError(f"diagnose takes a History, RangeTestResult or RangeCurve, got "
                     f"{type(run).__name__}; for raw arrays use diagnose_curve(x, y)")

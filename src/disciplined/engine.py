@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from . import distributed
 from .hyper import HyperScheduler, group_momentum
-from .tasks import ClassGuard, blamed, correct_count
+from .tasks import ClassGuard, ConstantBaseline, blamed, correct_count
 
 Data = Dataset | DataLoader
 StopReason = Literal["", "budget", "time", "diverged"]
@@ -202,11 +202,13 @@ class BatchStream:
 
 def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
              metric: str | None, device: torch.device, *, max_samples: int | None = None,
-             amp: str | None = None, which: str = "validation") -> tuple[float, float | None]:
+             amp: str | None = None, which: str = "validation",
+             baseline: ConstantBaseline | None = None) -> tuple[float, float | None]:
     """Mean loss (and accuracy when `metric == "accuracy"`) over `data` (its first
     `max_samples` samples if given), in eval mode; the model's mode is restored. Class
     labels are checked against the model's outputs before the loss reads them
-    (`ClassGuard`; an error names the `which` data's sample).
+    (`ClassGuard`; an error names the `which` data's sample). A `baseline` given is fed
+    every batch's targets on the way.
 
     Under torchrun each rank scores every N-th sample and the sums are all-reduced, so every
     rank returns the same numbers (pass the bare model, not its DDP wrapper)."""
@@ -252,6 +254,8 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
                                 on_device=True)
                     scores = out.float() if isinstance(out, torch.Tensor) else out
                     total_loss += float(loss_fn(scores, y)) * len(y)
+                    if baseline is not None:
+                        baseline.add(out, batch[1])
                     if metric == "accuracy":
                         right, labels = correct_count(out, y)
                         correct, judged = correct + right, judged + labels
@@ -312,6 +316,9 @@ class History:
     samples_per_second: float = 0.0
     epochs: float = 0.0
     stop_reason: StopReason = ""
+    # the validation loss of the best constant prediction (`ConstantBaseline`), from the
+    # first evaluation; None where the loss is of no form it knows
+    baseline: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -520,9 +527,13 @@ class Trainer:
 
     def _evaluate(self, start: float) -> None:
         assert self.val_data is not None
-        loss, metric = evaluate(self.model, self.val_data, self.loss_fn, self.metric,
-                                self.device, max_samples=self.eval_samples, amp=self.amp)
         h = self.history
+        constant = ConstantBaseline(self.loss_fn) if not h.eval_step else None
+        loss, metric = evaluate(self.model, self.val_data, self.loss_fn, self.metric,
+                                self.device, max_samples=self.eval_samples, amp=self.amp,
+                                baseline=constant)
+        if constant is not None:
+            h.baseline = constant.loss(distributed.total)
         h.eval_step.append(self.step)
         h.val_loss.append(loss)
         h.val_metric.append(metric)

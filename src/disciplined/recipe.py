@@ -1739,6 +1739,9 @@ def _summary(ctx: Context, records: list[StageRecord], wall: float,
             # the run's own: an earlier stage's full-length run, where the final reused it
             "train_seconds": run.train_seconds if run else None,
             "spec": _portable(finals[-1].spec).to_dict() if finals else None,
+            # what the best constant prediction scores (`ConstantBaseline`), where known
+            "constant_loss": finals[-1].history.baseline
+            if finals and finals[-1].history is not None else None,
         },
         "wall_seconds_total": wall,
         "budget_seconds": ctx.plan.budget_seconds if ctx.plan else None,

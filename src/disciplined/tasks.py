@@ -344,6 +344,97 @@ def correct_count(out: Any, targets: torch.Tensor) -> tuple[int, int]:
     return int(((out.reshape(targets.shape) > 0) == (targets > 0.5)).sum()), targets.numel()
 
 
+def constant_kind(loss_fn: Any) -> str | None:
+    """Which constant prediction `ConstantBaseline` can score for `loss_fn` at its default
+    options: "classes" (a cross entropy: the class frequencies), "squared" (a mean squared
+    error: each target's mean), "binary" (a binary cross entropy with logits: each label's
+    rate); None for any other loss, or one with class weights or label smoothing."""
+    if isinstance(loss_fn, nn.CrossEntropyLoss):
+        plain = loss_fn.weight is None and loss_fn.label_smoothing == 0
+        return "classes" if plain and loss_fn.reduction == "mean" else None
+    if loss_fn is F.cross_entropy:
+        return "classes"
+    if isinstance(loss_fn, nn.MSELoss):
+        return "squared" if loss_fn.reduction == "mean" else None
+    if loss_fn is F.mse_loss:
+        return "squared"
+    if isinstance(loss_fn, nn.BCEWithLogitsLoss):
+        plain = loss_fn.weight is None and loss_fn.pos_weight is None
+        return "binary" if plain and loss_fn.reduction == "mean" else None
+    return "binary" if loss_fn is F.binary_cross_entropy_with_logits else None
+
+
+class ConstantBaseline:
+    """The validation loss of the best constant prediction (`constant_kind`), gathered from
+    the targets batch by batch as an evaluation reads them (`add`): the mark a run must
+    clearly beat to have learned anything from its inputs. A model that learned only the
+    targets' frequencies or mean reaches it from any starting loss, and a curve that fell
+    to it looks like a balanced one. The value is what the targets' own frequencies or
+    mean score, corrected for being fitted on the same targets (Miller-Madow for the
+    entropies, n/(n-1) for the variance), so a small validation set does not set the mark
+    below what the true constant would score."""
+
+    def __init__(self, loss_fn: Any) -> None:
+        self.kind = constant_kind(loss_fn)
+        self.ignored = getattr(loss_fn, "ignore_index", -100)
+        self.sums: torch.Tensor | None = None  # per class, or per target position
+        self.squares: torch.Tensor | None = None  # per target position ("squared")
+        self.count = 0
+
+    def add(self, out: Any, targets: Any) -> None:
+        """One batch's targets (and the outputs, for their number of classes)."""
+        if self.kind is None:
+            return
+        if not (isinstance(out, torch.Tensor) and isinstance(targets, torch.Tensor)):
+            self.kind = None
+            return
+        y = targets.detach().to("cpu")
+        if self.kind == "classes" and scores_classes(out, y):
+            kept = y[y != self.ignored].long()
+            sums = torch.bincount(kept.flatten(), minlength=out.shape[1])[:out.shape[1]]
+            self._gather(sums.double(), None, kept.numel())
+        elif self.kind == "classes" and out.ndim == 2 and _soft(out, y):
+            self._gather(y.double().sum(0), None, len(y))
+        elif self.kind != "classes" and y.is_floating_point() and y.ndim and y.shape == out.shape:
+            y = y.double()
+            self._gather(y.sum(0), (y * y).sum(0) if self.kind == "squared" else None, len(y))
+        else:  # a form no constant is scored for here
+            self.kind = None
+
+    def _gather(self, sums: torch.Tensor, squares: torch.Tensor | None, count: int) -> None:
+        if self.sums is not None and self.sums.shape != sums.shape:
+            self.kind = None  # targets of changing shapes: no one constant
+            return
+        self.sums = sums if self.sums is None else self.sums + sums
+        if squares is not None:
+            self.squares = squares if self.squares is None else self.squares + squares
+        self.count += count
+
+    def loss(self, total: Callable[[list[float]], list[float]] = lambda v: v) -> float | None:
+        """The constant's loss, or None where the loss or its targets are of no known form;
+        `total` sums the statistics over processes (`distributed.total`)."""
+        if self.kind is None or self.sums is None:
+            return None
+        parts = [self.sums] if self.squares is None else [self.sums, self.squares]
+        flat = total([float(self.count), *torch.cat([p.flatten() for p in parts]).tolist()])
+        n, values = flat[0], torch.tensor(flat[1:], dtype=torch.float64)
+        if n < 2:
+            return None
+        sums = values[:self.sums.numel()].reshape(self.sums.shape)
+        if self.kind == "squared":
+            squares = values[self.sums.numel():].reshape(self.sums.shape)
+            variance = (squares - sums * sums / n) / (n - 1)
+            return float(variance.clamp(min=0).mean())
+        if self.kind == "binary":
+            rate = (sums / n).clamp(1e-12, 1 - 1e-12)
+            entropy = -(rate * rate.log() + (1 - rate) * (1 - rate).log())
+            return float(entropy.mean()) + 1 / (2 * n)
+        p = sums / sums.sum()
+        seen = p > 0
+        entropy = -(p[seen] * p[seen].log()).sum()
+        return float(entropy) + (int(seen.sum()) - 1) / (2 * n)
+
+
 def scores_classes(out: Any, targets: Any, whole: bool = False) -> bool:
     """Whether `out` scores classes that integer `targets` index, as a cross entropy reads
     them: (N, C, d1, ...) scores for (N, d1, ...) labels (with `whole`, the labels of a whole
