@@ -23,9 +23,10 @@ from typer.testing import CliRunner
 
 from disciplined import display, jobs, recipe
 from disciplined.cli import app
+from disciplined.compare import Comparison
 from disciplined.decisions import Decision, Hyper
 from disciplined.defaults import USUAL_MAX_LR
-from disciplined.diagnose import MIN_LEARNED, Diagnosis
+from disciplined.diagnose import Diagnosis, diagnose
 from disciplined.engine import History
 from disciplined.errors import DisciplinedError
 from disciplined.executors import LocalExecutor
@@ -517,8 +518,7 @@ def test_lr_runs_that_learned_nothing_train_the_full_length_instead(tmp_path,
         *short, full = search.comparisons
         assert search.evidence["fractions"][-1] == 1
         assert search.evidence["grown"] == ["momentum", "weight_decay"]
-        assert all(recipe.learned(r) < MIN_LEARNED for r in short[-1].results
-                   if recipe.learned(r) is not None)
+        assert not any(recipe.learned(r) for r in short[-1].results)
         assert len(full.results) >= 2
         steady = sorted(r.spec.max_lr for r in short[-1].results
                         if recipe.learned(r) is not None)
@@ -586,6 +586,32 @@ def test_an_untold_tie_where_no_run_learned_is_settled_by_the_plateaus_rule():
     assert found.winner == 1e-3 and not found.told_apart
     assert found.length_note.count("no length told any apart") == 1
     assert "no run had learned anything yet" in found.length_note
+
+
+def _read_run(val, baseline):
+    """A run of this validation curve, read by diagnose against `baseline` (a constant
+    prediction's loss, None where unknown)."""
+    h = History(eval_step=list(range(10, 10 * len(val) + 1, 10)), val_loss=list(val),
+                baseline=baseline)
+    spec = TrialSpec("digits", max_lr=0.1, budget=Budget(epochs=1), label=f"{val[0]:.3f}")
+    return TrialResult(spec, "complete", None, h, diagnose(h), float(val[-1]), None, 10, 1.0)
+
+
+def test_a_run_learned_where_it_got_clearly_below_the_constant_prediction():
+    noise = [0.002 * ((-1) ** i) for i in range(12)]
+    # from a large initial loss down to what predicting three balanced classes' frequencies
+    # scores (ln 3, FINDINGS' plateau), and flat there: it fell 30%, yet learned nothing
+    at_priors = [v + e for v, e in zip([1.6, 1.4, 1.2] + [1.0986] * 9, noise, strict=True)]
+    # already low at its first evaluation, and flat: it fell under 10%, yet learned much
+    early = [0.3 + e for e in noise]
+    log3 = 1.0986
+    assert recipe.learned(_read_run(at_priors, None)) is True  # the stand-in: it fell
+    assert recipe.learned(_read_run(at_priors, log3)) is False
+    assert recipe.learned(_read_run(early, None)) is False
+    assert recipe.learned(_read_run(early, log3)) is True
+    assert recipe.learned_nothing(Comparison.of([_read_run(at_priors, log3)] * 2))
+    assert not recipe.learned_nothing(Comparison.of([_read_run(at_priors, log3),
+                                                     _read_run(early, log3)]))
 
 
 def test_a_tie_among_runs_that_learned_keeps_the_lowest_lr():

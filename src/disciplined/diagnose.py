@@ -38,7 +38,8 @@ MAX_SPIKES = 1  # in the late half of the curve
 # The settled part of a curve starts where it is within this fraction of its total fall.
 SETTLED = 0.25
 # A curve whose minimum is not this fraction below its start has barely learned: a plateau
-# that high is underfitting, not balance.
+# that high is underfitting, not balance (where the constant prediction's loss is unknown:
+# where it is known, a curve learned if it got clearly below it).
 MIN_LEARNED = 0.1
 # Blown up: the end is this many times the start (the first evaluation's loss; or, where the
 # training loss ended below that, the early training loss if higher: a first evaluation made
@@ -169,6 +170,16 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
     level = float(np.median(np.abs(late))) or 1.0
     noise = noise_level(late)
     evidence["noise"] = noise
+    # Minimum and end both averaged, so the noise neither deepens the minimum nor lifts the
+    # end: the minimum of many noisy points sits ~2 noise below a flat curve.
+    width, k = 3, max(3, len(ys) // 6)
+    smoothed = _smooth(ys, width)
+    i_low = int(np.argmin(smoothed))
+    margin = 0.0
+    if baseline is not None and math.isfinite(baseline):
+        margin = max(TREND_SIGMAS * noise / math.sqrt(width), MIN_REL_CHANGE * abs(baseline))
+        evidence.update(baseline=baseline,
+                        beats_constant=bool(smoothed[i_low] <= baseline - margin))
     neighbours = np.maximum(late[:-2], late[2:])
     spikes = int(np.sum(late[1:-1] - neighbours > max(SPIKE_SIGMAS * noise,
                                                       MIN_REL_CHANGE * level)))
@@ -178,11 +189,6 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
     change, stderr = _tail_change(xs, ys, noise)
     evidence.update(tail_change=change, tail_stderr=stderr)
     threshold = max(TREND_SIGMAS * stderr, MIN_REL_CHANGE * level)
-    # Minimum and end both averaged, so the noise neither deepens the minimum nor lifts the
-    # end: the minimum of many noisy points sits ~2 noise below a flat curve.
-    width, k = 3, max(3, len(ys) // 6)
-    smoothed = _smooth(ys, width)
-    i_low = int(np.argmin(smoothed))
     rise = float(np.mean(ys[-k:]) - smoothed[i_low])
     rise_sigma = noise * math.sqrt(1 / width + 1 / k)
     evidence["rise_after_min"] = rise
@@ -193,16 +199,16 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
             learned_fraction(ys) >= MIN_LEARNED:
         evidence["gave_back"] = rise / fall
         return verdict("unstable")
-    if baseline is not None and math.isfinite(baseline):
-        evidence["baseline"] = baseline
-        margin = max(TREND_SIGMAS * noise / math.sqrt(width), MIN_REL_CHANGE * abs(baseline))
-        if smoothed[i_low] > baseline - margin:
-            return _no_better(baseline, margin, train_loss, evidence)
+    if evidence.get("beats_constant") is False:
+        assert baseline is not None
+        return _no_better(baseline, margin, train_loss, evidence)
     if i_low < len(ys) - k and change > 0 and risen:
         return verdict("overfitting")
     learned = learned_fraction(ys)
     evidence["learned"] = learned
-    if change < -threshold or learned < MIN_LEARNED:
+    # how far it fell from its first evaluation stands in for the constant where that is
+    # unknown (a curve already low at its first evaluation reads as having barely learned)
+    if change < -threshold or (learned < MIN_LEARNED and "beats_constant" not in evidence):
         return verdict("underfitting")
     return verdict("balanced")
 

@@ -155,6 +155,10 @@ MOST_PICTURES = {"final": 2}
 SAME_LR_DECADES = 0.02
 # Verdicts that ask for a lower LR (Smith 2018, Section 4.1).
 UNSTEADY = ("unstable", "diverged")
+# How the reasons say that no run learned anything (`learned`).
+NOTHING_LEARNED = (f"at every LR that trained steadily, the validation loss stayed at what a "
+                   f"constant prediction scores or, where that is unknown, fell less than "
+                   f"{MIN_LEARNED:.0%} below its first evaluation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -722,25 +726,29 @@ def _nothing_trained(rung: Comparison) -> bool:
     return all(r.diagnosis is None or r.diagnosis.verdict == "diverged" for r in rung.results)
 
 
-def learned(result: TrialResult) -> float | None:
-    """How far a run's validation loss fell below its first evaluation, as a fraction of
-    it (`diagnose.learned_fraction`); None for a run that failed or diverged, or has no
-    curve: it says nothing either way."""
+def learned(result: TrialResult) -> bool | None:
+    """Whether a run learned anything from its inputs: its validation loss got clearly below
+    what the best constant prediction scores (the diagnosis's `beats_constant`), or, where
+    that is unknown, fell diagnose's MIN_LEARNED below its first evaluation; None for a run
+    that failed or diverged, or has no curve: it says nothing either way."""
     curve = [] if result.history is None else result.history.val_loss
     if result.state != "complete" or not curve or not all(map(math.isfinite, curve)) or (
             result.diagnosis is not None and result.diagnosis.verdict == "diverged"):
         return None
-    return learned_fraction(curve)
+    beats = None if result.diagnosis is None else result.diagnosis.evidence.get(
+        "beats_constant")
+    return bool(beats) if beats is not None else learned_fraction(curve) >= MIN_LEARNED
 
 
 def learned_nothing(rung: Comparison) -> bool:
-    """Whether no run of a rung has learned yet: at every LR that trained steadily, the
-    validation loss fell less than diagnose's MIN_LEARNED below its first evaluation (and
-    at least one did train). On such a plateau the runs' order is noise at any length
-    short of the final one (FINDINGS: a transformer's runs of 2-8 of its 12 epochs all
-    sat on it at every LR, and only full-length runs told them apart)."""
-    falls = [f for f in (learned(r) for r in rung.results) if f is not None]
-    return bool(falls) and max(falls) < MIN_LEARNED
+    """Whether no run of a rung has learned yet (`learned`) at any LR that trained steadily
+    (and at least one did train). On such a plateau the runs' order is noise at any length
+    short of the final one (FINDINGS: a transformer's runs of 2-8 of its 12 epochs all sat
+    at the loss of predicting the class frequencies, 1.09-1.10 for three classes, at every
+    LR, and only full-length runs told them apart)."""
+    said = [f for f in (learned(r) for r in rung.results) if f is not None]
+    return bool(said) and not any(said)
+
 
 
 def _plateau_settled(found: Halving, untold: Preference) -> Halving:
@@ -759,9 +767,7 @@ def _plateau_settled(found: Halving, untold: Preference) -> Halving:
     # an untold tie's note already says that no length told any apart
     told = (": the runs told apart only LRs too low to reach the plateau, and said nothing "
             "of the order of the rest") if found.told_apart else ""
-    note = (f"{found.length_note}; no run had learned anything yet (at every LR that trained "
-            f"steadily, the validation loss fell less than {MIN_LEARNED:.0%} below its first "
-            f"evaluation){told}")
+    note = f"{found.length_note}; no run had learned anything yet ({NOTHING_LEARNED}){told}"
     return dataclasses.replace(found, winner=untold(list(found.leaders), {}),
                                told_apart=False, length_note=note)
 
@@ -795,9 +801,8 @@ def _to_full_length(ctx: Context, stage: StageName, found: Halving, keys: Sequen
     if "final" in ctx.later:
         whose.append("the final training (which keeps the best of them)")
     shown = ", ".join(f"{k:.3g}" for k in chosen)
-    note = (f"no run of {_length(found.last.fraction)} had learned anything yet (at every "
-            f"LR that trained steadily, the validation loss fell less than "
-            f"{MIN_LEARNED:.0%} below its first evaluation): short runs cannot tell LRs "
+    note = (f"no run of {_length(found.last.fraction)} had learned anything yet "
+            f"({NOTHING_LEARNED}): short runs cannot tell LRs "
             f"apart on such a plateau, so the {fit} candidates nearest {likely:.3g}"
             f"{why_likely} of those ({shown}) trained the full length instead"
             + (f", in the time of {' and of '.join(whose)}" if whose else ""))
