@@ -750,7 +750,6 @@ def learned_nothing(rung: Comparison) -> bool:
     return bool(said) and not any(said)
 
 
-
 def _plateau_settled(found: Halving, untold: Preference) -> Halving:
     """A tie at a length where no run had learned anything yet (`learned_nothing`), that
     the full length could not settle (`_to_full_length` needs room for two full-length

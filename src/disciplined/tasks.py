@@ -412,9 +412,11 @@ class ConstantBaseline:
 
     def loss(self, total: Callable[[list[float]], list[float]] = lambda v: v) -> float | None:
         """The constant's loss, or None where the loss or its targets are of no known form;
-        `total` sums the statistics over processes (`distributed.total`)."""
-        if self.kind is None or self.sums is None:
+        `total` sums the statistics over processes (`distributed.total`: every process calls
+        it alike, so one whose share was of no known form, or empty, speaks for all)."""
+        if total([0.0 if self.kind is not None and self.sums is not None else 1.0])[0] > 0:
             return None
+        assert self.sums is not None
         parts = [self.sums] if self.squares is None else [self.sums, self.squares]
         flat = total([float(self.count), *torch.cat([p.flatten() for p in parts]).tolist()])
         n, values = flat[0], torch.tensor(flat[1:], dtype=torch.float64)
