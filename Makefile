@@ -150,7 +150,7 @@ bench-decisions: $(BENCH_STAMP) $(FASHION)
 # benchmarks/tune_default/<the library's last commit>.json; compare two with
 # `python benchmarks/tune_default.py --compare BEFORE AFTER`.
 tune-default: $(STAMP) $(FASHION)
-	$(PY) benchmarks/tune_default.py --out benchmarks/tune_default/$$(git log -1 --format=%h -- src).json
+	$(PY) benchmarks/tune_default.py --out benchmarks/tune_default/$$(git log -1 --format=%h -- src)$$(git status --porcelain -- src | grep -q . && echo -edited).json
 
 # How steady a training step's time is: the plan's 20 timed steps against later blocks.
 bench-step-time: $(BENCH_STAMP) $(FASHION)

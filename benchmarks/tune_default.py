@@ -47,6 +47,9 @@ def measure(out: Path, seed: int, names: list[str]) -> None:
     library = Path(__import__("disciplined").__file__).parent
     commit = subprocess.run(["git", "-C", str(library), "log", "-1", "--format=%h", "--",
                              "."], capture_output=True, text=True).stdout.strip()
+    edited = subprocess.run(["git", "-C", str(library), "status", "--porcelain", "--", "."],
+                            capture_output=True, text=True).stdout.strip()
+    commit += "-edited" if commit and edited else ""  # not the commit's own decisions
     found: dict[str, Any] = {"seed": seed, "disciplined": __version__,
                              "library": commit or str(library), "tasks": {}}
     for name in names:
@@ -71,14 +74,16 @@ def compare(before: Path, after: Path) -> None:
         print(f"{name}: {'same choice and final' if kept else 'CHANGED'}"
               + (f"; reasons changed: {', '.join(reasons)}" if reasons else ""))
         if not kept:
-            for key in ("max_lr", "momentum", "weight_decay", "epochs"):
-                if a["hyperparameters"][key] != b["hyperparameters"][key]:
-                    print(f"  {key}: {a['hyperparameters'][key]} -> {b['hyperparameters'][key]}")
+            for key, was in a["hyperparameters"].items():
+                if was != b["hyperparameters"].get(key):
+                    print(f"  {key}: {was} -> {b['hyperparameters'].get(key)}")
             print(f"  final: {a['final']} -> {b['final']}")
         for stage in reasons:
             print(f"  {stage} before: {a['reasons'][stage]}\n  {stage} after:  "
                   f"{b['reasons'].get(stage)}")
-    print(f"{same} of {len(names)} tasks: same choice and final")
+    alone = sorted(old.keys() ^ new.keys())
+    print(f"{same} of {len(names)} tasks: same choice and final"
+          + (f" (in one file only, not compared: {', '.join(alone)})" if alone else ""))
 
 
 def main() -> None:

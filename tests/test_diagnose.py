@@ -145,6 +145,18 @@ def test_a_curve_no_better_than_a_constant_prediction_learned_nothing():
         diagnose_curve(STEPS, below).verdict != "balanced"
 
 
+def test_a_curve_back_at_the_constant_by_its_end_lost_what_it_learned():
+    # below ln 10 early, then back at it and flat (falling a hair): it read "balanced" when
+    # only its lowest point was compared with the constant
+    back = np.concatenate([[1.9, 1.9, 2.0, 2.2], np.linspace(2.31, 2.30, 36)])
+    y = back + np.random.default_rng(0).normal(0, 0.002, 40)
+    d = diagnose_curve(STEPS, y, baseline=np.log(10), train_loss=2.3, train_start=2.3)
+    assert d.verdict == "unstable" and d.evidence["back_at_constant"]
+    assert "lost what it had learned" in d.advice
+    d = diagnose_curve(STEPS, y, baseline=np.log(10), train_loss=0.2, train_start=2.3)
+    assert d.verdict == "overfitting" and "back at it by the end" in d.advice
+
+
 def test_real_runs_on_digits_are_read_against_the_constant_prediction():
     from disciplined.engine import Trainer, build_optimizer
     from disciplined.tasks import digits_cnn, digits_datasets

@@ -609,6 +609,9 @@ def test_a_run_learned_where_it_got_clearly_below_the_constant_prediction():
     assert recipe.learned(_read_run(at_priors, log3)) is False
     assert recipe.learned(_read_run(early, None)) is False
     assert recipe.learned(_read_run(early, log3)) is True
+    # three evaluations are too few for the diagnosis to read: the constant, 1% below, decides
+    assert recipe.learned(_read_run([1.6, 1.2, 1.1], log3)) is False
+    assert recipe.learned(_read_run([0.31, 0.3, 0.3], log3)) is True
     assert recipe.learned_nothing(Comparison.of([_read_run(at_priors, log3)] * 2))
     assert not recipe.learned_nothing(Comparison.of([_read_run(at_priors, log3),
                                                      _read_run(early, log3)]))

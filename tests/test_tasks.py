@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -338,15 +339,98 @@ def test_the_constant_for_binary_labels_is_each_labels_rate():
 
 
 @pytest.mark.parametrize("loss_fn", [
-    torch.nn.L1Loss(), torch.nn.CrossEntropyLoss(label_smoothing=0.1),
-    torch.nn.CrossEntropyLoss(weight=torch.ones(4)), torch.nn.MSELoss(reduction="sum"),
+    torch.nn.CrossEntropyLoss(label_smoothing=0.1), torch.nn.CrossEntropyLoss(weight=torch.ones(4)),
     lambda out, y: F.cross_entropy(out, y)])
 def test_no_constant_is_claimed_for_a_loss_of_another_form(loss_fn):
-    assert _fed(loss_fn, torch.zeros(50, 4), torch.randint(0, 4, (50,))) is None
+    labels = torch.randint(0, 4, (50,))
+    assert _fed(torch.nn.CrossEntropyLoss(), torch.zeros(50, 4), labels) is not None
+    assert _fed(loss_fn, torch.zeros(50, 4), labels) is None
 
 
-def test_no_constant_is_claimed_for_targets_of_changing_shapes():
-    constant = tasks.ConstantBaseline(torch.nn.MSELoss())
-    constant.add(torch.zeros(8, 3), torch.ones(8, 3))
-    constant.add(torch.zeros(8, 2), torch.ones(8, 2))
-    assert constant.loss() is None
+@pytest.mark.parametrize("loss_fn", [torch.nn.L1Loss(), torch.nn.MSELoss(reduction="sum"),
+                                     torch.nn.BCEWithLogitsLoss(pos_weight=torch.ones(3))])
+def test_no_constant_is_claimed_for_an_elementwise_loss_of_another_form(loss_fn):
+    y = torch.rand(50, 3)
+    assert _fed(torch.nn.MSELoss(), y, y) is not None
+    assert _fed(loss_fn, y, y) is None
+
+
+def test_the_constant_for_soft_labels_is_their_mean_distribution():
+    torch.manual_seed(0)
+    y = torch.softmax(torch.randn(300, 5) * 2, dim=1)
+    mean = y.mean(0)
+    oracle = float(F.cross_entropy(mean.log().expand_as(y), y))
+    got = _fed(torch.nn.CrossEntropyLoss(), torch.zeros(300, 5), y)
+    assert got == pytest.approx(oracle + 4 / 600, rel=1e-5)
+
+
+def test_no_constant_scores_zero():
+    # one class, or constant targets: no run could beat the mark, so there is none
+    one_class = torch.zeros(40, dtype=torch.long)
+    assert _fed(torch.nn.CrossEntropyLoss(), torch.zeros(40, 3), one_class) is None
+    assert _fed(torch.nn.MSELoss(), torch.zeros(40, 2), torch.full((40, 2), 7.0)) is None
+    assert _fed(torch.nn.MSELoss(), torch.zeros(1, 2), torch.ones(1, 2)) is None  # one sample
+
+
+def test_the_variance_of_targets_far_from_zero_keeps_its_digits():
+    torch.manual_seed(0)
+    y = torch.randn(1000, 2, dtype=torch.float64) + 1e9
+    got = _fed(torch.nn.MSELoss(), y, y)
+    assert got == pytest.approx(float(y.var(0).mean()), rel=1e-6)
+
+
+def _in_two_processes(shares):
+    """Each share's `loss`, with `distributed.total` played by two threads that add each
+    other's numbers call by call, in lockstep, as an all-reduce does."""
+    calls: list[list[list[float]]] = [[], []]
+    results = [None, None]
+    errors: list[Exception] = []
+    barrier = threading.Barrier(2, timeout=10)
+
+    def run(me):
+        def total(values):
+            calls[me].append(values)
+            barrier.wait()
+            other = calls[1 - me][len(calls[me]) - 1]
+            barrier.wait()
+            return [a + b for a, b in zip(values, other, strict=True)]  # sizes must agree
+        try:
+            results[me] = shares[me].loss(total)
+        except Exception as err:  # a thread's error fails the test below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads), "a process was left waiting"
+    assert not errors, errors
+    return results
+
+
+def test_processes_sum_to_the_constant_of_all_their_targets():
+    torch.manual_seed(0)
+    y = torch.randn(400, 3) * 3 + torch.tensor([1.0, 50.0, -4.0])
+    shares = [tasks.ConstantBaseline(torch.nn.MSELoss()) for _ in range(2)]
+    shares[0].add(y[:250], y[:250])
+    shares[1].add(y[250:], y[250:])
+    got = _in_two_processes(shares)
+    assert got[0] == got[1] == pytest.approx(_fed(torch.nn.MSELoss(), y, y), rel=1e-9)
+    labels = torch.randint(0, 3, (400,))
+    shares = [tasks.ConstantBaseline(torch.nn.CrossEntropyLoss()) for _ in range(2)]
+    shares[0].add(torch.zeros(250, 3), labels[:250])
+    shares[1].add(torch.zeros(150, 3), labels[250:])
+    got = _in_two_processes(shares)
+    assert got[0] == got[1] == pytest.approx(
+        _fed(torch.nn.CrossEntropyLoss(), torch.zeros(400, 3), labels), rel=1e-9)
+
+
+def test_processes_with_shares_of_other_shapes_or_none_claim_no_constant_and_wait_for_none():
+    y = torch.randn(100, 3)
+    for second in (y, None):  # another shape; an empty share
+        shares = [tasks.ConstantBaseline(torch.nn.MSELoss()) for _ in range(2)]
+        shares[0].add(y[:, :2], y[:, :2])
+        if second is not None:
+            shares[1].add(second, second)
+        assert _in_two_processes(shares) == [None, None]

@@ -204,6 +204,10 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
         return _no_better(baseline, margin, train_loss, evidence)
     if i_low < len(ys) - k and change > 0 and risen:
         return verdict("overfitting")
+    if evidence.get("beats_constant") and baseline is not None and \
+            float(np.mean(ys[-k:])) > baseline - margin:  # below it once, back at it now
+        evidence["back_at_constant"] = True
+        return _no_better(baseline, margin, train_loss, evidence, lost=True)
     learned = learned_fraction(ys)
     evidence["learned"] = learned
     # how far it fell from its first evaluation stands in for the constant where that is
@@ -214,14 +218,27 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
 
 
 def _no_better(baseline: float, margin: float, train_loss: float | None,
-               evidence: dict[str, Any]) -> Diagnosis:
+               evidence: dict[str, Any], lost: bool = False) -> Diagnosis:
     """A curve that never got clearly below the constant prediction's loss: it learned
     nothing from its inputs that shows on the validation data. Where its training loss did
     get below it, what it learned does not carry over (overfitting, or data that differ);
-    else it learned nothing at all yet (underfitting)."""
+    else it learned nothing at all yet (underfitting). With `lost`, it had got below the
+    constant and ended back at it: what it learned was lost, on its training data too
+    (unstable), or only on the validation data (overfitting)."""
     mark = (f"no better on the validation data than a constant prediction (the targets' "
             f"frequencies or mean: loss {baseline:.4g})")
-    if train_loss is not None and train_loss < baseline - margin:
+    fitted = train_loss is not None and train_loss < baseline - margin
+    if lost and fitted:
+        return Diagnosis("overfitting", f"below a constant prediction's loss ({baseline:.4g}) "
+                         f"at its best, and back at it by the end while its training loss "
+                         f"fell to {train_loss:.4g}: overfitting — more regularization (weight "
+                         "decay), or stop at the minimum", evidence)
+    if lost:
+        with_it = "" if train_loss is None else ", its training loss with it"
+        return Diagnosis("unstable", f"below a constant prediction's loss ({baseline:.4g}) at "
+                         f"its best, and back at it by the end{with_it}: it lost what it had "
+                         "learned — lower the maximum learning rate or the momentum", evidence)
+    if fitted:
         return Diagnosis("overfitting", f"{mark}, though its training loss fell to "
                          f"{train_loss:.4g}: what it learned does not carry over — check that "
                          "the validation inputs and labels match the training ones, then "

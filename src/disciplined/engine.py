@@ -317,7 +317,8 @@ class History:
     epochs: float = 0.0
     stop_reason: StopReason = ""
     # the validation loss of the best constant prediction (`ConstantBaseline`), from the
-    # first evaluation; None where the loss is of no form it knows
+    # first evaluation; None where it cannot be read (a loss or targets of no form it knows,
+    # one class) or another framework trained the run
     baseline: float | None = None
 
     def to_dict(self) -> dict[str, Any]:

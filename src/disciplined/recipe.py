@@ -38,7 +38,7 @@ from .defaults import (
     USUAL_MAX_LR,
     start_weight_decay,
 )
-from .diagnose import MIN_LEARNED, Verdict, learned_fraction
+from .diagnose import MIN_LEARNED, MIN_REL_CHANGE, Verdict, learned_fraction
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
 from .executors import Executor
@@ -728,15 +728,20 @@ def _nothing_trained(rung: Comparison) -> bool:
 
 def learned(result: TrialResult) -> bool | None:
     """Whether a run learned anything from its inputs: its validation loss got clearly below
-    what the best constant prediction scores (the diagnosis's `beats_constant`), or, where
-    that is unknown, fell diagnose's MIN_LEARNED below its first evaluation; None for a run
-    that failed or diverged, or has no curve: it says nothing either way."""
+    what the best constant prediction scores (the diagnosis's `beats_constant`; for a curve
+    too short for the diagnosis to read the noise, or a diagnosis journaled before it read
+    the constant, 1% below), or, where that is unknown, fell diagnose's MIN_LEARNED below
+    its first evaluation; None for a run that failed or diverged, or has no curve: it says
+    nothing either way."""
     curve = [] if result.history is None else result.history.val_loss
     if result.state != "complete" or not curve or not all(map(math.isfinite, curve)) or (
             result.diagnosis is not None and result.diagnosis.verdict == "diverged"):
         return None
     beats = None if result.diagnosis is None else result.diagnosis.evidence.get(
         "beats_constant")
+    constant = result.history.baseline if result.history is not None else None
+    if beats is None and constant is not None:  # a curve too short to read, or read before
+        beats = min(curve) < constant - MIN_REL_CHANGE * abs(constant)
     return bool(beats) if beats is not None else learned_fraction(curve) >= MIN_LEARNED
 
 

@@ -372,13 +372,17 @@ class ConstantBaseline:
     to it looks like a balanced one. The value is what the targets' own frequencies or
     mean score, corrected for being fitted on the same targets (Miller-Madow for the
     entropies, n/(n-1) for the variance), so a small validation set does not set the mark
-    below what the true constant would score."""
+    below what the true constant would score. None where no constant can be read, or
+    where it would score 0 (one class, constant targets): no run could beat that."""
 
     def __init__(self, loss_fn: Any) -> None:
         self.kind = constant_kind(loss_fn)
         self.ignored = getattr(loss_fn, "ignore_index", -100)
         self.sums: torch.Tensor | None = None  # per class, or per target position
-        self.squares: torch.Tensor | None = None  # per target position ("squared")
+        # ("squared") the squares per position, of the targets less the first batch's
+        # mean: raw squares of targets far from 0 cancel to nothing in the variance
+        self.squares: torch.Tensor | None = None
+        self.shift: torch.Tensor | None = None
         self.count = 0
 
     def add(self, out: Any, targets: Any) -> None:
@@ -397,6 +401,11 @@ class ConstantBaseline:
             self._gather(y.double().sum(0), None, len(y))
         elif self.kind != "classes" and y.is_floating_point() and y.ndim and y.shape == out.shape:
             y = y.double()
+            if self.kind == "squared":
+                if self.shift is None:
+                    self.shift = y.mean(0)
+                if self.shift.shape == y.shape[1:]:
+                    y = y - self.shift
             self._gather(y.sum(0), (y * y).sum(0) if self.kind == "squared" else None, len(y))
         else:  # a form no constant is scored for here
             self.kind = None
@@ -412,29 +421,47 @@ class ConstantBaseline:
 
     def loss(self, total: Callable[[list[float]], list[float]] = lambda v: v) -> float | None:
         """The constant's loss, or None where the loss or its targets are of no known form;
-        `total` sums the statistics over processes (`distributed.total`: every process calls
-        it alike, so one whose share was of no known form, or empty, speaks for all)."""
-        if total([0.0 if self.kind is not None and self.sums is not None else 1.0])[0] > 0:
+        `total` sums numbers over processes (`distributed.total`). Every process calls it
+        alike: first they agree that each has a constant of one size (one whose share was
+        empty, of no known form or of another shape speaks for all), then they sum."""
+        size = 0 if self.kind is None or self.sums is None else self.sums.numel()
+        bad, sizes, processes = total([0.0 if size else 1.0, float(size), 1.0])
+        if bad > 0 or sizes != size * processes:
             return None
         assert self.sums is not None
-        parts = [self.sums] if self.squares is None else [self.sums, self.squares]
-        flat = total([float(self.count), *torch.cat([p.flatten() for p in parts]).tolist()])
-        n, values = flat[0], torch.tensor(flat[1:], dtype=torch.float64)
-        if n < 2:
-            return None
-        sums = values[:self.sums.numel()].reshape(self.sums.shape)
         if self.kind == "squared":
-            squares = values[self.sums.numel():].reshape(self.sums.shape)
-            variance = (squares - sums * sums / n) / (n - 1)
-            return float(variance.clamp(min=0).mean())
+            value = self._variance(total)
+        else:
+            flat = total([float(self.count), *self.sums.flatten().tolist()])
+            n, sums = flat[0], torch.tensor(flat[1:], dtype=torch.float64)
+            value = None if n < 2 else self._entropy(sums, n)
+        return value if value is not None and value > 1e-12 else None
+
+    def _entropy(self, sums: torch.Tensor, n: float) -> float:
         if self.kind == "binary":
             rate = (sums / n).clamp(1e-12, 1 - 1e-12)
             entropy = -(rate * rate.log() + (1 - rate) * (1 - rate).log())
             return float(entropy.mean()) + 1 / (2 * n)
         p = sums / sums.sum()
         seen = p > 0
-        entropy = -(p[seen] * p[seen].log()).sum()
-        return float(entropy) + (int(seen.sum()) - 1) / (2 * n)
+        return float(-(p[seen] * p[seen].log()).sum()) + (int(seen.sum()) - 1) / (2 * n)
+
+    def _variance(self, total: Callable[[list[float]], list[float]]) -> float | None:
+        """Each position's variance over every process's targets, averaged: each process's
+        spread about its own mean, and its mean's distance from the overall one (Chan et
+        al.'s pairwise combination), so no large sum of squares is ever subtracted."""
+        assert self.sums is not None and self.squares is not None and self.shift is not None
+        n = float(self.count)
+        mean = self.shift + self.sums / n
+        spread = self.squares - self.sums * self.sums / n
+        flat = total([n, *(n * mean).flatten().tolist(), *spread.flatten().tolist()])
+        k = mean.numel()
+        count = flat[0]
+        overall = torch.tensor(flat[1:1 + k], dtype=torch.float64).reshape(mean.shape) / count
+        between = total((n * (mean - overall) ** 2).flatten().tolist())
+        m2 = torch.tensor(flat[1 + k:], dtype=torch.float64) + torch.tensor(between,
+                                                                             dtype=torch.float64)
+        return None if count < 2 else float((m2 / (count - 1)).clamp(min=0).mean())
 
 
 def scores_classes(out: Any, targets: Any, whole: bool = False) -> bool:
