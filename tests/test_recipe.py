@@ -378,6 +378,10 @@ def test_the_closed_loop_asks_what_each_diagnosis_calls_for():
     checked = [spec.with_(max_lr=0.0316), spec.with_(max_lr=0.1)]
     assert [d for d, _ in _corrections(low, "underfitting", checked, "sgd")] == \
         [Decision(weight_decay=3.2e-05)]  # only the lighter weight decay is left
+    # a final no better than a constant prediction: an LR too high holds it there as surely
+    # as one too low, so both, the higher first
+    assert [d.max_lr for d, _ in _corrections(hyper, recipe.NO_BETTER, [spec], "sgd")] == \
+        [pytest.approx(0.316), pytest.approx(0.0316)]
     # no weight decay yet: the optimizer's smallest non-zero value, not 0 x 3
     assert _corrections(Hyper(batch_size=8, max_lr=1e-3, weight_decay=0.0), "overfitting",
                         [], "adamw")[0][0].weight_decay == 1e-3

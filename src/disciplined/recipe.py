@@ -155,6 +155,9 @@ MOST_PICTURES = {"final": 2}
 SAME_LR_DECADES = 0.02
 # Verdicts that ask for a lower LR (Smith 2018, Section 4.1).
 UNSTEADY = ("unstable", "diverged")
+# What the closed loop calls a final run whose diagnosis found it no better than a constant
+# prediction: the LR is the suspect, in either direction (`_corrections`).
+NO_BETTER = "no better than a constant"
 # How the reasons say that no run learned anything (`learned`).
 NOTHING_LEARNED = (f"at every LR that trained steadily, the validation loss stayed at what a "
                    f"constant prediction scores or, where that is unknown, fell less than "
@@ -1269,6 +1272,9 @@ def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec],
                  (down, "it overfits: a lower LR")]
     elif verdict in UNSTEADY:
         order = [(down, f"it is {verdict}: a lower LR")]
+    elif verdict == NO_BETTER:  # an LR too high holds a model at the constant, as one too low
+        order = [(up, "no better than a constant prediction: a higher LR"),
+                 (down, "no better than a constant prediction: a lower LR")]
     elif verdict == "underfitting":
         order = [(up, "it underfits: a higher LR"), (lighter, "it underfits: less weight decay")]
     else:
@@ -1363,7 +1369,10 @@ def _refine(ctx: Context) -> Outcome:
     # a final training the final stage lengthened costs more than the plan's (`_final_epochs`)
     longer = (hyper.epochs or ctx.planned().final_epochs) / ctx.planned().final_epochs
     while ctx.left() >= REFINE_MIN * longer:
-        verdict = best.diagnosis.verdict if best.diagnosis else "balanced"
+        verdict: str = best.diagnosis.verdict if best.diagnosis else "balanced"
+        if verdict == "underfitting" and best.diagnosis is not None and \
+                best.diagnosis.evidence.get("beats_constant") is False:
+            verdict = NO_BETTER
         options = _corrections(hyper, verdict, tried, ctx.task.optimizer)
         checking = check is not None and len(tried) == 1
         if checking and check is not None:  # first; later, not again as "a higher LR"
