@@ -22,6 +22,14 @@ def test_a_curve_still_falling_at_the_end_is_underfitting():
     assert d.evidence["tail_change"] < 0
 
 
+def test_a_flat_curve_that_barely_fell_is_underfitting_and_says_why():
+    # no constant prediction's loss to read it against: it fell 3% from its first point
+    d = diagnose_curve(STEPS, noisy(np.concatenate([[2.36, 2.33], np.full(38, 2.3)]), 0.002))
+    assert d.verdict == "underfitting" and d.evidence["learned"] < 0.1
+    assert "barely below its first evaluation" in d.advice
+    assert "still decreasing" not in d.advice
+
+
 def test_a_flat_noisy_curve_is_balanced_not_overfitting():
     curve = np.concatenate([np.linspace(2.0, 0.5, 10), np.full(30, 0.5)])
     for seed in range(5):

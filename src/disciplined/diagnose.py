@@ -212,8 +212,12 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
     evidence["learned"] = learned
     # how far it fell from its first evaluation stands in for the constant where that is
     # unknown (a curve already low at its first evaluation reads as having barely learned)
-    if change < -threshold or (learned < MIN_LEARNED and "beats_constant" not in evidence):
+    if change < -threshold:
         return verdict("underfitting")
+    if learned < MIN_LEARNED and "beats_constant" not in evidence:
+        return Diagnosis("underfitting", f"barely below its first evaluation (it fell "
+                         f"{learned:.0%}): underfitting, or learning nothing — a larger "
+                         "learning rate, less weight decay or more epochs", evidence)
     return verdict("balanced")
 
 
