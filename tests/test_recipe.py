@@ -21,7 +21,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from disciplined import display, jobs, recipe
+from disciplined import cli, display, jobs, recipe
 from disciplined.cli import app
 from disciplined.compare import Comparison
 from disciplined.decisions import Decision, Hyper
@@ -855,6 +855,39 @@ def test_the_wall_budget_counts_loading_the_task(tmp_path, monkeypatch):
     with pytest.raises(DisciplinedError, match=r"used up by loading the task and the range "
                                                r"test \(1\d\d s\)"):
         tune("digits", out=tmp_path / "out", budget_minutes=1.5)
+
+
+def test_the_wall_budget_counts_from_the_start_it_is_given(tmp_path):
+    # the command passes its own start: 100 s of "imports" before tune's call use up a
+    # 90-second budget, as they would on the user's clock
+    with pytest.raises(DisciplinedError, match=r"used up by loading the task and the range "
+                                               r"test \(1\d\d s\)"):
+        tune("digits", out=tmp_path / "out", budget_minutes=1.5,
+             started=time.perf_counter() - 100)
+    with pytest.raises(ValueError, match=r"started must be a time\.perf_counter\(\) reading"):
+        tune("digits", out=tmp_path / "later", budget_minutes=1.5,
+             started=time.perf_counter() + 100)
+    assert not (tmp_path / "later").exists()  # refused before anything was written
+
+
+def test_the_command_counts_its_budget_from_its_own_start(monkeypatch, capsys):
+    seen = {}
+
+    def fake_tune(task, **kwargs):
+        seen["started"], seen["called"] = kwargs["started"], time.perf_counter()
+        raise DisciplinedError("stopped here")
+
+    monkeypatch.setattr(recipe, "tune", fake_tune)
+    monkeypatch.setattr(sys, "argv", ["disciplined", "tune", "digits", "--budget-minutes",
+                                      "1", "--quiet"])
+    before = time.perf_counter()
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 2 and "stopped here" in capsys.readouterr().err
+    assert before <= seen["started"] <= seen["called"]
+    # in-process (the app called without `main`, as a test or a notebook does): tune's call
+    assert runner.invoke(app, ["tune", "digits", "--quiet"]).exit_code == 2
+    assert seen["started"] is None
 
 
 @pytest.mark.parametrize("verdicts", [

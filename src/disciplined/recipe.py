@@ -1471,7 +1471,7 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
          resume: bool = False, seed: int = 0, data_dir: str | None = None,
          device: str | None = None, progress: Progress | None = None,
          executor: Executor | None = None, command: str | None = None, amp: str = "auto",
-         compile: bool = False) -> StudyResult:
+         compile: bool = False, started: float | None = None) -> StudyResult:
     """Choose LR, batch size, momentum and weight decay the disciplined way, then train.
 
     `budget_epochs` is the final training's length (the task's own `epochs` when not given,
@@ -1485,7 +1485,9 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     line that ran it, for the report. `amp` is every training's autocast ("auto": bf16 on a
     GPU that supports it; "off"; "bf16"; "fp16"), and `compile` runs the final training's
     forward through torch.compile (the range test and short runs stay eager: compiling each
-    short run would cost more than it saves).
+    short run would cost more than it saves). `started` is the `time.perf_counter()` reading
+    `budget_minutes` counts from (default: this call); the command passes its own start, so
+    that importing torch counts as well, as a user's clock counts it.
     """
     if amp not in AMP_CHOICES:
         raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
@@ -1495,11 +1497,15 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         raise ValueError(f"budget_minutes must be > 0 and finite, got {budget_minutes}")
     if budget_epochs is not None and budget_minutes is not None:
         raise ValueError("give budget_epochs or budget_minutes, not both")
+    now = time.perf_counter()
+    if started is not None and not started <= now:
+        raise ValueError(f"started must be a time.perf_counter() reading taken before this "
+                         f"call, got {started} (now {now})")
     settings = Settings(task_name, output_folder(out), stage_list(stages), budget_epochs,
                         budget_minutes, seed, data_dir, device, amp, compile)
     team = distributed.world()
     # --budget-minutes is the wall time of everything, loading the data included
-    started = time.perf_counter()
+    started = now if started is None else started
     # built once, now: fails early with the task's own message if the data are missing, and
     # every trial in this process shares the datasets
     task = load_task(task_name, data_dir=data_dir).loaded()
