@@ -32,8 +32,9 @@ DECISIONS = Path(__file__).with_name("decisions")
 TOLERANCE = 0.10
 
 
-def command_wall(name: str, minutes: float, seed: int) -> tuple[float, float | None]:
-    """The command's wall time from outside, and its own total (None if it failed)."""
+def command_wall(name: str, minutes: float, seed: int) -> tuple[float, float | None, bool]:
+    """The command's wall time from outside, its own total (None where it failed), and
+    whether it refused the budget as too small for the range test and one short final."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "disciplined", "tune", f"zoo/{name}", "--budget-minutes",
                f"{minutes:.4f}", "--seed", str(seed), "--quiet", "--out", out]
@@ -42,9 +43,9 @@ def command_wall(name: str, minutes: float, seed: int) -> tuple[float, float | N
         wall = time.perf_counter() - began
         if done.returncode != 0:
             print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
-            return wall, None
+            return wall, None, "is used up by loading the task" in done.stderr
         summary = json.loads((Path(out) / "summary.json").read_text())
-        return wall, summary["wall_seconds_total"]
+        return wall, summary["wall_seconds_total"], False
 
 
 def main() -> None:
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
-    rows, ratios = [], []
+    rows, ratios, refused = [], [], 0
     for multiple in args.multiples:
         for name in filter(None, args.tasks.split(",")):
             stored = DECISIONS / f"{name}.json"
@@ -64,11 +65,15 @@ def main() -> None:
                 print(f"{name}: no {stored}, skipped", flush=True)
                 continue
             seconds = multiple * json.loads(stored.read_text())["final_training_seconds"]
-            wall, own = command_wall(name, seconds / 60, args.seed)
+            wall, own, too_small = command_wall(name, seconds / 60, args.seed)
             ratio = wall / seconds
-            ratios.append(ratio)
-            kept = "yes" if abs(ratio - 1) <= TOLERANCE else "no"
-            told = "failed" if own is None else f"{own:.1f} s"
+            if too_small:  # a clear error, not a run: counted apart
+                refused += 1
+                kept, told = "refused", "(too small)"
+            else:
+                ratios.append(ratio)
+                kept = "yes" if abs(ratio - 1) <= TOLERANCE else "no"
+                told = "failed" if own is None else f"{own:.1f} s"
             rows.append(f"| {name} | {multiple:g}x | {seconds:.1f} s | {wall:.1f} s | "
                         f"{told} | {ratio:.2f}x | {kept} |")
             print(rows[-1], flush=True)
@@ -81,7 +86,9 @@ def main() -> None:
         "included); M is the multiple of the final training's seconds stored in "
         "benchmarks/decisions/<task>.json; 'tune's total' is the summary's "
         "`wall_seconds_total` (to the end of the last stage, before the report).",
-        f"- within +-{TOLERANCE:.0%}: {inside} of {len(ratios)}; wall / budget min "
+        f"- within +-{TOLERANCE:.0%}: {inside} of the {len(ratios)} that ran; {refused} "
+        "refused as too small for loading, the range test and one short final (the error "
+        "says how much to give); of those that ran, wall / budget min "
         f"{min(ratios, default=0):.2f}x, median {statistics.median(ratios or [0]):.2f}x, "
         f"max {max(ratios, default=0):.2f}x.",
         "",
