@@ -89,6 +89,10 @@ CASES = [  # (command line, words the one-line error must hold)
     (["find-lr", "digits", "--mode", "log"], "'log' is not one of"),
     (["tune", "digits", "--budget-minutes", "-1"], "budget_minutes must be > 0"),
     (["tune", "digits", "--stages", "range_test,nap"], "unknown stage 'nap'"),
+    (["tune", "digits", "--stages", "momentun"], "unknown stage 'momentun' (did you mean "
+                                                 "'momentum'?)"),
+    (["tune", "digits", "--stages", "lr,refine"], "the refine stage corrects the final "
+                                                  "training: give final too"),
     (["tune", "digits", "--executor", "slurm"], "'slurm' is not one of"),
     (["train", "{tmp}/tensors.py", "--max-lr", "0.1"], f"{PROTOCOL}, e.g. TensorDataset(x, y); "
                                                        "its training dataset is of type Tensor"),
@@ -133,6 +137,44 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(task_files, args, messag
     assert message in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
     assert not out.exists()  # refused before any work
+
+
+def test_a_misspelt_required_function_is_named(tmp_path):
+    path = tmp_path / "typo.py"
+    path.write_text(TASK.format(n=200, datasets="TensorDataset(x, y), TensorDataset(x, y)")
+                    .replace("def build_datasets", "def build_dataset"))
+    result = runner.invoke(cli.app, ["find-lr", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "must define build_datasets() (it defines build_dataset() for build_datasets(): " \
+        "misspelt?)" in " ".join(result.output.split()), result.output
+
+
+def test_train_and_tune_never_replace_the_others_model(task_files):
+    # a tune folder's model.pt lies under its summary and report; a train folder's under its
+    # history: each command is refused the other's folder, which it leaves as it found it
+    task = str(task_files / "fine.py")
+    studied, trained = task_files / "studied", task_files / "trained"
+    ran = runner.invoke(cli.app, ["tune", task, "--out", str(studied), "--budget-epochs", "5",
+                                  "--stages", "range_test,final", "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    ran = runner.invoke(cli.app, ["train", task, "--max-lr", "0.1", "--epochs", "5",
+                                  "--out", str(trained), "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    before = {p: p.read_bytes() for d in (studied, trained) for p in d.iterdir() if p.is_file()}
+    for args, message in (
+            (["train", task, "--max-lr", "0.1", "--epochs", "5", "--out", str(studied)],
+             "holds a tune study (study.db): train would replace its model.pt"),
+            (["tune", task, "--budget-epochs", "5", "--out", str(trained)],
+             "holds a model.pt that no tune study wrote")):
+        result = runner.invoke(cli.app, [*args, "--quiet"])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split()), result.output
+    after = {p: p.read_bytes() for d in (studied, trained) for p in d.iterdir() if p.is_file()}
+    assert after == before
+    # the same command again in its own folder goes on as before
+    again = runner.invoke(cli.app, ["train", task, "--max-lr", "0.05", "--epochs", "5",
+                                    "--out", str(trained), "--quiet"])
+    assert again.exit_code == 0, again.output
 
 
 WRONG_QUESTION = """

@@ -54,7 +54,7 @@ from disciplined.recipe import (
     tune,
     wider_than_a_cycle,
 )
-from disciplined.report import build_report, pictures
+from disciplined.report import _comparison, build_report, pictures
 from disciplined.study import Study, StudyBusyError
 from disciplined.tasks import load_task
 from disciplined.trials import Budget, TrialResult, TrialSpec
@@ -385,6 +385,21 @@ def test_the_closed_loop_asks_what_each_diagnosis_calls_for():
     # no weight decay yet: the optimizer's smallest non-zero value, not 0 x 3
     assert _corrections(Hyper(batch_size=8, max_lr=1e-3, weight_decay=0.0), "overfitting",
                         [], "adamw")[0][0].weight_decay == 1e-3
+
+
+def test_a_run_as_many_steps_long_as_the_final_is_the_final(tmp_path, monkeypatch):
+    # the budget rounds a last rung down to 99.95% of the length: as many steps as the final
+    # (ceil), so it runs as the full length, and the final keeps it instead of repeating it
+    monkeypatch.setattr(recipe, "plan_rungs", lambda n, *a, **k: RungPlan(
+        (Fraction(9995, 10000),), (n,), 0.0))
+    result = tune("digits", out=tmp_path / "out", budget_epochs=2,
+                  stages=["range_test", "weight_decay", "final"])
+    with Study(tmp_path / "out", resume=True) as study:
+        runs = study.trials("weight_decay")
+    assert runs and all(r.spec.budget.epochs == 2 and r.spec.eval_samples is None
+                        and r.spec.label.endswith("@ full") for r in runs)
+    final = next(s for s in result.summary["stages"] if s["name"] == "final")
+    assert "kept, not repeated" in final["reason"], final["reason"]
 
 
 def test_a_sweep_that_cannot_tell_escalates_and_short_runs_decide(tmp_path, nothing_task_file):
@@ -799,6 +814,24 @@ def test_a_budget_used_up_before_the_plan_is_a_clear_error_and_resumes_with_anot
     assert other.exit_code == 2 and "holds a study with other settings" in other.output
 
 
+def test_a_study_resumed_with_other_settings_is_told_which_and_what_to_do(tmp_path):
+    out = tmp_path / "out"
+    tune("digits", out=out, budget_epochs=3, stages=["range_test"])
+    # another task (whose optimizer has another start weight decay): its settings, not the
+    # version, are what differ
+    with pytest.raises(DisciplinedError, match=r"start_weight_decay 0\.001 there, 0\.1 here; "
+                                               r"task digits there, zoo/") as told:
+        tune("zoo/tabular_small_adamw", out=out, budget_epochs=3, stages=["range_test"],
+             resume=True)
+    assert "resume it with the same ones" in str(told.value)
+    assert "finish it with that version" not in str(told.value)
+    # only the start weight decay differs: another version of disciplined began it
+    with Study(out, resume=True) as study:
+        study.set_meta("config", {**study.meta("config"), "start_weight_decay": 0.5})
+    with pytest.raises(DisciplinedError, match="finish it with that version"):
+        tune("digits", out=out, budget_epochs=3, stages=["range_test"], resume=True)
+
+
 def test_the_reports_reserve_gives_back_what_a_stage_that_ran_nothing_will_not_draw():
     stages = ("range_test", "lr", "momentum", "weight_decay", "final", "refine")
     plan = Plan(final_epochs=1, final_steps=100, budget_seconds=10.0, budget_units=None,
@@ -1031,3 +1064,18 @@ def test_the_final_training_takes_back_what_a_slow_timing_cut_from_it(tmp_path, 
                 in reason
         else:
             assert final.spec.budget.epochs == planned and "lengthened" not in reason
+
+
+@pytest.mark.parametrize(("length", "noted"), [("@ 25%", True), ("@ full", False)])
+def test_the_reports_short_run_note_is_for_short_runs_only(length, noted):
+    # a short run's underfitting is its length (its LR has not annealed); a full-length
+    # run's is its own, and the note would explain it away
+    def run(max_lr, loss):
+        spec = TrialSpec("digits", max_lr=max_lr, budget=Budget(steps=10),
+                         label=f"max LR {max_lr:g} {length}")
+        return TrialResult(spec, "complete", None, None,
+                           Diagnosis("underfitting", "", {"noise": 0.0}), loss, None, 10, 1.0)
+
+    parts = _comparison(Comparison.of([run(0.1, 0.5), run(0.01, 0.9)]), "lr",
+                        Decision(max_lr=0.1), picture=False)
+    assert ("stops before its LR has annealed" in "".join(parts)) is noted

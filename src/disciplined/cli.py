@@ -623,9 +623,9 @@ def tune(
     task: TaskArg,
     out: OutDir = Path("runs/tune"),
     budget_minutes: Annotated[float | None, typer.Option(
-        help="Wall-clock budget for everything, tuning and final training together; the "
-             "final training is shortened to fit it, never made longer than the task's "
-             "epochs.")] = None,
+        help="Wall-clock budget for everything from the command's start, tuning and final "
+             "training together; the final training is shortened to fit it, never made "
+             "longer than the task's epochs.")] = None,
     budget_epochs: Annotated[float | None, typer.Option(
         help="Final training epochs; default: the task's own (a task file's `epochs`; "
              "digits 10, mnist1d 30, fashion-mnist 4, a zoo task its file's), else 10. "

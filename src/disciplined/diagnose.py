@@ -201,13 +201,14 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
         return verdict("unstable")
     if evidence.get("beats_constant") is False:
         assert baseline is not None
-        return _no_better(baseline, margin, train_loss, evidence)
+        return _no_better(baseline, margin, float(smoothed[i_low]), train_loss, evidence)
     if i_low < len(ys) - k and change > 0 and risen:
         return verdict("overfitting")
     if evidence.get("beats_constant") and baseline is not None and \
             float(np.mean(ys[-k:])) > baseline - margin:  # below it once, back at it now
         evidence["back_at_constant"] = True
-        return _no_better(baseline, margin, train_loss, evidence, lost=True)
+        return _no_better(baseline, margin, float(smoothed[i_low]), train_loss, evidence,
+                          lost=True)
     learned = learned_fraction(ys)
     evidence["learned"] = learned
     # how far it fell from its first evaluation stands in for the constant where that is
@@ -221,16 +222,19 @@ def diagnose_curve(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
     return verdict("balanced")
 
 
-def _no_better(baseline: float, margin: float, train_loss: float | None,
+def _no_better(baseline: float, margin: float, lowest: float, train_loss: float | None,
                evidence: dict[str, Any], lost: bool = False) -> Diagnosis:
     """A curve that never got clearly below the constant prediction's loss: it learned
     nothing from its inputs that shows on the validation data. Where its training loss did
     get below it, what it learned does not carry over (overfitting, or data that differ);
     else it learned nothing at all yet (underfitting). With `lost`, it had got below the
     constant and ended back at it: what it learned was lost, on its training data too
-    (unstable), or only on the validation data (overfitting)."""
-    mark = (f"no better on the validation data than a constant prediction (the targets' "
-            f"frequencies or mean: loss {baseline:.4g})")
+    (unstable), or only on the validation data (overfitting). `lowest` is the smoothed
+    curve's minimum: it may lie below the constant, but by less than `margin`."""
+    mark = (f"not clearly better on the validation data than a constant prediction (the "
+            f"targets' frequencies or mean: loss {baseline:.4g}): its lowest, {lowest:.4g} "
+            f"smoothed, is not {margin:.2g} below it ({TREND_SIGMAS:g} standard errors of its "
+            f"noise, at least {MIN_REL_CHANGE:.0%})")
     fitted = train_loss is not None and train_loss < baseline - margin
     if lost and fitted:
         return Diagnosis("overfitting", f"below a constant prediction's loss ({baseline:.4g}) "
@@ -247,7 +251,7 @@ def _no_better(baseline: float, margin: float, train_loss: float | None,
                          f"{train_loss:.4g}: what it learned does not carry over — check that "
                          "the validation inputs and labels match the training ones, then "
                          "regularize (more weight decay, fewer epochs)", evidence)
-    return Diagnosis("underfitting", f"{mark}: it has learned nothing from its inputs — try "
+    return Diagnosis("underfitting", f"{mark}: it may have learned nothing from its inputs — try "
                      "learning rates a decade either way (one too high holds a model at the "
                      "constant as surely as one too low), more epochs or more capacity; if "
                      "none helps, check that the inputs carry the labels", evidence)

@@ -30,7 +30,7 @@ from .searches import (
     schedule_search,
     weight_decay_search,
 )
-from .study import output_folder
+from .study import MODEL_FILE, output_folder
 from .tasks import load_task
 from .trials import Budget, TrialResult, TrialSpec, build_trainer, epoch_steps
 from .trials import train as train_spec
@@ -85,7 +85,7 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
     """Train a task from fresh weights with a named policy, evaluating the whole validation
     set once per epoch: history.json, curves.png and model.pt. Without `weight_decay`, the
     task's optimizer's start (defaults.START_WEIGHT_DECAY)."""
-    output_folder(out)
+    output_folder(out, model_of="train")
     loaded = load_task(task, data_dir=data_dir).loaded()
     batch_size = batch_size or loaded.batch_size
     weight_decay = start_weight_decay(loaded.optimizer, weight_decay)
@@ -102,8 +102,8 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
     files = _write(out, "history.json", history.to_json(), "curves.png",
                    lambda path: plot_history(history, path))
     if files:
-        torch.save(model.state_dict(), out / "model.pt")
-        files += (out / "model.pt",)
+        torch.save(model.state_dict(), out / MODEL_FILE)
+        files += (out / MODEL_FILE,)
     return Job(result, files)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
 import json
 import math
 import platform
@@ -55,7 +56,15 @@ from .plot import plot_range_test
 from .range_test import RangeTestResult, task_range_test
 from .report import pictures, write_report, write_train_script
 from .searches import MOMENTA, SearchResult, batch_size_search
-from .study import FinalRun, JournalExecutor, Outcome, StageRecord, Study, output_folder
+from .study import (
+    MODEL_FILE,
+    FinalRun,
+    JournalExecutor,
+    Outcome,
+    StageRecord,
+    Study,
+    output_folder,
+)
 from .tasks import Runner, Task, load_task, loader_batch
 from .trials import (
     EVAL_SAMPLES,
@@ -600,8 +609,15 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
         notes.append(f"the budget allowed {len(keys)} of the {len(values)} candidates"
                      f"{longer}: {which}")
 
+    per_epoch = epoch_steps(ctx.task, h.batch_size)
+
     def spec_for(value: Any, fraction: float) -> TrialSpec:
-        full = fraction >= 1
+        # a run as many steps long as the final training is the full length: run as one, on
+        # the whole validation set with its weights kept, the final can take it as it is
+        # (at 99.95% of the length, a fraction the budget rounded down, it was repeated)
+        steps = math.ceil(plan.final_epochs * fraction * per_epoch)
+        full = fraction >= 1 or steps >= math.ceil(plan.final_epochs * per_epoch)
+        fraction = 1.0 if full else fraction
         label = f"{describe(value)} @ {_fraction(fraction)}"
         base = TrialSpec(s.task, max_lr=h.max_lr or 0.0, budget=Budget(
             epochs=plan.final_epochs * fraction), momentum=h.momentum,
@@ -705,7 +721,9 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
                                    f"failed at the longest runs ({said}); check the task, or "
                                    "give the value yourself")
     verdicts = [r.diagnosis.verdict for r in last.results if r.diagnosis is not None]
-    reason = (f"{describe(winner)}, chosen by validation loss among "
+    # a tie's pick is not the validation loss's: the reason says so from its first words
+    how = "read from the runs of" if found.tied else "chosen by validation loss among"
+    reason = (f"{describe(winner)}, {how} "
               f"{', '.join(describe(k) for k in keys)}; "
               + "".join(f"{r}; " for r in replanned) + found.length_note)
     if found.tied:
@@ -1228,13 +1246,13 @@ def _final(ctx: Context) -> Outcome:
     if found is not None:
         result, path = found
         if distributed.world().is_main:
-            shutil.copyfile(path, ctx.settings.out / "model.pt")
+            shutil.copyfile(path, ctx.settings.out / MODEL_FILE)
         how = f"the full-length run '{result.label}' trained exactly this; kept, not repeated"
         ctx.study.record_trial("final", dataclasses.replace(result, spec=spec))
     else:
         result, model = train(spec, task=ctx.task, device=ctx.settings.device)
         if distributed.world().is_main:
-            torch.save(model.state_dict(), ctx.settings.out / "model.pt")
+            torch.save(model.state_dict(), ctx.settings.out / MODEL_FILE)
         ctx.study.record_trial("final", result)
         ctx.progress.trial("final", result)
         how = f"{result.steps} steps"
@@ -1343,7 +1361,13 @@ def _clearly_better(result: TrialResult, best: TrialResult,
     if clearly:
         return False, f"lower, but its {metric} is lower too: not kept"
     lower = _loss(result) < _loss(best)
-    return False, "lower, but within both runs' noise: not kept" if lower else "not better"
+    if lower:
+        return False, "lower, but within both runs' noise: not kept"
+    higher_score = metric is not None and result.val_metric is not None and \
+        best.val_metric is not None and result.val_metric > best.val_metric
+    # a correction is read by its validation loss first: say so where the score disagrees
+    though = f", though its {metric} is higher" if higher_score else ""
+    return False, f"its validation loss is not lower{though}: not kept"
 
 
 def _refine(ctx: Context) -> Outcome:
@@ -1416,7 +1440,7 @@ def _refine(ctx: Context) -> Outcome:
                        if hyper.weight_decay != ctx.hyper.weight_decay else None)
     if changed != Decision() and distributed.world().is_main and best.spec.save_model:
         shutil.copyfile(ctx.settings.out / "weights" / Path(best.spec.save_model).name,
-                        ctx.settings.out / "model.pt")
+                        ctx.settings.out / MODEL_FILE)
     reason = "; ".join(steps)
     final = _final_run(best) if changed != Decision() else None
     if final is not None:
@@ -1461,7 +1485,12 @@ def stage_list(stages: Sequence[str] | None) -> tuple[StageName, ...]:
     chosen = list(DEFAULT_STAGES if stages is None else stages)
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
-        raise ValueError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+        near = difflib.get_close_matches(unknown[0], STAGES, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"unknown stage {unknown[0]!r}{hint}; stages are {', '.join(STAGES)}")
+    if "refine" in chosen and "final" not in chosen:  # it would find nothing to correct
+        raise ValueError("the refine stage corrects the final training: give final too "
+                         "(--stages ...,final,refine)")
     chosen.append("range_test")  # every later stage needs the max_lr it finds
     return tuple(s for s in STAGES if s in chosen)  # the checklist's order, whatever was given
 
@@ -1501,8 +1530,8 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
     if started is not None and not started <= now:
         raise ValueError(f"started must be a time.perf_counter() reading taken before this "
                          f"call, got {started} (now {now})")
-    settings = Settings(task_name, output_folder(out), stage_list(stages), budget_epochs,
-                        budget_minutes, seed, data_dir, device, amp, compile)
+    settings = Settings(task_name, output_folder(out, model_of="tune"), stage_list(stages),
+                        budget_epochs, budget_minutes, seed, data_dir, device, amp, compile)
     team = distributed.world()
     # --budget-minutes is the wall time of everything, loading the data included
     started = now if started is None else started
@@ -1528,13 +1557,14 @@ def tune(task_name: str, *, out: str | Path = "runs/tune", budget_epochs: float 
         replanned = previous is not None and study.meta("plan") is None and all(
             previous.get(k) == config.get(k) for k in {*previous, *config} - BUDGET_KEYS)
         if previous is not None and previous != config and not replanned:
-            differ = "; ".join(
-                f"{k} {display.setting(previous.get(k))} there, {display.setting(config.get(k))}"
-                " here" for k in sorted({*previous, *config}) if previous.get(k) != config.get(k))
-            advice = "resume it with the same ones" if previous.get(
-                "start_weight_decay") == config.get("start_weight_decay") else \
-                ("its start weight decay was set by the version of disciplined that began it, "
-                 "not by an option: finish it with that version")
+            keys = [k for k in sorted({*previous, *config}) if previous.get(k) != config.get(k)]
+            differ = "; ".join(f"{k} {display.setting(previous.get(k))} there, "
+                               f"{display.setting(config.get(k))} here" for k in keys)
+            # the start weight decay follows the task's optimizer: only where nothing else
+            # differs did the version that began the study set it
+            advice = ("its start weight decay was set by the version of disciplined that "
+                      "began it, not by an option: finish it with that version") \
+                if keys == ["start_weight_decay"] else "resume it with the same ones"
             raise DisciplinedError(f"{settings.out} holds a study with other settings "
                                    f"({differ}); {advice}, or use another --out")
         study.set_meta("config", config)

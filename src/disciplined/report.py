@@ -103,8 +103,10 @@ def _comparison(comparison: Comparison, title: str, decision: Decision,
     if picture:
         parts.append(png(functools.partial(plot_comparison, comparison, title=title),
                          f"validation loss of each run: {title}"))
-    picked_verdicts = [comparison.ranking[i].verdict for i in chosen]
-    if "underfitting" in picked_verdicts:
+    # a full-length run's underfitting is its own: only a short one's is its length
+    short_underfit = [i for i in chosen if comparison.ranking[i].verdict == "underfitting"
+                      and not comparison.ranking[i].label.endswith("@ full")]
+    if short_underfit:
         parts.append("<p class='note'>The chosen run is diagnosed underfitting: a run shorter "
                      "than the final training stops before its LR has annealed, and so still "
                      "looks it. The ranking reads the validation loss, which tells the runs "

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from . import distributed
 from .decisions import Decision
@@ -116,10 +116,18 @@ class StageRecord:
     seconds: float
 
 
-def output_folder(out: str | Path) -> Path:
+# The files `tune` and `train` write a model beside.
+STUDY_FILE = "study.db"
+MODEL_FILE = "model.pt"
+
+
+def output_folder(out: str | Path, model_of: Literal["tune", "train"] | None = None) -> Path:
     """`out` as a folder results can be written to, checked before any work is done (so that
     nothing computed is lost to a bad path): it, or its nearest existing parent, must be a
-    folder. It is created later, when something is written."""
+    folder. It is created later, when something is written. A command that writes a model
+    (`model_of`) is refused a folder whose model another command wrote: `train` one holding
+    a study, `tune` one holding a model but no study; the model would be replaced while the
+    study's summary and report, or the training's history, still described the old one."""
     path = Path(out)
     for place in (path, *path.parents):
         if place.exists():
@@ -128,6 +136,17 @@ def output_folder(out: str | Path) -> Path:
                     f"--out {path}: {place} is a file, not a folder; give a folder (it is "
                     "created if missing). The file was left as it is.")
             break
+    study, model = (path / STUDY_FILE).exists(), (path / MODEL_FILE).exists()
+    if model_of == "train" and study:
+        raise DisciplinedError(
+            f"--out {path} holds a tune study ({STUDY_FILE}): train would replace its "
+            f"{MODEL_FILE} under its summary and report; give another --out. Nothing was "
+            "changed.")
+    if model_of == "tune" and model and not study:
+        raise DisciplinedError(
+            f"--out {path} holds a {MODEL_FILE} that no tune study wrote (a train run's?): "
+            "tune would replace it; give another --out, or move the folder's files. Nothing "
+            "was changed.")
     return path
 
 
@@ -171,7 +190,7 @@ class Study:
 
     def __init__(self, directory: str | Path, *, resume: bool = False) -> None:
         self.dir = Path(directory)
-        self.path = self.dir / "study.db"
+        self.path = self.dir / STUDY_FILE
         self.world = distributed.world()
         self.reused = 0
         self.alone = self.world.size == 1  # reads need no broadcast

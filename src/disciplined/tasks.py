@@ -852,9 +852,15 @@ def _task_from_file(path: Path) -> Task:
     missing = [name for name in ("build_model", "build_datasets")
                if not callable(getattr(module, name, None))]
     if missing:
+        # a function of the file's own spelt near a missing one is most likely it, misspelt
+        own = [n for n, v in vars(module).items()
+               if isinstance(v, types.FunctionType) and not n.startswith("_")]
+        near = [f"{found[0]}() for {m}()" for m in missing
+                if (found := difflib.get_close_matches(m, own, n=1, cutoff=0.8))]
+        hint = f" (it defines {' and '.join(near)}: misspelt?)" if near else ""
         raise TaskError(
-            f"{path}: a task file must define {' and '.join(f'{m}()' for m in missing)}; "
-            f"for example:\n{TASK_FILE_EXAMPLE}")
+            f"{path}: a task file must define {' and '.join(f'{m}()' for m in missing)}"
+            f"{hint}; for example:\n{TASK_FILE_EXAMPLE}")
     _check_names(path, module)
     loss_fn = getattr(module, "loss_fn", None) or nn.CrossEntropyLoss()
     if isinstance(loss_fn, type):
