@@ -378,6 +378,55 @@ def more_peers(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
           f"{time.perf_counter() - started:.0f} s", flush=True)
     return {**data, "peer_seeds": draws}
 
+def rules_again(name: str) -> dict[str, Any]:
+    """Read each stored range-test rule draw again (seed 0 in "procedures", the others in
+    "peer_seeds") from a sweep of its seed, with the rules of the library at hand: where a
+    rule's suggestion moved, its runs are trained again and the entry replaced, keeping the
+    earlier max LR and score under "before"; where it did not, the entry stays as it was.
+    Made for a change to the rules alone (2026-12-04: they now leave the sweep's first
+    points unread, as the peers' own suggestions do)."""
+    data, task, retrain, started = measured(name)
+    procedures, draws = dict(data["procedures"]), dict(data.get("peer_seeds", {}))
+    seeds = sorted({0, *(e["seed"] for e in draws.values() if e["procedure"] in
+                         {f"rule {r}" for r in RULES})})
+    for seed in seeds:
+        result = task_range_test(task, seed=seed)
+        for rule in RULES:
+            key = f"rule {rule}" if seed == 0 else f"rule {rule} seed {seed}"
+            store = procedures if seed == 0 else draws
+            old = store.get(key)
+            new = result.suggestions[rule].value
+            was = None if old is None or not old.get("choice") else old["choice"]["max_lr"]
+            same = new is None if was is None else \
+                new is not None and math.isclose(new, was, rel_tol=1e-9)
+            if same:
+                continue
+            if rule == "smith":  # its reading did not change: a moved sweep is not this one
+                print(f"{name}: seed {seed}'s sweep did not reproduce (smith {was} -> {new})",
+                      flush=True)
+            wall = old.get("wall_seconds") if old else None
+            if new is None:
+                entry = {"choice": None, "runs": [], "mean_score": None, "wall_seconds": wall,
+                         "note": "the rule gave no suggestion"}
+            else:
+                entry = choice_entry(retrain.runs(new, WEIGHT_DECAY, MOMENTUM),
+                                     retrain.classification, wall_seconds=wall, choice={
+                                         "max_lr": new, "momentum": list(MOMENTUM),
+                                         "weight_decay": WEIGHT_DECAY})
+            entry["before"] = {"max_lr": was, "mean_score": old.get("mean_score") if old
+                               else None, "library": "before 2026-12-04's start trim"}
+            if seed != 0:
+                entry = {**entry, "procedure": f"rule {rule}", "seed": seed,
+                         **{k: old[k] for k in ("final_training_seconds",
+                                                "final_training_seconds_from") if old and k in old}}
+            store[key] = entry
+            print(f"{name}: rule {rule} seed {seed}: max LR {was} -> {new}, score "
+                  f"{None if old is None else old.get('mean_score')} -> "
+                  f"{entry['mean_score']}", flush=True)
+    print(f"{name}: rules read again in {time.perf_counter() - started:.0f} s", flush=True)
+    return {**data, "procedures": procedures, "peer_seeds": draws}
+
+
 @functools.cache
 def library_commit() -> str:
     """The last commit that changed the library, '+' when its working tree differed: read
@@ -711,14 +760,18 @@ def main() -> None:
                         help="measure only the peers (Optuna, the range-test rules, Prodigy, "
                              "schedule-free) again with these seeds (e.g. 1,2) on tasks "
                              "already measured, beside seed 0")
+    parser.add_argument("--rules-again", action="store_true",
+                        help="read the range-test rules again on every stored seed; train "
+                             "again only the suggestions that moved")
     parser.add_argument("--remeasure-tune", action="store_true",
                         help="measure only tune again on tasks already measured, keeping the "
                              "earlier results as 'tune 3x (before)' and so on")
     args = parser.parse_args()
     library_commit()  # the library as imported, before any later edit
-    if sum(map(bool, (args.remeasure_tune, args.tune_seeds, args.peer_seeds))) > 1:
-        parser.error("--remeasure-tune, --tune-seeds and --peer-seeds are separate runs: "
-                     "give one")
+    if sum(map(bool, (args.remeasure_tune, args.tune_seeds, args.peer_seeds,
+                      args.rules_again))) > 1:
+        parser.error("--remeasure-tune, --tune-seeds, --peer-seeds and --rules-again are "
+                     "separate runs: give one")
     if args.budgets != tuple(BUDGETS) and not args.tune_seeds:
         parser.error("--budgets applies to --tune-seeds runs only")
     compute = remeasure if args.remeasure_tune else measure
@@ -726,7 +779,9 @@ def main() -> None:
         compute = functools.partial(more_seeds, seeds=args.tune_seeds, budgets=args.budgets)
     if args.peer_seeds:
         compute = functools.partial(more_peers, seeds=args.peer_seeds)
-    again = args.remeasure_tune or args.tune_seeds or args.peer_seeds
+    if args.rules_again:
+        compute = rules_again
+    again = args.remeasure_tune or args.tune_seeds or args.peer_seeds or args.rules_again
     if again:
         args.force = True
     for _, data in each_task(args, OUT, compute):

@@ -83,11 +83,18 @@ def _slopes(lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
     return np.gradient(losses, np.log(lrs)) if len(lrs) > 1 else np.zeros(len(lrs))
 
 
-def rule_smith(lrs: np.ndarray, losses: np.ndarray) -> float | None:
-    """The largest LR before the loss minimum where the loss still clearly decreases (the
-    sweep's first points, see `skipped`, are not read)."""
+def _read_part(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The curve less its first points (`skipped`), which every rule leaves unread, as the
+    peers' own suggestions do: fastai drops a tenth of the sweep, torch-lr-finder and
+    Lightning its first 10 points. Read whole, a smoothed curve's first steps (the average
+    of few values) made the steepest descent at the sweep's very start (1e-7)."""
     start = skipped(len(lrs))
-    lrs, losses = lrs[start:], losses[start:]
+    return lrs[start:], losses[start:]
+
+
+def rule_smith(lrs: np.ndarray, losses: np.ndarray) -> float | None:
+    """The largest LR before the loss minimum where the loss still clearly decreases."""
+    lrs, losses = _read_part(lrs, losses)
     if len(lrs) == 0:
         return None
     i_min = int(np.argmin(losses))
@@ -100,6 +107,9 @@ def rule_smith(lrs: np.ndarray, losses: np.ndarray) -> float | None:
 
 def rule_steepest(lrs: np.ndarray, losses: np.ndarray) -> float | None:
     """The LR of the steepest descent (torch-lr-finder's and Lightning's suggestion)."""
+    lrs, losses = _read_part(lrs, losses)
+    if len(lrs) == 0:
+        return None
     i_min = int(np.argmin(losses))
     slopes = _slopes(lrs, losses)[: i_min + 1]
     if len(slopes) < 2 or slopes.min() >= 0:
@@ -109,12 +119,14 @@ def rule_steepest(lrs: np.ndarray, losses: np.ndarray) -> float | None:
 
 def rule_min_div_10(lrs: np.ndarray, losses: np.ndarray) -> float | None:
     """A tenth of the LR at the loss minimum (the early fastai rule of thumb)."""
+    lrs, losses = _read_part(lrs, losses)
     return float(lrs[int(np.argmin(losses))] / 10.0) if len(lrs) else None
 
 
 def rule_valley(lrs: np.ndarray, losses: np.ndarray) -> float | None:
     """fastai's valley: the longest run of decreasing loss, then a point about halfway through
     its middle third."""
+    lrs, losses = _read_part(lrs, losses)
     n = len(losses)
     if n < 3:
         return None
