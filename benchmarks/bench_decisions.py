@@ -378,6 +378,7 @@ def more_peers(name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
           f"{time.perf_counter() - started:.0f} s", flush=True)
     return {**data, "peer_seeds": draws}
 
+
 def rules_again(name: str) -> dict[str, Any]:
     """Read each stored range-test rule draw again (seed 0 in "procedures", the others in
     "peer_seeds") from a sweep of its seed, with the rules of the library at hand: where a
@@ -414,7 +415,7 @@ def rules_again(name: str) -> dict[str, Any]:
                                          "max_lr": new, "momentum": list(MOMENTUM),
                                          "weight_decay": WEIGHT_DECAY})
             entry["before"] = {"max_lr": was, "mean_score": old.get("mean_score") if old
-                               else None, "library": "before 2026-12-04's start trim"}
+                               else None, "library": "as stored before this re-read"}
             if seed != 0:
                 entry = {**entry, "procedure": f"rule {rule}", "seed": seed,
                          **{k: old[k] for k in ("final_training_seconds",

@@ -4,9 +4,9 @@ from its start to its exit, against the budget it was given.
 bench-decisions calls `tune` in a process that imported torch long before; a user runs the
 command, and waits for its imports, its plan, the final training and the report. This runs
 the command itself on zoo tasks, one after another, with the machine's default threads, and
-times each process from outside. The budgets are 3x and 10x the final training's length
-stored in benchmarks/decisions/<task>.json (timed once, at 1 torch thread): about 3 and 10
-trainings, enough to be a budget a user would give.
+times each process from outside. The budgets are multiples (`--multiples`, default 3) of the
+final training's length stored in benchmarks/decisions/<task>.json (timed once, at 1 torch
+thread): about 3 trainings, a budget a user would give.
 
     make bench-budget
 """
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
-    rows, ratios, refused = [], [], 0
+    rows, ratios, refused, failed = [], [], 0, 0
     for multiple in args.multiples:
         for name in filter(None, args.tasks.split(",")):
             stored = DECISIONS / f"{name}.json"
@@ -70,10 +70,13 @@ def main() -> None:
             if too_small:  # a clear error, not a run: counted apart
                 refused += 1
                 kept, told = "refused", "(too small)"
+            elif own is None:  # any other failure: no wall time to read
+                failed += 1
+                kept, told = "failed", "failed"
             else:
                 ratios.append(ratio)
                 kept = "yes" if abs(ratio - 1) <= TOLERANCE else "no"
-                told = "failed" if own is None else f"{own:.1f} s"
+                told = f"{own:.1f} s"
             rows.append(f"| {name} | {multiple:g}x | {seconds:.1f} s | {wall:.1f} s | "
                         f"{told} | {ratio:.2f}x | {kept} |")
             print(rows[-1], flush=True)
@@ -86,13 +89,15 @@ def main() -> None:
         "included); M is the multiple of the final training's seconds stored in "
         "benchmarks/decisions/<task>.json; 'tune's total' is the summary's "
         "`wall_seconds_total` (to the end of the last stage, before the report).",
-        f"- within +-{TOLERANCE:.0%}: {inside} of the {len(ratios)} that ran; {refused} "
+        f"- within +-{TOLERANCE:.0%}: {inside} of the {len(ratios)} that ran; {failed} "
+        f"failed; {refused} "
         "refused as too small for loading, the range test and one short final (the error "
         "says how much to give); of those that ran, wall / budget min "
         f"{min(ratios, default=0):.2f}x, median {statistics.median(ratios or [0]):.2f}x, "
         f"max {max(ratios, default=0):.2f}x.",
         "",
-        "| task | budget | M | the command's wall | tune's total | wall / M | within +-10% |",
+        "| task | budget | budget (s) | the command's wall | tune's total | wall / budget | "
+        "within +-10% |",
         "|---|---|---:|---:|---:|---:|---|",
         *rows,
     ]

@@ -92,7 +92,7 @@ CASES = [  # (command line, words the one-line error must hold)
     (["tune", "digits", "--stages", "momentun"], "unknown stage 'momentun' (did you mean "
                                                  "'momentum'?)"),
     (["tune", "digits", "--stages", "lr,refine"], "the refine stage corrects the final "
-                                                  "training: give final too"),
+                                                  "training: add 'final' to the stages"),
     (["tune", "digits", "--executor", "slurm"], "'slurm' is not one of"),
     (["train", "{tmp}/tensors.py", "--max-lr", "0.1"], f"{PROTOCOL}, e.g. TensorDataset(x, y); "
                                                        "its training dataset is of type Tensor"),

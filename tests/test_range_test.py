@@ -185,11 +185,12 @@ def test_rules_on_a_known_curve():
 
 
 def test_no_rule_reads_the_sweeps_first_points():
-    # a smoothed curve's first steps drop for reasons the LR does not give (an average of a
-    # few values); the peers' own suggestions leave them unread, and so do ours
+    # a smoothed curve's first steps move for reasons the LR does not give (an average of a
+    # few values); the peers' own suggestions leave them unread, and so do ours: read, this
+    # dip would be every rule's minimum and steepest fall
     start = skipped(len(LRS))
     curve = CURVE.copy()
-    curve[:start] += np.linspace(1.0, 0.0, start)  # a steep fall over the unread part only
+    curve[start - 1] -= 5.0  # a dip below the curve's minimum, in the unread part only
     for rule in (rule_smith, rule_steepest, rule_min_div_10, rule_valley):
         assert rule(LRS, curve) == rule(LRS, CURVE) > LRS[start], rule.__name__
 

@@ -744,6 +744,16 @@ def test_refine_judges_a_classifier_by_its_accuracy_too(digits_study):
     assert _clearly_better(fooled, poor, None) == (True, "kept")
     assert _clearly_better(fooled, poor, "accuracy") == \
         (False, "lower, but its accuracy is lower too: not kept")
+    # the other way round, both steady: a higher loss is not kept, and the line says what a
+    # higher accuracy beside it does not change
+    steady = dataclasses.replace(good, diagnosis=dataclasses.replace(good.diagnosis,
+                                                                     verdict="balanced"))
+    assert _clearly_better(poor, steady, None) == \
+        (False, "its validation loss is not lower: not kept")
+    lucky = dataclasses.replace(poor, val_metric=good.val_metric + 0.01,
+                                diagnosis=steady.diagnosis)
+    assert _clearly_better(lucky, steady, "accuracy") == \
+        (False, "its validation loss is not lower, though its accuracy is higher: not kept")
     # the horizon check, a choice between equals, takes the better score, by accuracy first
     assert _scored_better(poor, fooled, "accuracy") and not _scored_better(poor, fooled, None)
 

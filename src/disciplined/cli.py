@@ -37,10 +37,6 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 MOMENTUM_TEXT = ",".join(f"{m:g}" for m in MOMENTUM)  # "0.95,0.85", as --momentum reads it
-# When the command began (`main`), so that --budget-minutes counts importing torch as the
-# user's clock does (about a second: over 5% of a 20-second budget). None where the app is
-# called in-process (tests): the budget then counts from tune's call.
-_began: list[float] = []
 
 OutDir = Annotated[Path, typer.Option("--out", help="Folder for the outputs.")]
 Seed = Annotated[int, typer.Option(help="Seed for weights and batch order.")]
@@ -620,6 +616,7 @@ class _TuneProgress:
 
 @app.command()
 def tune(
+    ctx: typer.Context,
     task: TaskArg,
     out: OutDir = Path("runs/tune"),
     budget_minutes: Annotated[float | None, typer.Option(
@@ -652,7 +649,10 @@ def tune(
     again = [*sys.argv[1:], *([] if resume else ["--resume"])]
     kept = (f"every finished trial and stage is kept in {out / 'study.db'}; continue "
             f"where it stopped with: {shlex.join(['disciplined', *again])}")
-    began = _began[0] if _began else None
+    # when the command began (`main`), so that --budget-minutes counts importing torch as the
+    # user's clock does (about a second: over 5% of a 20-second budget); none where the app
+    # is called in-process (tests, a notebook): the budget then counts from tune's call
+    began = (ctx.obj or {}).get("began")
     result = _call(lambda: run_tune(
         task, out=out, budget_epochs=budget_epochs, budget_minutes=budget_minutes,
         stages=None if stages is None else [s.strip() for s in stages.split(",")],
@@ -682,8 +682,7 @@ def tune(
     console.print(f"tuned for {_batch_line(hp['batch_size'])}")
     # the command's own clock where it has one: it counts the report's writing too
     took = s["wall_seconds_total"] if began is None else time.perf_counter() - began
-    budget = "" if s["budget_seconds"] is None else \
-        f" (the budget: {display.number(s['budget_seconds'])} s)"
+    budget = "" if s["budget_seconds"] is None else f" (the budget: {s['budget_seconds']:.0f} s)"
     console.print(f"total {took:.1f} s{budget}; report: {out / 'report.html'}")
 
 
@@ -696,11 +695,7 @@ def report(directory: Annotated[Path, typer.Argument(help="A tune --out folder."
 
 
 def main() -> None:
-    _began[:] = [time.perf_counter()]
-    try:
-        app()
-    finally:  # a second call in the same process (a test) starts its own clock
-        _began.clear()
+    app(obj={"began": time.perf_counter()})
 
 
 if __name__ == "__main__":

@@ -230,7 +230,8 @@ def _no_better(baseline: float, margin: float, lowest: float, train_loss: float 
     else it learned nothing at all yet (underfitting). With `lost`, it had got below the
     constant and ended back at it: what it learned was lost, on its training data too
     (unstable), or only on the validation data (overfitting). `lowest` is the smoothed
-    curve's minimum: it may lie below the constant, but by less than `margin`."""
+    curve's minimum: it may lie below the constant, but by less than `margin` (not used with
+    `lost`, where it lay further below)."""
     mark = (f"not clearly better on the validation data than a constant prediction (the "
             f"targets' frequencies or mean: loss {baseline:.4g}): its lowest, {lowest:.4g} "
             f"smoothed, is not {margin:.2g} below it ({TREND_SIGMAS:g} standard errors of its "

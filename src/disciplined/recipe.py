@@ -1489,8 +1489,8 @@ def stage_list(stages: Sequence[str] | None) -> tuple[StageName, ...]:
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ValueError(f"unknown stage {unknown[0]!r}{hint}; stages are {', '.join(STAGES)}")
     if "refine" in chosen and "final" not in chosen:  # it would find nothing to correct
-        raise ValueError("the refine stage corrects the final training: give final too "
-                         "(--stages ...,final,refine)")
+        raise ValueError("the refine stage corrects the final training: add 'final' to the "
+                         "stages")
     chosen.append("range_test")  # every later stage needs the max_lr it finds
     return tuple(s for s in STAGES if s in chosen)  # the checklist's order, whatever was given
 
