@@ -86,8 +86,9 @@ def main() -> None:
                 "make bench-budget"),
         f"- seed {args.seed}; each `disciplined tune zoo/<task> --budget-minutes M` run as "
         "its own process and timed from outside (its imports, the report and the exit "
-        "included); M is the multiple of the final training's seconds stored in "
-        "benchmarks/decisions/<task>.json; 'tune's total' is the summary's "
+        "included); 'budget' is M as a multiple of the final training's seconds stored in "
+        "benchmarks/decisions/<task>.json, 'budget (s)' M itself; 'tune's total' is the "
+        "summary's "
         "`wall_seconds_total` (to the end of the last stage, before the report).",
         f"- within +-{TOLERANCE:.0%}: {inside} of the {len(ratios)} that ran; {failed} "
         f"failed; {refused} "
