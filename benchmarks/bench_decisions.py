@@ -385,7 +385,9 @@ def rules_again(name: str) -> dict[str, Any]:
     rule's suggestion moved, its runs are trained again and the entry replaced, keeping the
     earlier max LR and score under "before"; where it did not, the entry stays as it was.
     Made for a change to the rules alone (2026-12-04: they now leave the sweep's first
-    points unread, as the peers' own suggestions do)."""
+    points unread, as the peers' own suggestions do). Smith's rule read its part so before:
+    where its suggestion moves, the entry was read by an older library (or the sweep did not
+    reproduce), and it is replaced like the others."""
     data, task, retrain, started = measured(name)
     procedures, draws = dict(data["procedures"]), dict(data.get("peer_seeds", {}))
     seeds = sorted({0, *(e["seed"] for e in draws.values() if e["procedure"] in
@@ -402,9 +404,9 @@ def rules_again(name: str) -> dict[str, Any]:
                 new is not None and math.isclose(new, was, rel_tol=1e-9)
             if same:
                 continue
-            if rule == "smith":  # its reading did not change: a moved sweep is not this one
-                print(f"{name}: seed {seed}'s sweep did not reproduce (smith {was} -> {new})",
-                      flush=True)
+            if rule == "smith":  # the trim did not change its reading: something else did
+                print(f"{name}: seed {seed}: Smith's reading moved ({was} -> {new}): the entry "
+                      "was read by an older library, or the sweep did not reproduce", flush=True)
             wall = old.get("wall_seconds") if old else None
             if new is None:
                 entry = {"choice": None, "runs": [], "mean_score": None, "wall_seconds": wall,

@@ -116,7 +116,7 @@ class StageRecord:
     seconds: float
 
 
-# The files `tune` and `train` write a model beside.
+# A tune study's journal, and the model file `tune` and `train` both write.
 STUDY_FILE = "study.db"
 MODEL_FILE = "model.pt"
 
