@@ -3,6 +3,8 @@ each command's work is a function in `disciplined.jobs` (or `disciplined.recipe.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import shlex
 import sys
@@ -694,7 +696,20 @@ def report(directory: Annotated[Path, typer.Argument(help="A tune --out folder."
     console.print(f"wrote {_call(lambda: regenerate_report(directory))}")
 
 
+def _quick_exit() -> None:
+    """Collect the garbage there is now, then exempt every object left from the collector.
+    At exit the interpreter's own collections walk every object torch and matplotlib hold,
+    to free memory the process is about to give back: 0.7 s of a 4 s `tune` on
+    multilabel_mlp, outside any --budget-minutes, against 0.3 s so. The garbage collected
+    here has its finalizers run, as at a normal exit; what module teardown orphans later is
+    freed or not as Python's shutdown never promised (`object.__del__`)."""
+    gc.collect()
+    gc.freeze()
+
+
 def main() -> None:
+    atexit.unregister(_quick_exit)  # once, however often main runs in one process
+    atexit.register(_quick_exit)
     app(obj={"began": time.perf_counter()})
 
 
