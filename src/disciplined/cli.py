@@ -676,9 +676,10 @@ def tune(
     final = s["final"]
     if final["val_metric"] is not None:
         console.print(f"final accuracy: [bold]{display.percent(final['val_metric'])}[/] "
-                      f"(val loss {display.number(final['val_loss'])})")
+                      f"(val loss {display.number(final['val_loss'])}){display.kept(final)}")
     elif final["val_loss"] is not None:
-        console.print(f"final validation loss: [bold]{display.number(final['val_loss'])}[/]")
+        console.print(f"final validation loss: [bold]{display.number(final['val_loss'])}[/]"
+                      f"{display.kept(final)}")
     if result.reused_trials:
         console.print(f"resumed: {result.reused_trials} finished trials taken from the journal")
     console.print(f"tuned for {_batch_line(hp['batch_size'])}")

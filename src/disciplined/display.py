@@ -47,3 +47,15 @@ def setting(value: Any) -> str:
     if value is None:
         return "none"
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def kept(final: dict[str, Any]) -> str:
+    """The summary's final training, where its model kept an earlier evaluation's weights:
+    which, and what its end scored ("" where the model is the end's)."""
+    if final.get("kept_step") is None:
+        return ""
+    end = f"{number(final['end_val_loss'])}" + (
+        "" if final.get("end_val_metric") is None else
+        f", accuracy {percent(final['end_val_metric'])}")
+    return (f" (the weights of step {final['kept_step']}, where its validation loss was "
+            f"lowest; at its end {end})")

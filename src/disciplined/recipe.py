@@ -623,7 +623,7 @@ def _halving_stage(ctx: Context, stage: StageName, values: Sequence[Any],
             epochs=plan.final_epochs * fraction), momentum=h.momentum,
             weight_decay=h.weight_decay, batch_size=h.batch_size, seed=s.seed,
             data_dir=s.data_dir, label=label, eval_samples=None if full else EVAL_SAMPLES,
-            amp=s.amp,
+            keep="best" if full else "last", amp=s.amp,
             save_model=ctx.weights_file(stage, label) if full else None)
         return base.with_(**{field: value})
 
@@ -1187,7 +1187,8 @@ def _final_spec(ctx: Context, hyper: Hyper) -> TrialSpec:
                      budget=Budget(epochs=hyper.epochs or ctx.planned().final_epochs),
                      momentum=hyper.momentum, weight_decay=hyper.weight_decay,
                      batch_size=hyper.batch_size, seed=s.seed, data_dir=s.data_dir,
-                     label="final", eval_samples=None, amp=s.amp, compile=s.compile)
+                     label="final", eval_samples=None, keep="best", amp=s.amp,
+                     compile=s.compile)
 
 
 def natural_epochs(settings: Settings, task: Task) -> float:
@@ -1256,14 +1257,18 @@ def _final(ctx: Context) -> Outcome:
         ctx.study.record_trial("final", result)
         ctx.progress.trial("final", result)
         how = f"{result.steps} steps"
-    return Outcome(decision, _final_reason(result, epochs, how) + resized,
+    return Outcome(decision, _final_reason(result, epochs, how) + resized + kept_words(result),
                    final=_final_run(result),
                    units=0.0 if found is not None else epochs / ctx.planned().final_epochs)
 
 
 def _final_run(result: TrialResult) -> FinalRun:
-    return FinalRun(result.val_loss, result.val_metric, result.steps,
-                    result.spec.budget.epochs or 0.0, result.seconds)
+    kept = result.kept
+    return FinalRun(result.model_val_loss, result.model_val_metric, result.steps,
+                    result.spec.budget.epochs or 0.0, result.seconds,
+                    None if kept is None else kept.step,
+                    None if kept is None else result.val_loss,
+                    None if kept is None else result.val_metric)
 
 
 def _final_reason(result: TrialResult, epochs: float, how: str) -> str:
@@ -1272,6 +1277,17 @@ def _final_reason(result: TrialResult, epochs: float, how: str) -> str:
     verdict = result.diagnosis.verdict if result.diagnosis else "-"
     return (f"1cycle for {display.epochs(epochs)} ({how}): validation loss "
             f"{display.number(result.val_loss)}{metric} ({verdict})")
+
+
+def kept_words(result: TrialResult) -> str:
+    """What a run that kept an earlier evaluation's weights says of them."""
+    if result.kept is None:
+        return ""
+    metric = "" if result.kept.val_metric is None else \
+        f", accuracy {display.percent(result.kept.val_metric)}"
+    return (f"; the model keeps the weights of step {result.kept.step} of {result.steps}, "
+            f"where its validation loss was lowest ({display.number(result.kept.val_loss)}"
+            f"{metric}), not its end's")
 
 
 def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec],
@@ -1789,6 +1805,10 @@ def _summary(ctx: Context, records: list[StageRecord], wall: float,
             "val_loss": run.val_loss if run else None,
             "val_metric": run.val_metric if run else None,
             "epochs": run.epochs if run else None,
+            # where the model has the weights of its lowest validation loss, not its end's
+            "kept_step": run.kept_step if run else None,
+            "end_val_loss": run.end_val_loss if run else None,
+            "end_val_metric": run.end_val_metric if run else None,
             "wall_seconds": final.seconds if final else None,  # the stage's, this time
             # the run's own: an earlier stage's full-length run, where the final reused it
             "train_seconds": run.train_seconds if run else None,

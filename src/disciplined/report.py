@@ -240,7 +240,8 @@ def build_report(study: Study, summary: dict[str, Any], left_out: str | None = N
         if trained is not None and final["wall_seconds"] < trained / 2:
             took = f"trained in {trained:.1f} s by an earlier stage's run, kept, not repeated"
         parts.append(f"<p>Final 1cycle training: {display.epochs(final['epochs'])}, validation "
-                     f"loss {display.number(final['val_loss'])}{metric}, {took}.</p>")
+                     f"loss {display.number(final['val_loss'])}{metric}"
+                     f"{html.escape(display.kept(final))}, {took}.</p>")
     parts += ["<h2>Budget spent per stage</h2>",
               _table([[s["name"], s["trials"], f"{s['wall_seconds']:.1f} s",
                        _decision(s["decision"])] for s in summary["stages"]],
@@ -314,9 +315,10 @@ SPEC = json.loads(r"""{spec}""")
 STUDY = json.loads(r"""{study}""")  # what the study's final training measured
 
 result, model = train(TrialSpec.from_dict(SPEC), progress=True)
-print(f"validation loss {{result.val_loss:.6g}} (the study: {{STUDY['val_loss']:.6g}})" + (
-    "" if result.val_metric is None else
-    f", accuracy {{result.val_metric:.2%}} (the study: {{STUDY['val_metric']:.2%}})"))
+# the model's: where the spec keeps its lowest validation loss's weights, that evaluation's
+print(f"validation loss {{result.model_val_loss:.6g}} (the study: {{STUDY['val_loss']:.6g}})" + (
+    "" if result.model_val_metric is None else
+    f", accuracy {{result.model_val_metric:.2%}} (the study: {{STUDY['val_metric']:.2%}})"))
 torch.save(model.state_dict(), "model_reproduced.pt")
 print("wrote model_reproduced.pt")
 '''

@@ -62,13 +62,18 @@ class StudyBusyError(DisciplinedError):
 
 @dataclasses.dataclass(frozen=True)
 class FinalRun:
-    """The final training's numbers, as the journal keeps them."""
+    """The final training's numbers, as the journal keeps them: those of the model it
+    delivers, which are its end's unless the weights of an earlier evaluation were kept
+    (`kept_step`; then `end_val_loss` and `end_val_metric` are the end's)."""
 
     val_loss: float | None
     val_metric: float | None
     steps: int
     epochs: float
     train_seconds: float
+    kept_step: int | None = None
+    end_val_loss: float | None = None
+    end_val_metric: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ its trainer with `build_trainer`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -28,6 +29,7 @@ from .policies import Policy, check_hyperparameters, check_policy, policy_schedu
 from .tasks import Task, load_task, loader_batch
 
 State = Literal["complete", "failed", "lost"]
+Keep = Literal["last", "best"]
 # Evaluations per trial when the spec does not say: enough for diagnose() to read a trend.
 EVALS_PER_TRIAL = 12
 # Short runs evaluate on a fixed subset of this many validation samples: twelve passes over
@@ -72,7 +74,12 @@ class TrialSpec:
     `eval_every` is in optimizer steps (None: EVALS_PER_TRIAL evaluations over the run);
     `eval_samples` caps the validation samples each evaluation reads (None: all of them);
     `save_model` is a file the trained weights are written to (so that a full-length trial
-    can be kept as the final training instead of being trained again); `amp` is the
+    can be kept as the final training instead of being trained again); `keep` is which
+    weights the trained model ends with: the last step's, or ("best") those of its lowest
+    validation loss where the run's diagnosis says its end is not its best (overfitting,
+    unstable or diverged: a final training worse at its end than on its way is not
+    delivered at its end; our engine's trainings only, a framework's runner keeps its
+    last); `amp` is the
     autocast ("auto": bf16 on a GPU that supports it, else none; "off"; "bf16"; "fp16") and
     `compile` runs the training forward through torch.compile."""
 
@@ -90,6 +97,7 @@ class TrialSpec:
     data_dir: str | None = None
     label: str = ""
     save_model: str | None = None
+    keep: Keep = "last"
     amp: str = "auto"
     compile: bool = False
 
@@ -97,6 +105,8 @@ class TrialSpec:
         check_policy(self.policy)
         check_hyperparameters(max_lr=self.max_lr, momentum=self.momentum,
                               weight_decay=self.weight_decay, batch_size=self.batch_size)
+        if self.keep not in ("last", "best"):
+            raise ValueError(f"keep must be 'last' or 'best', got {self.keep!r}")
         if self.amp not in AMP_CHOICES:
             raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
 
@@ -104,15 +114,19 @@ class TrialSpec:
         return dataclasses.replace(self, **changes)
 
     def trains_like(self, other: TrialSpec) -> bool:
-        """Whether both train the same weights (they may differ in label and where the
-        weights go)."""
-        return self.with_(label="", save_model=None) == other.with_(label="", save_model=None)
+        """Whether both train the same weights (they may differ in label, where the weights
+        go and which of them the model ends with)."""
+        def plain(spec: TrialSpec) -> TrialSpec:
+            return spec.with_(label="", save_model=None, keep="last")
+
+        return plain(self) == plain(other)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["momentum"] = list(self.momentum)  # as JSON reads it back
         # journals written before these fields keep their keys while they hold the default
-        for name, default in (("save_model", None), ("amp", "auto"), ("compile", False)):
+        for name, default in (("save_model", None), ("keep", "last"), ("amp", "auto"),
+                              ("compile", False)):
             if out[name] == default:
                 del out[name]
         return out
@@ -126,10 +140,22 @@ class TrialSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class Kept:
+    """The evaluation whose weights a run ended with instead of its last step's."""
+
+    step: int
+    val_loss: float
+    val_metric: float | None
+
+
+@dataclasses.dataclass(frozen=True)
 class TrialResult:
     """A finished trial: `state` is "complete", "failed" (then `error` says why) or "lost"
     (its Ray worker died each time it was tried: infrastructure, not the trial's outcome);
-    `worker` names the Ray node that ran it ("" when it ran in this process)."""
+    `worker` names the Ray node that ran it ("" when it ran in this process); `kept` is the
+    evaluation whose weights the model ended with, where the spec asked for the best and it
+    was not the last (`val_loss` and `val_metric` stay the end's: the hyper-parameters are
+    judged by them; `model_val_loss` is the model's)."""
 
     spec: TrialSpec
     state: State
@@ -141,10 +167,20 @@ class TrialResult:
     steps: int
     seconds: float
     worker: str = ""
+    kept: Kept | None = None
 
     @property
     def label(self) -> str:
         return self.spec.label
+
+    @property
+    def model_val_loss(self) -> float | None:
+        """The validation loss of the weights the run ended with."""
+        return self.val_loss if self.kept is None else self.kept.val_loss
+
+    @property
+    def model_val_metric(self) -> float | None:
+        return self.val_metric if self.kept is None else self.kept.val_metric
 
     @classmethod
     def failed(cls, spec: TrialSpec, state: State, error: str,
@@ -164,7 +200,8 @@ class TrialResult:
             Diagnosis.from_dict(data["diagnosis"])
         return cls(TrialSpec.from_dict(data["spec"]), data["state"], data["error"], history,
                    diagnosis, data["val_loss"], data["val_metric"], data["steps"],
-                   data["seconds"], data.get("worker", ""))
+                   data["seconds"], data.get("worker", ""),
+                   None if data.get("kept") is None else Kept(**data["kept"]))
 
 
 def build_trainer(spec: TrialSpec, *, task: Task | None = None, device: str | None = None,
@@ -228,16 +265,41 @@ def train(spec: TrialSpec, *, task: Task | None = None, device: str | None = Non
     its runner, everything else by our engine."""
     start = time.perf_counter()
     task = task or load_task(spec.task, data_dir=spec.data_dir)
+    lowest = None
     if task.runner is not None:
         history, model = task.runner.train(spec, device=device, progress=progress)
     else:
         trainer, steps = build_trainer(spec, task=task, device=device, progress=progress)
+        if spec.keep == "best":
+            trainer.on_eval = lowest = _Lowest(trainer.model)
         history, model = trainer.run(steps=steps, seconds=spec.budget.seconds), trainer.model
+    result = result_from(spec, history, time.perf_counter() - start)
+    if lowest is not None and lowest.state is not None and history.eval_step and \
+            lowest.step != history.eval_step[-1] and result.diagnosis is not None and \
+            result.diagnosis.verdict in ("overfitting", "unstable", "diverged"):
+        model.load_state_dict(lowest.state)
+        result = dataclasses.replace(result, kept=Kept(lowest.step, lowest.loss, lowest.metric))
     if spec.save_model is not None and distributed.world().is_main:
         # a worker that cannot write there (another Ray node) keeps its result all the same
         with contextlib.suppress(OSError):
             torch.save(model.state_dict(), spec.save_model)
-    return result_from(spec, history, time.perf_counter() - start), model
+    return result, model
+
+
+class _Lowest:
+    """Watches a training's evaluations and copies its model's weights to the CPU at each
+    new lowest validation loss."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.loss, self.step = model, math.inf, -1
+        self.metric: float | None = None
+        self.state: dict[str, Any] | None = None
+
+    def __call__(self, step: int, loss: float, metric: float | None) -> None:
+        if math.isfinite(loss) and loss < self.loss:
+            self.loss, self.step, self.metric = loss, step, metric
+            self.state = {k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor)
+                          else copy.deepcopy(v) for k, v in self.model.state_dict().items()}
 
 
 def run_trial(spec: TrialSpec, *, device: str | None = None, progress: bool = False,
