@@ -108,7 +108,11 @@ def run_tune(name: str, seconds: float, retrain: Retrainer, seed: int = 0) -> di
                         wall_seconds=round(wall, 1), choice=hyper,
                         own_final={"epochs": final["epochs"],
                                    "val_loss": finite(final["val_loss"]),
-                                   "val_metric": finite(final["val_metric"])},
+                                   "val_metric": finite(final["val_metric"]),
+                                   # where the model kept an earlier evaluation's weights
+                                   "kept_step": final.get("kept_step"),
+                                   "end_val_loss": finite(final.get("end_val_loss")),
+                                   "end_val_metric": finite(final.get("end_val_metric"))},
                         stages={s["name"]: round(s["wall_seconds"], 2)
                                 for s in result.summary["stages"]},
                         tune_wall=round(result.summary["wall_seconds_total"], 2),
