@@ -58,4 +58,4 @@ def kept(final: dict[str, Any]) -> str:
         "" if final.get("end_val_metric") is None else
         f", accuracy {percent(final['end_val_metric'])}")
     return (f" (the weights of step {final['kept_step']}, where its validation loss was "
-            f"lowest; at its end {end})")
+            f"lowest, picked on the very set it is scored by; at its end {end})")

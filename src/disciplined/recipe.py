@@ -1287,7 +1287,7 @@ def kept_words(result: TrialResult) -> str:
         f", accuracy {display.percent(result.kept.val_metric)}"
     return (f"; the model keeps the weights of step {result.kept.step} of {result.steps}, "
             f"where its validation loss was lowest ({display.number(result.kept.val_loss)}"
-            f"{metric}), not its end's")
+            f"{metric}: picked on the validation set, so a little optimistic), not its end's")
 
 
 def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec],
@@ -1460,7 +1460,8 @@ def _refine(ctx: Context) -> Outcome:
     reason = "; ".join(steps)
     final = _final_run(best) if changed != Decision() else None
     if final is not None:
-        reason += f". The final model is now the one trained with {changed.describe()}"
+        reason += (f". The final model is now the one trained with {changed.describe()}"
+                   f"{kept_words(best)}")
     return Outcome(changed, reason, final=final)
 
 

@@ -156,9 +156,11 @@ def output_folder(out: str | Path, model_of: Literal["tune", "train"] | None = N
 
 
 def trial_key(stage: str, spec: TrialSpec) -> str:
-    """A trial's identity: its stage and its full specification (less where its weights are
-    written, which moves with the study's folder)."""
-    text = json.dumps({"stage": stage, "spec": spec.with_(save_model=None).to_dict()},
+    """A trial's identity: its stage and its full specification, less where its weights are
+    written (which moves with the study's folder) and which of them it keeps (its training
+    is the same; a journal written before `keep` existed resumes with its runs)."""
+    text = json.dumps({"stage": stage,
+                       "spec": spec.with_(save_model=None, keep="last").to_dict()},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

@@ -77,9 +77,9 @@ class TrialSpec:
     can be kept as the final training instead of being trained again); `keep` is which
     weights the trained model ends with: the last step's, or ("best") those of its lowest
     validation loss where the run's diagnosis says its end is not its best (overfitting,
-    unstable or diverged: a final training worse at its end than on its way is not
-    delivered at its end; our engine's trainings only, a framework's runner keeps its
-    last); `amp` is the
+    unstable or diverged) and, for a task with a metric, they score no lower by it
+    (`_keeps`: a final training worse at its end than on its way is not delivered at its
+    end; our engine's trainings only, a framework's runner keeps its last); `amp` is the
     autocast ("auto": bf16 on a GPU that supports it, else none; "off"; "bf16"; "fp16") and
     `compile` runs the training forward through torch.compile."""
 
@@ -274,9 +274,7 @@ def train(spec: TrialSpec, *, task: Task | None = None, device: str | None = Non
             trainer.on_eval = lowest = _Lowest(trainer.model)
         history, model = trainer.run(steps=steps, seconds=spec.budget.seconds), trainer.model
     result = result_from(spec, history, time.perf_counter() - start)
-    if lowest is not None and lowest.state is not None and history.eval_step and \
-            lowest.step != history.eval_step[-1] and result.diagnosis is not None and \
-            result.diagnosis.verdict in ("overfitting", "unstable", "diverged"):
+    if lowest is not None and lowest.state is not None and _keeps(result, lowest):
         model.load_state_dict(lowest.state)
         result = dataclasses.replace(result, kept=Kept(lowest.step, lowest.loss, lowest.metric))
     if spec.save_model is not None and distributed.world().is_main:
@@ -288,7 +286,7 @@ def train(spec: TrialSpec, *, task: Task | None = None, device: str | None = Non
 
 class _Lowest:
     """Watches a training's evaluations and copies its model's weights to the CPU at each
-    new lowest validation loss."""
+    new lowest validation loss (into the same buffers each time)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model, self.loss, self.step = model, math.inf, -1
@@ -296,10 +294,34 @@ class _Lowest:
         self.state: dict[str, Any] | None = None
 
     def __call__(self, step: int, loss: float, metric: float | None) -> None:
-        if math.isfinite(loss) and loss < self.loss:
-            self.loss, self.step, self.metric = loss, step, metric
+        if not (math.isfinite(loss) and loss < self.loss):
+            return
+        self.loss, self.step, self.metric = loss, step, metric
+        now = self.model.state_dict()
+        if self.state is None:
             self.state = {k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor)
-                          else copy.deepcopy(v) for k, v in self.model.state_dict().items()}
+                          else copy.deepcopy(v) for k, v in now.items()}
+            return
+        for k, v in now.items():
+            if isinstance(v, torch.Tensor):
+                self.state[k].copy_(v.detach())
+            else:
+                self.state[k] = copy.deepcopy(v)
+
+
+def _keeps(result: TrialResult, lowest: _Lowest) -> bool:
+    """Whether a run that watched its lowest validation loss ends with those weights: where
+    that evaluation was not its last, the diagnosis says its end is not its best (it
+    overfit, was unstable or diverged), and, for a task with a metric, the evaluation scores
+    no lower by it than the end (a classifier's loss can rise while its accuracy still
+    climbs: on the zoo's tabular_mlp the lowest loss's weights scored 2.7 points under the
+    end's)."""
+    steps = [] if result.history is None else result.history.eval_step
+    verdict = None if result.diagnosis is None else result.diagnosis.verdict
+    return bool(steps) and lowest.step != steps[-1] and \
+        verdict in ("overfitting", "unstable", "diverged") and \
+        (result.val_metric is None or lowest.metric is None
+         or lowest.metric >= result.val_metric)
 
 
 def run_trial(spec: TrialSpec, *, device: str | None = None, progress: bool = False,
