@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -75,3 +76,13 @@ def publish(lines: list[str], path: Path | None, mark: str) -> None:
     print(section)
     if path is not None:
         write_section(path, mark, section)
+
+
+def end_of(final: dict[str, Any]) -> tuple[float | None, float | None]:
+    """A tune summary's final training at its end: its validation loss and metric. Where the
+    model kept an earlier evaluation's weights, those were picked on the validation set the
+    scores are read on (the test set, for MNIST-1D and Fashion-MNIST): the peers are scored
+    at their ends, and so is tune here."""
+    if final.get("kept_step") is not None:
+        return final["end_val_loss"], final["end_val_metric"]
+    return final["val_loss"], final["val_metric"]

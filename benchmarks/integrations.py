@@ -32,7 +32,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 import transformers
-from _common import header, publish
+from _common import end_of, header, publish
 from lightning.pytorch.tuner import Tuner
 from torch.utils.data import DataLoader
 
@@ -291,7 +291,8 @@ def hf_tune(seed: int) -> tuple[float, dict, float, dict]:
         study = tune(str(task_file), out=Path(tmp) / "study", budget_epochs=3, seed=seed)
         seconds = time.perf_counter() - began
     final = study.summary["final"]
-    return (final["val_loss"], {"eval_accuracy": final["val_metric"]}, seconds,
+    loss, metric = end_of(final)  # as the Trainer's own run is scored: at its end
+    return (loss, {"eval_accuracy": metric}, seconds,
             study.hyperparameters)
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import header, publish
+from _common import end_of, header, publish
 
 from disciplined import HyperScheduler, schedules
 from disciplined.engine import Trainer
@@ -48,7 +48,7 @@ def ours(task_name: str, seed: int, epochs: float | None) -> tuple[float, float,
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         s = tune(task_name, out=Path(tmp) / "s", seed=seed, budget_epochs=epochs).summary
-        return s["final"]["val_metric"], time.perf_counter() - start, s["hyperparameters"]
+        return end_of(s["final"])[1], time.perf_counter() - start, s["hyperparameters"]
 
 
 def main() -> None:

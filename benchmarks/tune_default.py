@@ -25,6 +25,8 @@ from typing import Any
 def decide(name: str, seed: int) -> dict[str, Any]:
     """One tune of a zoo task at the default budget: its choice, the final's numbers, and
     each stage's reason."""
+    from _common import end_of
+
     from disciplined.recipe import tune
 
     start = time.perf_counter()
@@ -32,7 +34,8 @@ def decide(name: str, seed: int) -> dict[str, Any]:
         summary = tune(f"zoo/{name}", out=out, seed=seed).summary
     final = summary["final"]
     return {"hyperparameters": summary["hyperparameters"],
-            "final": {"val_loss": final["val_loss"], "val_metric": final["val_metric"],
+            # at its end, as the files measured before a final could keep earlier weights
+            "final": {"val_loss": end_of(final)[0], "val_metric": end_of(final)[1],
                       "constant_loss": final.get("constant_loss")},
             "reasons": {s["name"]: s["reason"] for s in summary["stages"]},
             "wall_seconds": round(time.perf_counter() - start, 1)}
