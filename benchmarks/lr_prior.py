@@ -225,44 +225,71 @@ def tie_table(files: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def stage_pick(rows: list[dict[str, Any]], fraction: float, lrs: list[float],
-               by_accuracy: bool) -> float:
-    """What the LR stage takes from these ranked runs: a clear winner lowered by the
-    horizon correction (to the grid's LR nearest the corrected value), else its tie rule."""
+# How a tie among the leaders of runs shorter than the final length is settled, against
+# tune's (the lowest): by the tie's winner (its lowest validation loss) lowered by the
+# horizon correction as a clear winner is, by the lower or the higher of that and the
+# lowest, and with no correction at all (the short runs' winner, tie or not). Tried on the
+# dev half in the eighth session of 2026-12-04 and not kept: tune's rule was as good or
+# better there on both kinds of task.
+STAGE_RULES = ("the LR stage's pick (tune's: a tie's lowest)",
+               "a tie's winner, horizon-corrected (tried)",
+               "the lower of those two (tried)", "the higher of those two (tried)",
+               "the short runs' winner, uncorrected (tried)",
+               "the range test's reading alone")
+
+
+def stage_picks(rows: list[dict[str, Any]], fraction: float, lrs: list[float],
+                by_accuracy: bool) -> dict[str, float]:
+    """What the LR stage would take from these ranked runs under each of STAGE_RULES but the
+    last: a clear winner lowered by the horizon correction (to the grid's LR nearest the
+    corrected value), a tie settled by the rule."""
     lead = leaders(rows)
-    if len(lead) > 1:
-        return lowest_tied_lr(lead, {r["max_lr"]: r.get("verdict") for r in rows})
-    corrected = lead[0] * 10 ** -horizon_bias(fraction, by_accuracy)
-    return min(lrs, key=lambda lr: abs(math.log10(lr / corrected)))
+    loss = {r["max_lr"]: r["val_loss"] for r in rows}
+    winner = min(lead, key=lambda lr: math.inf if loss[lr] is None else loss[lr])
+
+    def snap(value: float) -> float:
+        return min(lrs, key=lambda lr: abs(math.log10(lr / value)))
+
+    corrected = snap(winner * 10 ** -horizon_bias(fraction, by_accuracy))
+    if len(lead) == 1:
+        return dict.fromkeys(STAGE_RULES[:4], corrected) | {STAGE_RULES[4]: winner}
+    lowest = lowest_tied_lr(lead, {r["max_lr"]: r.get("verdict") for r in rows})
+    return {STAGE_RULES[0]: lowest, STAGE_RULES[1]: corrected,
+            STAGE_RULES[2]: min(lowest, corrected), STAGE_RULES[3]: max(lowest, corrected),
+            STAGE_RULES[4]: winner}
 
 
 def stage_table(files: list[dict[str, Any]]) -> list[str]:
-    """The LR stage's pick from runs of each length against the range test's reading alone
-    (the grid's LR nearest the provisional max LR): what a budget with no room for the LR
-    stage's runs gets instead. Mean full-length regret, as the tie rules'."""
-    got: dict[tuple[str, float], list[float]] = {}
+    """The LR stage's pick from runs of each length, by each way of settling its ties,
+    against the range test's reading alone (the grid's LR nearest the provisional max LR):
+    what a budget with no room for the LR stage's runs gets instead. Mean full-length
+    regret, as the tie rules', apart for classifiers (points) and the others (percent)."""
+    got: dict[tuple[str, bool, float], list[float]] = {}
     for data in files:
         regret = full_regret(data)
         lrs = sorted(regret)
         reading = min(lrs, key=lambda lr: abs(math.log10(lr / data["provisional"])))
         grid = json.loads((REFERENCE / f"{data['task']}.json").read_text())
         by_accuracy = grid["score"] == "val_accuracy"
+        # a pick that diverged at full length counts as the worst LR that did not
+        worst = max(v for v in regret.values() if v is not None)
         for fraction in FRACTIONS:
             for rows in readings(data, fraction).values():
-                for who, lr in (("the LR stage's pick (tune's)",
-                                 stage_pick(rows, fraction, lrs, by_accuracy)),
-                                ("the range test's reading alone", reading)):
+                chosen = stage_picks(rows, fraction, lrs, by_accuracy) | {
+                    STAGE_RULES[-1]: reading}
+                for who, lr in chosen.items():
                     value = regret.get(lr)
-                    # a pick that diverged at full length counts as the worst LR that did not
-                    worst = max(v for v in regret.values() if v is not None)
-                    got.setdefault((who, fraction), []).append(worst if value is None
-                                                               else value)
-    lines = ["| max LR from | " + " | ".join(f"1/{round(1 / f)}" for f in FRACTIONS) + " |",
-             "|---|" + "---:|" * len(FRACTIONS)]
-    for who in ("the LR stage's pick (tune's)", "the range test's reading alone"):
-        cells = [f"{statistics.mean(v):.2f} ({len(v)})" if (v := got.get((who, f))) else "-"
-                 for f in FRACTIONS]
-        lines.append(f"| {who} | " + " | ".join(cells) + " |")
+                    got.setdefault((who, by_accuracy, fraction), []).append(
+                        worst if value is None else value)
+    lines = ["| max LR from | task judged by | " +
+             " | ".join(f"1/{round(1 / f)}" for f in FRACTIONS) + " |",
+             "|---|---|" + "---:|" * len(FRACTIONS)]
+    for who in STAGE_RULES:
+        for by_accuracy in (True, False):
+            cells = [f"{statistics.mean(v):.2f} ({len(v)})"
+                     if (v := got.get((who, by_accuracy, f))) else "-" for f in FRACTIONS]
+            kind = "accuracy (points)" if by_accuracy else "loss (percent)"
+            lines.append(f"| {who} | {kind} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -311,9 +338,10 @@ def table(split: str) -> list[str]:
                   "is left out):", "",
                   *tie_table(short), "",
                   "The LR stage's pick from those runs (a clear winner horizon-corrected, a "
-                  "tie settled by tune's rule) against the range test's reading alone, what "
-                  "a budget too small for the LR stage's runs keeps (mean full-length regret; "
-                  "a pick that diverged counts as the grid's worst LR that did not):", "",
+                  "tie settled by tune's rule or by one of the rules tried against it) "
+                  "against the range test's reading alone, what a budget too small for the "
+                  "LR stage's runs keeps (mean full-length regret; a pick that diverged "
+                  "counts as the grid's worst LR that did not):", "",
                   *stage_table(short)]
     return lines
 
@@ -325,7 +353,10 @@ def main() -> None:
     lines += ["", __doc__.split("\n\n")[1], "",
               "Caveats: one range test per task (seed 0); a grid's best set is as wide as "
               "its seeds' noise; the candidates are half a decade apart, so 0.25 decades "
-              "off is the closest a candidate can be in general.", ""]
+              "off is the closest a candidate can be in general. The date and machine "
+              "above are the tables' writing; each task's measurement keeps its own in "
+              "benchmarks/lr_prior/NAME.json (stored files are read again, not measured "
+              "again, unless --force).", ""]
     for split in ("dev", "test"):
         lines += [f"### {split} half", "", *table(split), ""]
     publish(lines, args.write, "lr-prior")
