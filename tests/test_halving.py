@@ -230,3 +230,21 @@ def test_a_replan_may_keep_fewer_candidates_or_the_pilot_alone():
                                replan=lambda p: ([1e-2], RungPlan(p.fractions[:1], (1,))))
     assert len(fake.calls) == 1 and found.winner == 1e-2
     assert "room for one run only" in found.length_note
+
+
+def test_a_length_the_caller_rounds_to_the_full_one_is_recorded_as_the_full_length():
+    # 99.95% of the final length is as many steps as the final: the caller trains it as the
+    # full length, so its tie is the full length's (lowest loss), not a short run's
+    def rounding(lr, fraction):
+        return spec_for(lr, 1.0 if fraction >= 0.999 else fraction)
+
+    fake = Fake(lambda lr, f: 1.0 + lr / 100, noise=0.1)
+    plan = RungPlan((Fraction(1999, 2000),), (5,), 0.0)
+    found = successive_halving(LRS, rounding, plan, prefer=lambda tied, _: max(tied),
+                               executor=fake)
+    assert found.last.fraction == 1.0 and not found.tied and found.winner == min(LRS)
+    assert "at the full length too" in found.length_note
+    # a length the caller does not round stays short, and its tie is the caller's to settle
+    short = successive_halving(LRS, spec_for, plan, prefer=lambda tied, _: max(tied),
+                               executor=Fake(lambda lr, f: 1.0 + lr / 100, noise=0.1))
+    assert short.last.fraction == 0.9995 and short.tied and short.winner == max(LRS)

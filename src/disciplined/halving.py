@@ -202,11 +202,15 @@ def successive_halving(
             if rest > room():
                 break
         specs = [spec_for(k, float(fraction)) for k in alive]
+        # a length the caller rounds to the full one (as many steps) is the full length: the
+        # rung is recorded so, and its ties are settled as the full length's are
+        length = 1.0 if all(sp.trains_like(spec_for(k, 1.0))
+                            for k, sp in zip(alive, specs, strict=True)) else float(fraction)
         pending = [sp for k, sp in zip(alive, specs, strict=True) if r > 0 or k not in first]
         fresh = iter(run.map(pending) if pending else [])
         comparison = Comparison.of([first[k] if r == 0 and k in first else next(fresh)
                                     for k in alive])
-        rungs.append(Rung(float(fraction), comparison))
+        rungs.append(Rung(length, comparison))
         by_label = {s.label: k for s, k in zip(specs, alive, strict=True)}
         ranked = [x for x in comparison.ranking if x.rank is not None]
         if not ranked:
