@@ -23,7 +23,7 @@ from disciplined.range_test import Mode
 from disciplined.searches import WeightDecayMode
 from disciplined.study import Study
 from disciplined.tasks import TaskError, load_task
-from disciplined.trials import Budget
+from disciplined.trials import Budget, Keep
 
 runner = CliRunner()
 
@@ -307,6 +307,7 @@ def test_the_command_lines_choices_are_the_librarys():
     assert typing.get_args(cli.PolicyName) == POLICIES
     assert typing.get_args(cli.WeightDecayModeName) == typing.get_args(WeightDecayMode)
     assert typing.get_args(cli.AmpName) == AMP_CHOICES
+    assert typing.get_args(cli.KeepName) == typing.get_args(Keep)
 
 
 def test_conventions_version_short_help_and_choices_shown():

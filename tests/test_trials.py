@@ -124,3 +124,22 @@ def test_tune_delivers_the_kept_weights_and_every_output_says_so(few_digits_task
     model.load_state_dict(torch.load(out / "model.pt"))
     assert scored(model, few_digits_task_file) == pytest.approx(
         (final["val_loss"], final["val_metric"]), rel=1e-5)
+
+
+def test_the_train_command_keeps_the_best_weights_when_asked(few_digits_task_file, tmp_path):
+    # evaluated every epoch, without weight decay, it overfits as the trials above do
+    args = ["train", few_digits_task_file, "--max-lr", "0.1", "--wd", "0", "--epochs", "60",
+            "--quiet"]
+    best = CliRunner().invoke(app, [*args, "--keep", "best", "--out", str(tmp_path / "best")])
+    assert best.exit_code == 0, best.output
+    assert "model.pt holds the weights of step" in best.output
+    last = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "last")])
+    assert last.exit_code == 0 and "model.pt holds" not in last.output
+    history = json.loads((tmp_path / "best" / "history.json").read_text())
+    lowest = min(history["val_loss"])
+    model = load_task(few_digits_task_file).model(0)
+    model.load_state_dict(torch.load(tmp_path / "best" / "model.pt"))
+    assert scored(model, few_digits_task_file)[0] == pytest.approx(lowest, rel=1e-5)
+    model.load_state_dict(torch.load(tmp_path / "last" / "model.pt"))
+    assert scored(model, few_digits_task_file)[0] == pytest.approx(history["val_loss"][-1],
+                                                                   rel=1e-5)

@@ -50,6 +50,7 @@ PolicyName = Literal["one-cycle", "one-cycle-cos", "clr", "sgdr", "step", "inv",
 WeightDecayModeName = Literal["grid", "combined", "fork"]
 ExecutorName = Literal["local", "ray"]
 AmpName = Literal["auto", "off", "bf16", "fp16"]
+KeepName = Literal["last", "best"]
 Amp = Annotated[AmpName, typer.Option(
     help="Autocast: auto is bf16 on a GPU that supports it (none on CPUs); off; bf16; fp16 "
          "(CUDA).")]
@@ -355,6 +356,10 @@ def train(
     quiet: Quiet = False,
     amp: Amp = "auto",
     compile: Compile = False,
+    keep: Annotated[KeepName, typer.Option(help=(
+        "The weights model.pt gets: the last step's, or best: those of the lowest "
+        "validation loss, where the curve overfit, was unstable or diverged after it and "
+        "they score no lower by the task's metric (a pick on the validation set)."))] = "last",
 ) -> None:
     """Train a task with a named policy; write history.json, curves.png and model.pt."""
     from .jobs import train as run_train
@@ -364,7 +369,8 @@ def train(
     job = _call(lambda: run_train(task, max_lr=max_lr, out=out, policy=policy, momentum=pair,
                                   weight_decay=weight_decay, epochs=epochs,
                                   batch_size=batch_size, seed=seed, data_dir=_dir(data_dir),
-                                  progress=not quiet and main, amp=amp, compile=compile))
+                                  progress=not quiet and main, amp=amp, compile=compile,
+                                  keep=keep))
     if not main:
         return
     h = job.result.history
@@ -384,6 +390,13 @@ def train(
     reading = job.result.diagnosis
     if reading is not None and reading.verdict != "inconclusive":
         console.print(f"the validation curve: {reading.advice}", highlight=False)
+    kept = job.result.kept
+    if kept is not None:
+        accuracy = "" if kept.val_metric is None else \
+            f", accuracy {display.percent(kept.val_metric)}"
+        console.print(f"model.pt holds the weights of step {kept.step}, the lowest validation "
+                      f"loss ({display.number(kept.val_loss)}{accuracy}; picked on the "
+                      "validation set), not the end's (--keep best)", highlight=False)
     _wrote(job.files)
     if h.stop_reason == "diverged":  # the files above say so too; the exit code must
         console.print(f"[bold red]diverged:[/] the training loss stopped being finite at step "

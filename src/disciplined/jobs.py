@@ -32,7 +32,7 @@ from .searches import (
 )
 from .study import MODEL_FILE, output_folder
 from .tasks import load_task
-from .trials import Budget, TrialResult, TrialSpec, build_trainer, epoch_steps
+from .trials import Budget, Keep, TrialResult, TrialSpec, build_trainer, epoch_steps
 from .trials import train as train_spec
 
 R = TypeVar("R")
@@ -81,10 +81,11 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
           momentum: tuple[float, float] = MOMENTUM, weight_decay: float | None = None,
           epochs: float = 5, batch_size: int | None = None, seed: int = 0,
           data_dir: str | None = None, progress: bool = False, amp: str = "auto",
-          compile: bool = False) -> Job[TrialResult]:
+          compile: bool = False, keep: Keep = "last") -> Job[TrialResult]:
     """Train a task from fresh weights with a named policy, evaluating the whole validation
-    set once per epoch: history.json, curves.png and model.pt. Without `weight_decay`, the
-    task's optimizer's start (defaults.START_WEIGHT_DECAY)."""
+    set once per epoch: history.json, curves.png and model.pt (the weights `keep` names:
+    `TrialSpec.keep`). Without `weight_decay`, the task's optimizer's start
+    (defaults.START_WEIGHT_DECAY)."""
     output_folder(out, model_of="train")
     loaded = load_task(task, data_dir=data_dir).loaded()
     batch_size = batch_size or loaded.batch_size
@@ -94,7 +95,7 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
                      policy=check_policy(policy), momentum=momentum,
                      weight_decay=weight_decay, batch_size=batch_size, seed=seed,
                      eval_every=per_epoch, eval_samples=None, data_dir=data_dir, amp=amp,
-                     compile=compile)
+                     compile=compile, keep=keep)
     result, model = train_spec(spec, task=loaded, progress=progress)
     history = result.history
     if history is None:
