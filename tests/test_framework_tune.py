@@ -193,3 +193,12 @@ def test_tune_runs_a_lightning_tasks_trials_on_ray(ray_executor, tmp_path):
     assert trials_per_stage(tmp_path / "ray")["weight_decay"] >= 2
     assert "Ray node" in (tmp_path / "ray" / "report.html").read_text()
     assert study.hyperparameters["weight_decay"] is not None
+
+
+def test_train_refuses_to_keep_the_best_weights_of_a_framework_task(tmp_path):
+    out = tmp_path / "train"
+    result = runner.invoke(app, ["train", LIGHTNING_TASK, "--max-lr", "0.1", "--keep", "best",
+                                 "--out", str(out)])
+    assert result.exit_code == 2
+    assert "--keep best reads our engine's evaluations" in result.output
+    assert not (out / "model.pt").exists()

@@ -135,6 +135,12 @@ def test_the_train_command_keeps_the_best_weights_when_asked(few_digits_task_fil
     assert "model.pt holds the weights of step" in best.output
     last = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "last")])
     assert last.exit_code == 0 and "model.pt holds" not in last.output
+    # with weight decay 1e-3 the same training ends balanced: asked for the best, it says
+    # the end's weights are what model.pt holds
+    balanced = CliRunner().invoke(app, [*args[:4], "--wd", "1e-3", *args[6:], "--keep", "best",
+                                        "--out", str(tmp_path / "balanced")])
+    assert balanced.exit_code == 0, balanced.output
+    assert "model.pt holds the end's weights" in balanced.output
     history = json.loads((tmp_path / "best" / "history.json").read_text())
     lowest = min(history["val_loss"])
     model = load_task(few_digits_task_file).model(0)

@@ -358,8 +358,10 @@ def train(
     compile: Compile = False,
     keep: Annotated[KeepName, typer.Option(help=(
         "The weights model.pt gets: the last step's, or best: those of the lowest "
-        "validation loss, where the curve overfit, was unstable or diverged after it and "
-        "they score no lower by the task's metric (a pick on the validation set)."))] = "last",
+        "validation loss where the curve overfit, was unstable or diverged after it and "
+        "they score no lower by the task's metric (a pick on the validation set), else the "
+        "last step's. history.json and curves.png show the whole run; the command says "
+        "which step model.pt holds. Our engine's tasks only."))] = "last",
 ) -> None:
     """Train a task with a named policy; write history.json, curves.png and model.pt."""
     from .jobs import train as run_train
@@ -397,11 +399,18 @@ def train(
         console.print(f"model.pt holds the weights of step {kept.step}, the lowest validation "
                       f"loss ({display.number(kept.val_loss)}{accuracy}; picked on the "
                       "validation set), not the end's (--keep best)", highlight=False)
+    elif keep == "best":
+        console.print("model.pt holds the end's weights: no earlier evaluation was lower after "
+                      "which the curve overfit, was unstable or diverged, without a lower "
+                      "accuracy (--keep best)", highlight=False)
     _wrote(job.files)
     if h.stop_reason == "diverged":  # the files above say so too; the exit code must
+        before = "" if kept is None else \
+            f" (model.pt holds step {kept.step}'s weights, from before it)"
         console.print(f"[bold red]diverged:[/] the training loss stopped being finite at step "
-                      f"{len(h.step)} of the planned run; the numbers above are not a result. "
-                      f"Lower --max-lr (try {max_lr / 10:g}), or check the task's loss and data.")
+                      f"{len(h.step)} of the planned run{before}; the numbers above are not a "
+                      f"result. Lower --max-lr (try {max_lr / 10:g}), or check the task's "
+                      "loss and data.")
         raise typer.Exit(1)
 
 

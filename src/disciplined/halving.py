@@ -166,7 +166,9 @@ def successive_halving(
 ) -> Halving:
     """Run `keys` (candidate values, in their natural order: ascending LR, weight decay...)
     through the rungs of `plan`. `spec_for(key, fraction)` builds a candidate's trial at a
-    fraction of the final length; `prefer(tied_keys, verdicts)` picks among candidates still
+    fraction of the final length (at each rung it is also asked for the full length's, so
+    that a length it rounds to the full one is recorded as the full length);
+    `prefer(tied_keys, verdicts)` picks among candidates still
     tied within noise after a rung shorter than the final length, given their runs' verdicts
     there (at full length the lowest loss wins), and `prefer_untold` (default `prefer`) when
     no rung told any candidates apart;

@@ -88,6 +88,10 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
     (defaults.START_WEIGHT_DECAY)."""
     output_folder(out, model_of="train")
     loaded = load_task(task, data_dir=data_dir).loaded()
+    if keep == "best" and loaded.runner is not None:
+        raise ValueError("--keep best reads our engine's evaluations: a Lightning or Hugging "
+                         "Face task's own trainer keeps its last weights (its checkpoint "
+                         "callbacks can keep the best); run without --keep best")
     batch_size = batch_size or loaded.batch_size
     weight_decay = start_weight_decay(loaded.optimizer, weight_decay)
     per_epoch = epoch_steps(loaded, batch_size)

@@ -471,9 +471,9 @@ class Context:
         return None
 
     def weights_file(self, stage: str, label: str) -> str:
-        """Where a full-length candidate's weights go, so it can become the final model."""
+        """Where a full-length candidate's weights go, so it can become the final model
+        (`trials.train` makes the folder when it writes them)."""
         folder = self.settings.out.resolve() / "weights"
-        folder.mkdir(exist_ok=True)
         safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in label)
         return str(folder / f"{stage}-{safe}.pt")
 

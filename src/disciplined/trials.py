@@ -16,6 +16,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -280,6 +281,7 @@ def train(spec: TrialSpec, *, task: Task | None = None, device: str | None = Non
     if spec.save_model is not None and distributed.world().is_main:
         # a worker that cannot write there (another Ray node) keeps its result all the same
         with contextlib.suppress(OSError):
+            Path(spec.save_model).parent.mkdir(parents=True, exist_ok=True)
             torch.save(model.state_dict(), spec.save_model)
     return result, model
 
