@@ -22,6 +22,10 @@ from .range_test import RangeCurve, RangeTestResult
 
 Verdict = Literal["underfitting", "balanced", "overfitting", "unstable", "diverged",
                   "inconclusive"]
+# Verdicts that ask for a lower LR (Smith 2018, Section 4.1).
+UNSTEADY: tuple[Verdict, ...] = ("unstable", "diverged")
+# Verdicts that say a curve's end is not its best: it rose after its minimum, or jumped.
+PAST_ITS_BEST: tuple[Verdict, ...] = ("overfitting", *UNSTEADY)
 # Fewer evaluations than this cannot separate a trend from noise.
 MIN_POINTS = 4
 # A change must exceed this many standard errors of the noise to count (3: a flat noisy

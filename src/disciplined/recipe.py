@@ -39,7 +39,7 @@ from .defaults import (
     USUAL_MAX_LR,
     start_weight_decay,
 )
-from .diagnose import MIN_LEARNED, MIN_REL_CHANGE, Verdict, learned_fraction
+from .diagnose import MIN_LEARNED, MIN_REL_CHANGE, UNSTEADY, Verdict, learned_fraction
 from .engine import AMP_CHOICES, evaluate, num_samples
 from .errors import DisciplinedError
 from .executors import Executor
@@ -162,8 +162,6 @@ MOST_PICTURES = {"final": 2}
 # Two max LRs closer than this (in decades) are one: 3 significant figures round by at most
 # 0.002 decades, the half-decade steps are 0.5 apart.
 SAME_LR_DECADES = 0.02
-# Verdicts that ask for a lower LR (Smith 2018, Section 4.1).
-UNSTEADY = ("unstable", "diverged")
 # What the closed loop calls a final run whose diagnosis found it no better than a constant
 # prediction: the LR is the suspect, in either direction (`_corrections`).
 NO_BETTER = "no better than a constant"

@@ -23,7 +23,7 @@ import torch
 
 from . import distributed
 from .defaults import MOMENTUM, WEIGHT_DECAY
-from .diagnose import Diagnosis, diagnose
+from .diagnose import PAST_ITS_BEST, Diagnosis, diagnose
 from .engine import AMP_CHOICES, History, Trainer, build_optimizer, num_samples, steps_per_epoch
 from .hyper import HyperScheduler
 from .policies import Policy, check_hyperparameters, check_policy, policy_schedules
@@ -321,7 +321,7 @@ def _keeps(result: TrialResult, lowest: _Lowest) -> bool:
     steps = [] if result.history is None else result.history.eval_step
     verdict = None if result.diagnosis is None else result.diagnosis.verdict
     return bool(steps) and lowest.step != steps[-1] and \
-        verdict in ("overfitting", "unstable", "diverged") and \
+        verdict in PAST_ITS_BEST and \
         (result.val_metric is None or lowest.metric is None
          or lowest.metric >= result.val_metric)
 
