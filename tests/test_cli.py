@@ -223,3 +223,15 @@ def test_the_command_exits_without_walking_its_objects_yet_finalizes_its_garbage
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().endswith("frozen True")  # the exit's collections skip them
     assert marker.read_text() == "finalized"  # garbage at exit still had its finalizer run
+
+
+def test_train_trains_the_task_files_own_epochs_unless_told(digits_task_file, tmp_path):
+    digits_task_file.write_text(digits_task_file.read_text() + "epochs = 2\n")
+    own = runner.invoke(app, ["train", str(digits_task_file), "--max-lr", "0.1", "--quiet",
+                              "--out", str(tmp_path / "own")])
+    assert own.exit_code == 0, own.output
+    assert json.loads((tmp_path / "own" / "history.json").read_text())["epochs"] == 2
+    told = runner.invoke(app, ["train", str(digits_task_file), "--max-lr", "0.1", "--quiet",
+                               "--epochs", "1", "--out", str(tmp_path / "told")])
+    assert told.exit_code == 0, told.output
+    assert json.loads((tmp_path / "told" / "history.json").read_text())["epochs"] == 1

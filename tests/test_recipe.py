@@ -19,6 +19,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
+from hypothesis import given, strategies
 from typer.testing import CliRunner
 
 from disciplined import cli, display, jobs, recipe
@@ -49,6 +50,7 @@ from disciplined.recipe import (
     lowest_tied_lr,
     lr_candidates,
     lr_to_check,
+    minutes_to_give,
     nearest,
     shares,
     tune,
@@ -376,15 +378,54 @@ def test_the_closed_loop_asks_what_each_diagnosis_calls_for():
     # nor what rounds to it: 0.0316 x 10^0.5 is 0.0999, the 0.1 a check already trained
     low = Hyper(batch_size=64, max_lr=0.0316, weight_decay=1e-4)
     checked = [spec.with_(max_lr=0.0316), spec.with_(max_lr=0.1)]
+    # the lighter weight decay is left, then the other direction (a diagnosis can be
+    # wrong), but never more weight decay for a run that underfits
     assert [d for d, _ in _corrections(low, "underfitting", checked, "sgd")] == \
-        [Decision(weight_decay=3.2e-05)]  # only the lighter weight decay is left
+        [Decision(weight_decay=3.2e-05), Decision(max_lr=0.00999)]
+    assert all(d.max_lr is None or d.max_lr < 0.1 for d, _ in
+               _corrections(hyper, "unstable", [spec], "sgd"))  # never a higher LR
+    assert all(d.weight_decay is None or d.weight_decay > 1e-4 for d, _ in
+               _corrections(hyper, "overfitting", [spec], "sgd"))  # nor less weight decay
     # a final no better than a constant prediction: an LR too high holds it there as surely
     # as one too low, so both, the higher first
-    assert [d.max_lr for d, _ in _corrections(hyper, recipe.NO_BETTER, [spec], "sgd")] == \
+    assert [d.max_lr for d, _ in _corrections(hyper, recipe.NO_BETTER, [spec], "sgd")][:2] == \
         [pytest.approx(0.316), pytest.approx(0.0316)]
     # no weight decay yet: the optimizer's smallest non-zero value, not 0 x 3
     assert _corrections(Hyper(batch_size=8, max_lr=1e-3, weight_decay=0.0), "overfitting",
                         [], "adamw")[0][0].weight_decay == 1e-3
+
+
+def test_finer_corrections_step_a_quarter_and_an_eighth_of_a_decade_and_say_so():
+    hyper = Hyper(batch_size=64, max_lr=0.1, weight_decay=1e-4)
+    spec = TrialSpec("digits", max_lr=0.1, budget=Budget(epochs=1), weight_decay=1e-4)
+    quarter = _corrections(hyper, "balanced", [spec], "sgd", 0.25)
+    assert [d for d, _ in quarter] == [
+        Decision(max_lr=0.0562), Decision(max_lr=0.178), Decision(weight_decay=1.8e-4),
+        Decision(weight_decay=5.6e-05)]
+    assert [w for _, w in quarter][:2] == ["a quarter-decade lower LR, at full length",
+                                           "a quarter-decade higher LR, at full length"]
+    assert quarter[2][1] == "more weight decay, at full length (a quarter-decade away)"
+    eighth = _corrections(hyper, "overfitting", [spec], "sgd", 0.125)
+    assert [d for d, _ in eighth] == [Decision(weight_decay=1.3e-4), Decision(max_lr=0.075),
+                                      Decision(max_lr=0.133)]
+    assert eighth[0][1] == "it overfits: more weight decay (an eighth-of-a-decade away)"
+    # half a decade says what it always said
+    assert _corrections(hyper, "overfitting", [spec], "sgd")[0][1] == \
+        "it overfits: more weight decay"
+
+
+def test_a_generous_budget_refines_nearer_its_choice_before_it_ends(tmp_path, monkeypatch):
+    # 30 trainings' time and no stage but the final's between: refine runs out of
+    # half-decade corrections and goes on a quarter and an eighth of a decade away, then
+    # says that nothing is left
+    monkeypatch.setattr(recipe, "TUNE_FINALS", 30.0)
+    result = tune("digits", out=tmp_path / "out", stages=["range_test", "final", "refine"],
+                  budget_epochs=1)
+    reason = {s["name"]: s for s in result.summary["stages"]}["refine"]["reason"]
+    assert "a half-decade lower LR" in reason and "a quarter-decade" in reason
+    assert "an eighth-of-a-decade" in reason
+    assert "Nothing left to try: every correction down to an eighth-of-a-decade step was " \
+        "trained" in reason
 
 
 def test_a_run_as_many_steps_long_as_the_final_is_the_final(tmp_path, monkeypatch):
@@ -881,6 +922,14 @@ def test_pictures_that_would_take_over_a_tenth_of_the_budget_are_left_out(tmp_pa
     assert result.exit_code == 0, result.output
     page = (out / "report.html").read_text()
     assert page.count("<img") == 3 and "left out" not in page  # range test, final's two
+
+
+@given(strategies.floats(min_value=0.01, max_value=36000.0))
+def test_the_minutes_a_refusal_advises_cover_what_is_needed(seconds):
+    minutes = minutes_to_give(seconds)
+    assert minutes * 60 >= seconds * (1 - 1e-9)  # never advice that is refused again
+    assert minutes * 60 < seconds + 6 + 1e-6  # and no more than a tenth of a minute above
+    assert minutes == round(minutes, 1)
 
 
 def test_the_wall_budget_counts_loading_the_task(tmp_path, monkeypatch):

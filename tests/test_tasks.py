@@ -23,7 +23,7 @@ from disciplined.tasks import (
     mnist1d_mlp,
     read_idx,
 )
-from disciplined.trials import Budget, TrialSpec, build_trainer
+from disciplined.trials import Budget, TrialSpec, build_trainer, train
 from disciplined.zoo._mnist1d import generated_mnist1d
 
 
@@ -434,3 +434,78 @@ def test_processes_with_shares_of_other_shapes_or_none_claim_no_constant_and_wai
         if second is not None:
             shares[1].add(second, second)
         assert _in_two_processes(shares) == [None, None]
+
+
+TWO_INPUTS_TASK = """
+import torch
+from sklearn.datasets import load_digits
+from torch.utils.data import Dataset
+
+metric = "accuracy"
+batch_size = 32
+
+
+class TwoInputs(Dataset):
+    # the image's two halves, each its own input, as {WRAP}
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        top, bottom = self.x[i, :32], self.x[i, 32:]
+        return {PACK}, self.y[i]
+
+
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.top, self.bottom = torch.nn.Linear(32, 32), torch.nn.Linear(32, 32)
+        self.head = torch.nn.Linear(64, 10)
+
+    def forward(self, inputs):
+        top, bottom = {UNPACK}
+        return self.head(torch.relu(torch.cat([self.top(top), self.bottom(bottom)], 1)))
+
+
+def build_model():
+    return Model()
+
+
+def build_datasets():
+    bunch = load_digits()
+    x = torch.tensor(bunch.data, dtype=torch.float32) / 16
+    y = torch.tensor(bunch.target)
+    return TwoInputs(x[:1400], y[:1400]), TwoInputs(x[1400:], y[1400:])
+"""
+
+
+@pytest.mark.parametrize("wrap, pack, unpack", [
+    ("a dict", '{"top": top, "bottom": bottom}', 'inputs["top"], inputs["bottom"]'),
+    ("a tuple", "(top, bottom)", "inputs"),
+])
+def test_a_model_of_two_inputs_is_swept_trained_and_evaluated(tmp_path, wrap, pack, unpack):
+    # a DataLoader collates such samples into a dict (or a list) of batched tensors, which
+    # go to the device as they are, each tensor moved
+    path = tmp_path / "two_inputs.py"
+    path.write_text(TWO_INPUTS_TASK.replace("{WRAP}", wrap).replace("{PACK}", pack)
+                    .replace("{UNPACK}", unpack))
+    task = load_task(str(path))
+    swept = task_range_test(task, num_steps=30)
+    assert len(swept.runs[0].loss) == 30
+    spec = TrialSpec(str(path), max_lr=0.1, budget=Budget(epochs=3))
+    result, _ = train(spec, task=task)
+    assert result.state == "complete"
+    assert result.val_metric is not None and result.val_metric > 0.8  # chance is 0.1
+
+
+def test_a_task_file_imports_the_modules_beside_it(tmp_path):
+    # as `python my_task.py` would; the import inside build_model runs long after loading
+    (tmp_path / "my_layers_beside.py").write_text(
+        "import torch\n\ndef head():\n    return torch.nn.Linear(4, 3)\n")
+    path = tmp_path / "uses_beside.py"
+    path.write_text(GOOD_TASK.replace(
+        "    return torch.nn.Linear(4, 3)\n",
+        "    import my_layers_beside\n    return my_layers_beside.head()\n"))
+    assert isinstance(load_task(str(path)).model(0), torch.nn.Linear)

@@ -20,6 +20,7 @@ from rich.markup import escape
 from . import display
 from .defaults import (
     END_LR,
+    FALLBACK_EPOCHS,
     MOMENTUM,
     NUM_STEPS,
     OPTIMIZER_NAMES,
@@ -188,7 +189,8 @@ class _StepBar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, desc=self.label, unit="step", leave=False)
+            self.bar = tqdm(total=self.total, desc=self.label, unit="step", leave=False,
+                            disable=None)  # None: no bar where stderr is not a terminal
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
@@ -348,7 +350,9 @@ def train(
                       ] = "one-cycle",
     momentum: Momentum = MOMENTUM_TEXT,
     weight_decay: WeightDecay = None,
-    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 5,
+    epochs: Annotated[float | None, typer.Option(
+        help="Training epochs; default: the task's own (a task file's `epochs`, as tune's "
+             f"final training), else {FALLBACK_EPOCHS}.", show_default=False)] = None,
     batch_size: BatchSize = None,
     out: OutDir = Path("runs/train"),
     seed: Seed = 0,
@@ -401,8 +405,9 @@ def train(
                       "validation set), not the end's (--keep best)", highlight=False)
     elif keep == "best":
         console.print("model.pt holds the end's weights: no earlier evaluation was lower after "
-                      "which the curve overfit, was unstable or diverged, without a lower "
-                      "accuracy (--keep best)", highlight=False)
+                      "which the curve overfit, was unstable or diverged"
+                      + ("" if job.result.val_metric is None else ", without a lower accuracy")
+                      + " (--keep best)", highlight=False)
     _wrote(job.files)
     if h.stop_reason == "diverged":  # the files above say so too; the exit code must
         before = "" if kept is None else \

@@ -13,6 +13,9 @@ MOMENTUM = (MAX_MOMENTUM, BASE_MOMENTUM)
 # The paper's weight decay (its Cifar-10 and LeNet examples, Section 4.4): a trial's default
 # where nothing says which optimizer trains it.
 WEIGHT_DECAY = 5e-4
+# A training's epochs where neither the user nor the task file says (`tune`'s final
+# training, `disciplined train`).
+FALLBACK_EPOCHS = 10
 # The optimizers tune sets, as users write their names.
 OPTIMIZER_NAMES = {"sgd": "SGD", "adamw": "AdamW"}
 # Where a command that trains without a weight decay from the user starts, per optimizer: the

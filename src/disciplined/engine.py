@@ -14,7 +14,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +68,21 @@ def build_optimizer(kind: str, model: nn.Module, *, lr: float = 1e-3, momentum: 
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=(momentum, 0.999),
                                  weight_decay=weight_decay)
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {kind!r}")
+
+
+def to_device(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """A batch's inputs on `device`: a tensor, or the dicts, lists and tuples of tensors a
+    DataLoader collates from samples whose inputs are such (a model with two inputs);
+    anything else (a string, a number) as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=non_blocking)
+    if isinstance(value, Mapping):
+        return {k: to_device(v, device, non_blocking) for k, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        return type(value)(*(to_device(v, device, non_blocking) for v in value))
+    if isinstance(value, list | tuple):
+        return type(value)(to_device(v, device, non_blocking) for v in value)
+    return value
 
 
 def _tensors(data: Data) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -177,7 +192,8 @@ class BatchStream:
         assert self._iter is not None
         x, y = next(self._iter)[:2]
         self._targets = y
-        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return (to_device(x, self.device, non_blocking=True),
+                to_device(y, self.device, non_blocking=True))
 
     def check_targets(self, guard: ClassGuard, out: Any, at: str) -> None:
         """`guard`'s check of the targets behind `out`, the model's output on the batch just
@@ -246,7 +262,7 @@ def evaluate(model: nn.Module, data: Data, loss_fn: Callable[..., torch.Tensor],
             for batch in batches:
                 if max_samples is not None and seen >= max_samples:
                     break
-                x, y = batch[0].to(device), batch[1].to(device)
+                x, y = to_device(batch[0], device), to_device(batch[1], device)
                 with blamed(x, y, which):
                     out = model(x)
                     # the loss's float() below waits for the device anyway
@@ -428,7 +444,8 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=None if math.isinf(limit) else int(limit - self.step),
-                       unit="step", leave=False, desc=self.label or None)
+                       unit="step", leave=False, desc=self.label or None,
+                       disable=None)  # None: no bar where stderr is not a terminal
         self._bar = bar
         start = time.perf_counter()
         trained_seconds, first_step = 0.0, self.step

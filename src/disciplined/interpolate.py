@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine import Data, evaluate, pick_device
+from .engine import Data, evaluate, pick_device, to_device
 
 # From half a segment before b to half a segment past a: the line's ends show the barriers.
 ALPHA_RANGE = (-0.5, 1.5)
@@ -76,7 +76,7 @@ def _recompute_batchnorm(model: nn.Module, data: Data, device: torch.device,
         for i, batch in enumerate(loader):
             if i >= max_batches:
                 break
-            model(batch[0].to(device))
+            model(to_device(batch[0], device))
     for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum
 

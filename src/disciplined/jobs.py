@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import torch
 
 from . import distributed, schedules
-from .defaults import MOMENTUM, start_weight_decay
+from .defaults import FALLBACK_EPOCHS, MOMENTUM, start_weight_decay
 from .engine import History, steps_per_epoch
 from .executors import Executor
 from .interpolate import Interpolation, alpha_grid, interpolate
@@ -79,13 +79,14 @@ def find_lr(task: str, *, out: Path, val: bool = False, start_lr: float = START_
 
 def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
           momentum: tuple[float, float] = MOMENTUM, weight_decay: float | None = None,
-          epochs: float = 5, batch_size: int | None = None, seed: int = 0,
+          epochs: float | None = None, batch_size: int | None = None, seed: int = 0,
           data_dir: str | None = None, progress: bool = False, amp: str = "auto",
           compile: bool = False, keep: Keep = "last") -> Job[TrialResult]:
     """Train a task from fresh weights with a named policy, evaluating the whole validation
     set once per epoch: history.json, curves.png and model.pt (the weights `keep` names:
     `TrialSpec.keep`). Without `weight_decay`, the task's optimizer's start
-    (defaults.START_WEIGHT_DECAY)."""
+    (defaults.START_WEIGHT_DECAY); without `epochs`, the task's own length, as `tune`
+    trains it (else FALLBACK_EPOCHS)."""
     output_folder(out, model_of="train")
     loaded = load_task(task, data_dir=data_dir).loaded()
     if keep == "best" and loaded.runner is not None:
@@ -94,6 +95,8 @@ def train(task: str, *, max_lr: float, out: Path, policy: str = "one-cycle",
                          "callbacks can keep the best); run without --keep best")
     batch_size = batch_size or loaded.batch_size
     weight_decay = start_weight_decay(loaded.optimizer, weight_decay)
+    if epochs is None:
+        epochs = loaded.epochs or FALLBACK_EPOCHS
     per_epoch = epoch_steps(loaded, batch_size)
     spec = TrialSpec(task, max_lr=max_lr, budget=Budget(epochs=epochs),
                      policy=check_policy(policy), momentum=momentum,

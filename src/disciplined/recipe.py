@@ -33,6 +33,7 @@ from .compare import Comparison
 from .decisions import Decision, Hyper
 from .defaults import (
     BASE_MOMENTUM,
+    FALLBACK_EPOCHS,
     NUM_STEPS,
     ONE_CYCLE_DIV,
     OPTIMIZER_NAMES,
@@ -83,8 +84,6 @@ StageName = Literal["range_test", "batch_size", "lr", "momentum", "weight_decay"
 STAGES: tuple[StageName, ...] = get_args(StageName)
 DEFAULT_STAGES: tuple[StageName, ...] = ("range_test", "lr", "momentum", "weight_decay",
                                          "final", "refine")
-# Final-training epochs when neither the budget nor the task says.
-FALLBACK_EPOCHS = 10
 # A short run trains at least this many steps: fewer leave a 1cycle no room to rise and
 # anneal, and the runs end before their losses part (measured on digits: 12-step runs all
 # ended near the initial loss and tied).
@@ -157,6 +156,12 @@ MEASURE_STEPS = 20
 # The refine stage trains another full-length candidate only while this much of one final
 # training's time is left.
 REFINE_MIN = 0.9
+# The sizes of refine's corrections, in decades, and how its reasons name them: half a
+# decade (the stages' own step) first; where none of those is left to try and the budget
+# still has room, the same directions a quarter and then an eighth of a decade away, each
+# kept only if clearly better. A generous budget then looks nearer its choice instead of
+# ending early; below an eighth, refine stops.
+REFINE_STEPS = {0.5: "a half-decade", 0.25: "a quarter-decade", 0.125: "an eighth-of-a-decade"}
 # The most pictures report.html draws for a stage (`report.pictures`): one, the final's two.
 MOST_PICTURES = {"final": 2}
 # Two max LRs closer than this (in decades) are one: 3 significant figures round by at most
@@ -1288,38 +1293,51 @@ def kept_words(result: TrialResult) -> str:
             f"{metric}: picked on the validation set, so a little optimistic), not its end's")
 
 
-def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec],
-                 optimizer: str) -> list[tuple[Decision, str]]:
+def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec], optimizer: str,
+                 decades: float = 0.5) -> list[tuple[Decision, str]]:
     """What the final run's diagnosis asks for, most likely first (Smith 2018: overfitting
-    wants more regularization, Section 4.3; instability a lower LR, Section 4.1)."""
+    wants more regularization, Section 4.3; instability a lower LR, Section 4.1), then the
+    other directions but the one the diagnosis rules out (a diagnosis read from one curve
+    can be wrong: an LR at the edge of divergence can end still falling, "underfitting"),
+    each a step of `decades` (REFINE_STEPS) away. Refine trains the first one untried."""
     lr, wd = hyper.max_lr or 0.0, hyper.weight_decay
-    step = 10**0.5
+    step = 10**decades
     more_wd = wd * step if wd > 0 else WEIGHT_DECAYS[optimizer][1]
     up = Decision(max_lr=float(f"{lr * step:.3g}"))
     down = Decision(max_lr=float(f"{lr / step:.3g}"))
     heavier = Decision(weight_decay=float(f"{more_wd:.2g}"))
     lighter = Decision(weight_decay=float(f"{wd / step:.2g}") if wd > 0 else 0.0)
+    size = REFINE_STEPS[decades]
+    order: list[tuple[Decision, str]]
+    ruled_out: Decision | None = None
     if verdict == "overfitting":
         order = [(heavier, "it overfits: more weight decay"),
                  (down, "it overfits: a lower LR")]
+        ruled_out = lighter
     elif verdict in UNSTEADY:
         order = [(down, f"it is {verdict}: a lower LR")]
+        ruled_out = up
     elif verdict == NO_BETTER:  # an LR too high holds a model at the constant, as one too low
         order = [(up, "no better than a constant prediction: a higher LR"),
                  (down, "no better than a constant prediction: a lower LR")]
     elif verdict == "underfitting":
         order = [(up, "it underfits: a higher LR"), (lighter, "it underfits: less weight decay")]
+        ruled_out = heavier
     else:
-        order = [(down, "a half-decade lower LR, at full length"),
-                 (up, "a half-decade higher LR, at full length"),
-                 (heavier, "more weight decay, at full length")]
+        order = []
+    order += [(d, w) for d, w in ((down, f"{size} lower LR, at full length"),
+                                  (up, f"{size} higher LR, at full length"),
+                                  (heavier, "more weight decay, at full length"),
+                                  (lighter, "less weight decay, at full length"))
+              if d != ruled_out and all(d != o for o, _ in order)]
     out = []
     for decision, why in order:
         h = hyper.apply(decision)
         if decision != Decision(weight_decay=wd) and not any(
                 same_lr(h.max_lr, t.max_lr) and h.weight_decay == t.weight_decay
                 for t in tried):
-            out.append((decision, why))
+            said = decades == 0.5 or size in why
+            out.append((decision, why if said else f"{why} ({size} away)"))
     return out
 
 
@@ -1406,17 +1424,22 @@ def _refine(ctx: Context) -> Outcome:
                      f"LR is the wrong way then")
     # a final training the final stage lengthened costs more than the plan's (`_final_epochs`)
     longer = (hyper.epochs or ctx.planned().final_epochs) / ctx.planned().final_epochs
+    finer, exhausted = iter(REFINE_STEPS), False
+    decades = next(finer)
     while ctx.left() >= REFINE_MIN * longer:
         verdict: str = best.diagnosis.verdict if best.diagnosis else "balanced"
         if verdict == "underfitting" and best.diagnosis is not None and \
                 best.diagnosis.evidence.get("beats_constant") is False:
             verdict = NO_BETTER
-        options = _corrections(hyper, verdict, tried, ctx.task.optimizer)
+        options = _corrections(hyper, verdict, tried, ctx.task.optimizer, decades)
         checking = check is not None and len(tried) == 1
         if checking and check is not None:  # first; later, not again as "a higher LR"
             options = [check, *[o for o in options
                                 if not same_lr(hyper.apply(o[0]).max_lr, check[0].max_lr)]]
+        while not options and (decades := next(finer, 0.0)):
+            options = _corrections(hyper, verdict, tried, ctx.task.optimizer, decades)
         if not options:
+            exhausted = True
             break
         decision, why = options[0]
         candidate = hyper.apply(decision)
@@ -1456,6 +1479,10 @@ def _refine(ctx: Context) -> Outcome:
         shutil.copyfile(ctx.settings.out / "weights" / Path(best.spec.save_model).name,
                         ctx.settings.out / MODEL_FILE)
     reason = "; ".join(steps)
+    if exhausted:
+        reason += (f". Nothing left to try: every correction down to "
+                   f"{REFINE_STEPS[min(REFINE_STEPS)]} step was trained, and the budget's "
+                   f"last {ctx.left():.1f} final trainings' time is left unused")
     final = _final_run(best) if changed != Decision() else None
     if final is not None:
         reason += (f". The final model is now the one trained with {changed.describe()}"
@@ -1723,6 +1750,12 @@ def _report_seconds(ctx: Context) -> float:
     return took * most_picture_units(ctx.settings.stages)
 
 
+def minutes_to_give(seconds: float) -> float:
+    """`seconds` as the minutes to advise, rounded up to a tenth: advice rounded down (0.04
+    minutes shown as 0.0) would be refused again."""
+    return math.ceil(round(seconds / 6, 6)) / 10
+
+
 def _plan(ctx: Context, started: float) -> Plan:
     """Fix the final length and the wall budget, once, from speeds measured on the engine;
     what was spent before it is counted from `started` (the clock when tune began) to the
@@ -1752,10 +1785,10 @@ def _plan(ctx: Context, started: float) -> Plan:
         room = FINAL_SHARE * max(0.0, seconds - spent)
         shortest = final * draft.shortest  # the shortest final a 1cycle has room in
         if room < shortest:
-            need = (spent + shortest / FINAL_SHARE) / 60
+            need = minutes_to_give(spent + shortest / FINAL_SHARE)
             raise DisciplinedError(
                 f"--budget-minutes {s.budget_minutes:g} is used up by loading the task and the "
-                f"range test ({spent:.0f} s): give at least {need:.1f} minutes, or use "
+                f"range test ({spent:.0f} s): give at least {need:g} minutes, or use "
                 "--budget-epochs (with --resume, the range test done is kept)")
         if final > room:  # too long for the budget: shortened to fit
             epochs = max(round(epochs * room / final, 2), 1 / per_epoch)

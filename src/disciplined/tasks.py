@@ -838,6 +838,11 @@ def _task_from_file(path: Path) -> Task:
         raise TaskError(f"{path}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # so trials can pickle what the file defines
+    # the file imports the modules beside it, as `python my_task.py` would (and may do so
+    # in build_model, long after this import: the folder stays on the path)
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except Exception as err:
