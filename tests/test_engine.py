@@ -364,3 +364,24 @@ def test_a_loss_that_flattens_its_scores_is_not_read_as_t_classes():
                       data, data, metric=None, batch_size=32)
     h = trainer.run(steps=40)
     assert h.stop_reason == "budget" and h.val_loss[-1] < h.val_loss[0]
+
+
+def test_a_batchs_inputs_go_to_the_device_whatever_their_structure():
+    # the meta device stands for a GPU: every tensor must land there, the structure kept
+    from collections import namedtuple
+
+    from torch.nn.utils.rnn import pack_sequence
+
+    from disciplined.engine import to_device
+
+    meta = torch.device("meta")
+    pair = namedtuple("pair", "left right")
+    t = torch.ones(2, 3)
+    moved = to_device({"a": t, "b": [t, (t, "label")], "c": pair(t, t), "n": 3}, meta)
+    assert moved["a"].device == meta and moved["b"][0].device == meta
+    assert isinstance(moved["b"][1], tuple) and moved["b"][1][0].device == meta
+    assert moved["b"][1][1] == "label" and moved["n"] == 3
+    assert isinstance(moved["c"], pair) and moved["c"].right.device == meta
+    # what moves itself is moved by its own .to (a PackedSequence keeps its sizes on the CPU)
+    packed = to_device(pack_sequence([torch.ones(3, 2), torch.ones(2, 2)]), meta)
+    assert packed.data.device == meta and packed.batch_sizes.device.type == "cpu"

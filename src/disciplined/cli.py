@@ -375,8 +375,8 @@ def train(
     job = _call(lambda: run_train(task, max_lr=max_lr, out=out, policy=policy, momentum=pair,
                                   weight_decay=weight_decay, epochs=epochs,
                                   batch_size=batch_size, seed=seed, data_dir=_dir(data_dir),
-                                  progress=not quiet and main, amp=amp, compile=compile,
-                                  keep=keep))
+                                  progress=not quiet and main and sys.stderr.isatty(),
+                                  amp=amp, compile=compile, keep=keep))
     if not main:
         return
     h = job.result.history

@@ -71,11 +71,14 @@ def build_optimizer(kind: str, model: nn.Module, *, lr: float = 1e-3, momentum: 
 
 
 def to_device(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """A batch's inputs on `device`: a tensor, or the dicts, lists and tuples of tensors a
-    DataLoader collates from samples whose inputs are such (a model with two inputs);
-    anything else (a string, a number) as it is."""
+    """A batch's inputs on `device`: a tensor, or anything with its own `.to` (a
+    PackedSequence, a tokenizer's batch), as it moves itself; else the dicts, lists and
+    tuples of them a DataLoader collates from samples whose inputs are such (a model with
+    two inputs), each moved; anything else (a string, a number) as it is."""
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=non_blocking)
+    if callable(getattr(value, "to", None)):
+        return value.to(device)
     if isinstance(value, Mapping):
         return {k: to_device(v, device, non_blocking) for k, v in value.items()}
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
@@ -444,8 +447,7 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=None if math.isinf(limit) else int(limit - self.step),
-                       unit="step", leave=False, desc=self.label or None,
-                       disable=None)  # None: no bar where stderr is not a terminal
+                       unit="step", leave=False, desc=self.label or None)
         self._bar = bar
         start = time.perf_counter()
         trained_seconds, first_step = 0.0, self.step

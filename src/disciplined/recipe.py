@@ -1463,8 +1463,10 @@ def _refine(ctx: Context) -> Outcome:
             score = (f"{ctx.task.metric} {display.percent(result.val_metric)} against "
                      f"{display.percent(best.val_metric)} ({score})")
         steps.append(f"{why} ({decision.describe()}): {score}, {outcome}")
-        if better:
+        if better:  # a new choice: its neighbours from half a decade again
             best, hyper = result, candidate
+            finer = iter(REFINE_STEPS)
+            decades = next(finer)
             ctx.study.record_trial("final", dataclasses.replace(
                 result, spec=result.spec.with_(label=f"final ({label})")))
     if not steps:
@@ -1480,9 +1482,9 @@ def _refine(ctx: Context) -> Outcome:
                         ctx.settings.out / MODEL_FILE)
     reason = "; ".join(steps)
     if exhausted:
-        reason += (f". Nothing left to try: every correction down to "
-                   f"{REFINE_STEPS[min(REFINE_STEPS)]} step was trained, and the budget's "
-                   f"last {ctx.left():.1f} final trainings' time is left unused")
+        reason += (f". Nothing left to try: every correction the diagnosis allows, down to "
+                   f"{REFINE_STEPS[min(REFINE_STEPS)]} step from the choice, was tried, and "
+                   f"the budget's last {ctx.left():.1f} final trainings' time is left unused")
     final = _final_run(best) if changed != Decision() else None
     if final is not None:
         reason += (f". The final model is now the one trained with {changed.describe()}"
@@ -1753,7 +1755,7 @@ def _report_seconds(ctx: Context) -> float:
 def minutes_to_give(seconds: float) -> float:
     """`seconds` as the minutes to advise, rounded up to a tenth: advice rounded down (0.04
     minutes shown as 0.0) would be refused again."""
-    return math.ceil(round(seconds / 6, 6)) / 10
+    return math.ceil(seconds / 6) / 10
 
 
 def _plan(ctx: Context, started: float) -> Plan:

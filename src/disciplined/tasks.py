@@ -839,10 +839,11 @@ def _task_from_file(path: Path) -> Task:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # so trials can pickle what the file defines
     # the file imports the modules beside it, as `python my_task.py` would (and may do so
-    # in build_model, long after this import: the folder stays on the path)
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    # in build_model, long after this import: the folder stays on the path); last on it, so
+    # that a file beside it never hides the standard library or an installed package
+    folder = path.resolve().parent
+    if str(folder) not in sys.path and folder != Path(zoo.__file__).resolve().parent:
+        sys.path.append(str(folder))
     try:
         spec.loader.exec_module(module)
     except Exception as err:
