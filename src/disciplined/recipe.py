@@ -156,6 +156,9 @@ MEASURE_STEPS = 20
 # The refine stage trains another full-length candidate only while this much of one final
 # training's time is left.
 REFINE_MIN = 0.9
+# With every correction tried, refine trains the runs tied with its choice again with other
+# seeds (`_settled_by_seeds`): at most this many, the choice and its nearest.
+SETTLE_MOST = 3
 # The sizes of refine's corrections, in decades, and how its reasons name them: half a
 # decade (the stages' own step) first; where none of those is left to try and the budget
 # still has room, the same directions a quarter and then an eighth of a decade away, each
@@ -1424,7 +1427,7 @@ def _refine(ctx: Context) -> Outcome:
                      f"LR is the wrong way then")
     # a final training the final stage lengthened costs more than the plan's (`_final_epochs`)
     longer = (hyper.epochs or ctx.planned().final_epochs) / ctx.planned().final_epochs
-    finer, exhausted = iter(REFINE_STEPS), False
+    finer, exhausted, runs = iter(REFINE_STEPS), False, [best]
     decades = next(finer)
     while ctx.left() >= REFINE_MIN * longer:
         verdict: str = best.diagnosis.verdict if best.diagnosis else "balanced"
@@ -1451,6 +1454,7 @@ def _refine(ctx: Context) -> Outcome:
         if result.state != "complete":
             steps.append(f"{why} ({decision.describe()}) failed: {result.error}")
             continue
+        runs.append(result)
         if checking:
             better = _scored_better(result, best, ctx.task.metric)
             outcome = "kept" if better else "not better: the correction stands"
@@ -1469,6 +1473,14 @@ def _refine(ctx: Context) -> Outcome:
             decades = next(finer)
             ctx.study.record_trial("final", dataclasses.replace(
                 result, spec=result.spec.with_(label=f"final ({label})")))
+    settled = ""
+    if exhausted:
+        chosen, settled = _settled_by_seeds(ctx, runs, best, longer)
+        if chosen is not best:
+            best, hyper = chosen, hyper.apply(Decision(max_lr=chosen.spec.max_lr,
+                                                       weight_decay=chosen.spec.weight_decay))
+            ctx.study.record_trial("final", dataclasses.replace(
+                chosen, spec=chosen.spec.with_(label=f"final ({chosen.label}, by seeds)")))
     if not steps:
         skipped = "" if check is None else (
             f" (not even the check of the LR stage's horizon correction, max LR "
@@ -1477,19 +1489,87 @@ def _refine(ctx: Context) -> Outcome:
     changed = Decision(max_lr=hyper.max_lr if hyper.max_lr != ctx.hyper.max_lr else None,
                        weight_decay=hyper.weight_decay
                        if hyper.weight_decay != ctx.hyper.weight_decay else None)
-    if changed != Decision() and distributed.world().is_main and best.spec.save_model:
+    if distributed.world().is_main and best.spec.save_model:
         shutil.copyfile(ctx.settings.out / "weights" / Path(best.spec.save_model).name,
                         ctx.settings.out / MODEL_FILE)
     reason = "; ".join(steps)
     if exhausted:
-        reason += (f". Nothing left to try: every correction the diagnosis allows, down to "
-                   f"{REFINE_STEPS[min(REFINE_STEPS)]} step from the choice, was tried, and "
-                   f"the budget's last {ctx.left():.1f} final trainings' time is left unused")
+        reason += (f". Every correction the diagnosis allows, down to "
+                   f"{REFINE_STEPS[min(REFINE_STEPS)]} step from the choice, was tried"
+                   f"{settled}")
+        if settled:
+            reason += (f"; the budget's last {ctx.left():.1f} final trainings' time, less than "
+                       f"another round, is left unused")
+        elif ctx.left() >= REFINE_MIN * longer:
+            reason += (f". Nothing left to try: the budget's last {ctx.left():.1f} final "
+                       f"trainings' time is left unused")
     final = _final_run(best) if changed != Decision() else None
     if final is not None:
         reason += (f". The final model is now the one trained with {changed.describe()}"
                    f"{kept_words(best)}")
     return Outcome(changed, reason, final=final)
+
+
+def _settled_by_seeds(ctx: Context, runs: Sequence[TrialResult], best: TrialResult,
+                      longer: float) -> tuple[TrialResult, str]:
+    """With every correction tried and time still left: the steady runs tied with the
+    choice within noise (at most SETTLE_MOST, the choice's nearest), trained again with
+    seeds after the user's, a round at a time while a whole round fits. The choice is then
+    the one with the best mean over the rounds (accuracy where the task has it, else the
+    validation loss), the choice kept unless another is better. As short runs grow until
+    they can tell, full-length ties get seeds until they can; the grids score a choice by
+    its mean too. Returns the chosen run (at the user's seed: the one whose weights are
+    delivered) and what the reason says of it ("" where nothing was tied or no round
+    fitted)."""
+    def steady(r: TrialResult) -> bool:
+        return r.diagnosis is None or r.diagnosis.verdict not in UNSTEADY
+
+    def tied(r: TrialResult) -> bool:
+        ranking = Comparison.of([best, r]).ranking
+        return ranking[0].rank == ranking[1].rank
+
+    near = sorted((r for r in runs if r is not best and steady(r) and tied(r)),
+                  key=lambda r: abs(_loss(r) - _loss(best)))
+    contenders = [best, *near[:SETTLE_MOST - 1]]
+    if len(contenders) < 2:
+        return best, ""
+    seeds: dict[str, list[TrialResult]] = {c.label: [c] for c in contenders}
+    rounds, seed = 0, ctx.settings.seed
+    # a round starts only where all of it fits: a round half done counts for nothing
+    while ctx.left() >= (len(contenders) - 1 + REFINE_MIN) * longer:
+        seed += 1
+        for c in contenders:
+            spec = c.spec.with_(seed=seed, label=f"{c.label}, seed {seed}", save_model=None)
+            result = ctx.trials("refine").map([spec])[0]
+            if result.state != "complete":
+                return best, (f"; the seed {seed} run of '{c.label}' failed "
+                              f"({result.error}): the choice stands")
+            seeds[c.label].append(result)
+        rounds += 1
+    if rounds == 0:
+        return best, ""
+    by_metric = ctx.task.metric is not None and all(
+        r.val_metric is not None for runs_of in seeds.values() for r in runs_of[:rounds + 1])
+
+    def mean(label: str) -> float:
+        done = seeds[label][:rounds + 1]
+        if by_metric:
+            return statistics.fmean(r.val_metric or 0.0 for r in done)
+        return statistics.fmean(_loss(r) for r in done)
+
+    def show(label: str) -> str:
+        return display.percent(mean(label)) if by_metric else display.number(mean(label))
+
+    winner = (max if by_metric else min)(contenders, key=lambda c: mean(c.label))
+    if mean(winner.label) == mean(best.label):  # no better than the choice: it stands
+        winner = best
+    what = ctx.task.metric if by_metric else "validation loss"
+    listed = ", ".join(f"'{c.label}' {show(c.label)}" for c in contenders)
+    outcome = "the choice stands" if winner is best else \
+        f"'{winner.label}' is the choice now, by the mean"
+    return winner, (f"; the {len(contenders)} steady runs within noise of each other were "
+                    f"trained again with {rounds} more seed{'s' if rounds > 1 else ''} "
+                    f"each: mean {what} {listed}: {outcome}")
 
 
 STAGE_FUNCTIONS: dict[StageName, Callable[[Context], Outcome]] = {
