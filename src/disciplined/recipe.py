@@ -1497,10 +1497,7 @@ def _refine(ctx: Context) -> Outcome:
         reason += (f". Every correction the diagnosis allows, down to "
                    f"{REFINE_STEPS[min(REFINE_STEPS)]} step from the choice, was tried"
                    f"{settled}")
-        if settled:
-            reason += (f"; the budget's last {ctx.left():.1f} final trainings' time, less than "
-                       f"another round, is left unused")
-        elif ctx.left() >= REFINE_MIN * longer:
+        if not settled and ctx.left() >= REFINE_MIN * longer:
             reason += (f". Nothing left to try: the budget's last {ctx.left():.1f} final "
                        f"trainings' time is left unused")
     final = _final_run(best) if changed != Decision() else None
@@ -1512,15 +1509,15 @@ def _refine(ctx: Context) -> Outcome:
 
 def _settled_by_seeds(ctx: Context, runs: Sequence[TrialResult], best: TrialResult,
                       longer: float) -> tuple[TrialResult, str]:
-    """With every correction tried and time still left: the steady runs tied with the
-    choice within noise (at most SETTLE_MOST, the choice's nearest), trained again with
-    seeds after the user's, a round at a time while a whole round fits. The choice is then
-    the one with the best mean over the rounds (accuracy where the task has it, else the
-    validation loss), the choice kept unless another is better. As short runs grow until
-    they can tell, full-length ties get seeds until they can; the grids score a choice by
-    its mean too. Returns the chosen run (at the user's seed: the one whose weights are
-    delivered) and what the reason says of it ("" where nothing was tied or no round
-    fitted)."""
+    """With every correction tried and time still left: the choice and the steady runs tied
+    with it within noise (as many of its nearest as a round fits, at most SETTLE_MOST in
+    all), trained again with the seeds after the user's, a round at a time while a whole
+    round fits. The choice is then the one with the best mean over the rounds (accuracy
+    where the task has it, else the validation loss), the choice kept unless another is
+    better. As short runs grow until they can tell, full-length ties get seeds until they
+    can; the grids score a choice by its mean too. Returns the chosen run (at the user's
+    seed: the one whose weights are delivered) and what the reason says of it ("" where
+    nothing was tied or not even two runs fit in a round)."""
     def steady(r: TrialResult) -> bool:
         return r.diagnosis is None or r.diagnosis.verdict not in UNSTEADY
 
@@ -1530,24 +1527,27 @@ def _settled_by_seeds(ctx: Context, runs: Sequence[TrialResult], best: TrialResu
 
     near = sorted((r for r in runs if r is not best and steady(r) and tied(r)),
                   key=lambda r: abs(_loss(r) - _loss(best)))
-    contenders = [best, *near[:SETTLE_MOST - 1]]
+    fits = math.floor(ctx.left() / longer - REFINE_MIN) + 1  # the runs a round has time for
+    contenders = [best, *near[:min(SETTLE_MOST, fits) - 1]]
     if len(contenders) < 2:
         return best, ""
     seeds: dict[str, list[TrialResult]] = {c.label: [c] for c in contenders}
-    rounds, seed = 0, ctx.settings.seed
+    rounds, seed, failed = 0, ctx.settings.seed, ""
     # a round starts only where all of it fits: a round half done counts for nothing
-    while ctx.left() >= (len(contenders) - 1 + REFINE_MIN) * longer:
+    while not failed and ctx.left() >= (len(contenders) - 1 + REFINE_MIN) * longer:
         seed += 1
         for c in contenders:
             spec = c.spec.with_(seed=seed, label=f"{c.label}, seed {seed}", save_model=None)
             result = ctx.trials("refine").map([spec])[0]
             if result.state != "complete":
-                return best, (f"; the seed {seed} run of '{c.label}' failed "
-                              f"({result.error}): the choice stands")
+                failed = f" (its seed {seed} run of '{c.label}' failed: {result.error})"
+                break
             seeds[c.label].append(result)
-        rounds += 1
+        else:
+            rounds += 1
     if rounds == 0:
-        return best, ""
+        return best, f"; the runs tied with the choice were not told apart by seeds{failed}" \
+            if failed else ""
     by_metric = ctx.task.metric is not None and all(
         r.val_metric is not None for runs_of in seeds.values() for r in runs_of[:rounds + 1])
 
@@ -1567,9 +1567,11 @@ def _settled_by_seeds(ctx: Context, runs: Sequence[TrialResult], best: TrialResu
     listed = ", ".join(f"'{c.label}' {show(c.label)}" for c in contenders)
     outcome = "the choice stands" if winner is best else \
         f"'{winner.label}' is the choice now, by the mean"
-    return winner, (f"; the {len(contenders)} steady runs within noise of each other were "
-                    f"trained again with {rounds} more seed{'s' if rounds > 1 else ''} "
-                    f"each: mean {what} {listed}: {outcome}")
+    why_stopped = failed or ", until no other round fitted"
+    return winner, (f"; the choice and the {len(contenders) - 1} steady "
+                    f"run{'s' if len(contenders) > 2 else ''} within noise of it were trained "
+                    f"again with {rounds} more seed{'s' if rounds > 1 else ''} each"
+                    f"{why_stopped}: mean {what} {listed}: {outcome}")
 
 
 STAGE_FUNCTIONS: dict[StageName, Callable[[Context], Outcome]] = {
