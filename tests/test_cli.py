@@ -130,7 +130,9 @@ def test_find_lr_says_when_it_cannot_tell_instead_of_suggesting(tmp_path, nothin
     result = runner.invoke(app, ["find-lr", str(task), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "cannot tell" in result.output and "suggested:" not in result.output
-    assert "disciplined tune" in result.output
+    # and what tune does instead: a longer sweep, then short runs
+    assert "sweeps 400 steps where 100 cannot tell, then tries max LRs around" in \
+        " ".join(result.output.split())
     saved = json.loads((tmp_path / "out" / "lr_range.json").read_text())
     assert saved["reading"]["conclusive"] is False
 

@@ -334,10 +334,14 @@ def find_lr(
         console.print(f"{reading.why}, but Smith's rule found no stretch where it still falls "
                       "clearly: widen the range (--start-lr, --end-lr)", highlight=False)
     else:
+        from .recipe import LONGER_SWEEP
+
         console.print(f"cannot tell: {reading.why}.", highlight=False)
         console.print(f"The rules' numbers above are not to be trusted. `disciplined tune {task}`"
-                      f" tries max LRs around {reading.anchor:.3g} by short runs that grow until "
-                      "they can tell; or widen the sweep (--start-lr, --end-lr, --steps).",
+                      f" sweeps {NUM_STEPS * LONGER_SWEEP} steps where {NUM_STEPS} cannot "
+                      f"tell, then tries max LRs around what its sweep reads (this one's "
+                      f"anchor: {reading.anchor:.3g}) by short runs that grow until they can "
+                      "tell; or widen the sweep (--start-lr, --end-lr, --steps).",
                       highlight=False)
     _wrote(job.files)
 
