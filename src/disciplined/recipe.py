@@ -1339,7 +1339,7 @@ def _corrections(hyper: Hyper, verdict: str, tried: Sequence[TrialSpec], optimiz
         if decision != Decision(weight_decay=wd) and not any(
                 same_lr(h.max_lr, t.max_lr) and h.weight_decay == t.weight_decay
                 for t in tried):
-            said = decades == 0.5 or size in why
+            said = decades == max(REFINE_STEPS) or size in why  # the first step, as ever
             out.append((decision, why if said else f"{why} ({size} away)"))
     return out
 
